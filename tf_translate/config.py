@@ -1,0 +1,158 @@
+"""Run configuration: frozen dataclasses with a JSON round trip.
+
+A run is described by one :class:`RunConfig` with four sections: ``data``, ``train``,
+``export`` and ``model`` (the method's own config, carrying the paper's defaults). Values
+are resolved in this order, later winning:
+
+    dataclass defaults -> the method's overrides -> the embedded-data demo profile (only
+    when no data source is given) -> a ``--config file.json`` -> explicit command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("data", "train", "export", "model")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    data: str | None = None  # folder, video, tfds:NAME[/CONFIG]; None = the embedded default data
+    load_size: int = 286  # images are resized to this square before the random crop
+    crop_size: int = 256
+    flip: bool = True  # random horizontal flip
+    batch_size: int = 1
+    domains: tuple[str, ...] = ("a", "b")  # names of the domains, in the data's folder order
+    max_pixels: int = 50_000_000  # images larger than this are refused from their header
+    min_images: int = 2  # training stops before it starts with fewer good images per domain
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    output: str | None = None  # run folder; default runs/<method>
+    epochs: int = 100  # epochs at the initial learning rate
+    decay_epochs: int = 100  # epochs of linear decay to 0 that follow
+    steps_per_epoch: int | None = None  # default: one pass over the larger training set
+    lr: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    seed: int = 0
+    jit_compile: str = "auto"  # auto | on | off; auto picks what measured faster on this device
+    log_every: int = 10  # steps between TensorBoard scalars
+    sample_every: int = 200  # steps between sample panels
+    checkpoint_every: int = 200  # steps between checkpoints (also at the end and on Ctrl-C)
+    validate_every: int = 0  # steps between validations on the test split (0 = off)
+    keep_checkpoints: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    export_dir: str | None = None  # default exported/<method>
+    export: bool = True  # export at the end of training
+    tflite: bool = True  # also write a float32 .tflite model, checked against the SavedModel
+
+
+_SECTION_TYPES = {"data": DataConfig, "train": TrainConfig, "export": ExportConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    method: str
+    data: DataConfig
+    train: TrainConfig
+    export: ExportConfig
+    model: Any  # the method's config dataclass
+
+    def to_dict(self) -> dict:
+        out = {"method": self.method}
+        for name in SECTIONS:
+            out[name] = dataclasses.asdict(getattr(self, name))
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_json() + "\n")
+        tmp.replace(path)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.train.output or f"runs/{self.method}")
+
+    @property
+    def export_dir(self) -> Path:
+        return Path(self.export.export_dir or f"exported/{self.method}")
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _coerce(cls, values: dict) -> Any:
+    """Build dataclass ``cls`` from ``values``, turning JSON lists back into tuples."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def merge(*layers: dict) -> dict:
+    """Merge nested ``{section: {field: value}}`` dicts; later layers win, None values are dropped."""
+    out: dict = {name: {} for name in SECTIONS}
+    for layer in layers:
+        for section, values in (layer or {}).items():
+            if section == "method":
+                continue
+            if section not in out:
+                raise ValueError(f"unknown config section {section!r} (expected one of {', '.join(SECTIONS)})")
+            out[section].update({k: v for k, v in values.items() if v is not None})
+    return out
+
+
+def build(method: str, model_cls, *layers: dict) -> RunConfig:
+    merged = merge(*layers)
+    sections = {name: _coerce(cls, merged[name]) for name, cls in _SECTION_TYPES.items()}
+    return RunConfig(method=method, model=_coerce(model_cls, merged["model"]), **sections)
+
+
+def load(path: str | Path) -> RunConfig:
+    """Rebuild a RunConfig from a config.json written by :meth:`RunConfig.save`."""
+    from tf_translate import registry
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no config.json (is this a run or export folder?)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    spec = registry.get(raw["method"])
+    return build(raw["method"], spec.config, raw)
+
+
+def read_layer(path: str | Path) -> dict:
+    """A ``--config file.json``: either a full saved config or a partial ``{section: {...}}``."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: config file not found") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object with sections {', '.join(SECTIONS)}")
+    return raw

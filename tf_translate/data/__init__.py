@@ -1,0 +1,13 @@
+"""Data builders by kind. ``load(kind, data_config)`` returns the method's data object."""
+
+from __future__ import annotations
+
+from tf_translate.data.images import DataError, ImageError  # noqa: F401
+
+
+def load(kind: str, cfg):
+    if kind == "unpaired":
+        from tf_translate.data import unpaired
+
+        return unpaired.load(cfg)
+    raise ValueError(f"unknown data kind {kind!r}")

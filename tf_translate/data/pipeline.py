@@ -1,0 +1,58 @@
+"""Shared tf.data pieces: stateless sampling of sources, jitter, scaling to [-1, 1].
+
+A training set is ``Dataset.range(first_sample, ...)`` mapped through functions of the
+sample index only, so the data position of a run is its step and nothing else.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_translate import seeding
+from tf_translate.data.sources import ImageSource
+
+
+def pick(source: ImageSource, sample, seed, stream: int):
+    """Index of the image that global sample ``sample`` reads from ``source``.
+
+    Each pass over the source is a fresh permutation derived from (seed, pass, stream).
+    """
+    n = tf.constant(len(source), tf.int64)
+    sample = tf.cast(sample, tf.int64)
+    key = seeding.derive(seed, seeding.SHUFFLE, stream, sample // n)
+    return tf.random.experimental.index_shuffle(sample % n, seed=key, max_index=n - 1)
+
+
+def read(source: ImageSource, index) -> tf.Tensor:
+    """The uint8 square image ``index`` of ``source`` (decoded by Pillow, outside the graph)."""
+    image = tf.numpy_function(source.load, [index], tf.uint8, stateful=False)
+    image.set_shape([source.size, source.size, 3])
+    return image
+
+
+def jitter(images: list, *, crop_size: int, flip: bool, seed, sample) -> list:
+    """The same random crop and horizontal flip for every image of a list (e.g. x and y of a pair)."""
+    channels = [int(image.shape[-1]) for image in images]
+    stacked = tf.concat(images, axis=-1)
+    crop = [crop_size, crop_size, sum(channels)]
+    stacked = tf.image.stateless_random_crop(stacked, crop, seed=seeding.derive(seed, seeding.CROP, sample))
+    if flip:
+        stacked = tf.image.stateless_random_flip_left_right(stacked, seed=seeding.derive(seed, seeding.FLIP, sample))
+    return tf.split(stacked, channels, axis=-1)
+
+
+def to_float(image) -> tf.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def to_uint8(image) -> tf.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounded."""
+    return tf.cast(tf.round(tf.clip_by_value((tf.cast(image, tf.float32) + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+
+
+def indexed(first_sample: int, count: int, batch_size: int, fn) -> tf.data.Dataset:
+    """Samples ``first_sample .. first_sample + count - 1`` through ``fn``, batched, prefetched."""
+    ds = tf.data.Dataset.range(first_sample, first_sample + count)
+    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,189 @@
+"""Small reusable layers and blocks shared by every network."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+# N(0, 0.02), as the CycleGAN, pix2pix and DCGAN papers initialise convolutions.
+def weight_init(seed: int | None = None) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(0.0, 0.02, seed=seed)
+
+
+class ReflectionPadding2D(layers.Layer):
+    """Reflection padding of the spatial dimensions (PyTorch's ``nn.ReflectionPad2d``).
+
+    ``tf.pad(mode="REFLECT")`` needs the pad to be smaller than the side; images that small
+    fall back to SYMMETRIC padding, which accepts a pad as large as the side.
+    """
+
+    def __init__(self, padding: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, x):
+        p = self.padding
+        pads = [[0, 0], [p, p], [p, p], [0, 0]]
+        shape = tf.shape(x)
+        small = tf.logical_or(shape[1] <= p, shape[2] <= p)
+        return tf.cond(small, lambda: tf.pad(x, pads, "SYMMETRIC"), lambda: tf.pad(x, pads, "REFLECT"))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        grow = lambda n: None if n is None else n + 2 * self.padding  # noqa: E731
+        return (b, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+class InstanceNorm(layers.Layer):
+    """Instance normalisation (Ulyanov et al. 2016): per sample and channel, over H and W.
+
+    Written with mean, multiply and rsqrt, not ``tf.nn.moments`` or GroupNormalization, so a
+    full-integer TFLite conversion keeps no float islands (no SQUARE, no NEG). Equal in float
+    to ``keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)``; epsilon 1e-5 as in the
+    PyTorch references. Statistics are computed in float32 whatever the compute dtype.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, center: bool = True, scale: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+        self.center = center
+        self.scale = scale
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma") if self.scale else None
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta") if self.center else None
+
+    def call(self, x):
+        dtype = x.dtype
+        x = tf.cast(x, tf.float32)
+        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        centered = x - mean
+        variance = tf.reduce_mean(centered * centered, axis=[1, 2], keepdims=True)
+        y = centered * tf.math.rsqrt(variance + self.epsilon)
+        if self.gamma is not None:
+            y = y * tf.cast(self.gamma, tf.float32)
+        if self.beta is not None:
+            y = y + tf.cast(self.beta, tf.float32)
+        return tf.cast(y, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+
+
+NORMS = ("instance", "batch", "none")
+
+
+def norm(kind: str, name: str) -> layers.Layer:
+    """The normalisation layer named ``kind``: instance (default), batch, or none (identity)."""
+    if kind == "instance":
+        return InstanceNorm(name=name)
+    if kind == "batch":
+        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+    if kind == "none":
+        return layers.Identity(name=name)
+    raise ValueError(f"unknown norm {kind!r}; expected one of {', '.join(NORMS)}")
+
+
+def activation(kind: str | None, name: str):
+    if kind is None:
+        return lambda x: x
+    if kind.startswith("lrelu"):
+        slope = float(kind[len("lrelu"):] or 0.2)
+        return layers.LeakyReLU(negative_slope=slope, name=name)
+    return layers.Activation(kind, name=name)
+
+
+def conv_block(
+    x,
+    filters: int,
+    kernel: int,
+    *,
+    name: str,
+    stride: int = 1,
+    pad: str = "zero",
+    norm_kind: str = "instance",
+    act: str | None = "relu",
+    transpose: bool = False,
+    use_bias: bool = True,
+):
+    """Padding -> (transposed) convolution -> norm -> activation, the unit of every network.
+
+    ``pad`` is ``reflect`` or ``zero`` (explicit, PyTorch-style k//2 or 1 for 4x4 kernels),
+    ``same`` (Keras same padding) or ``valid``.
+    """
+    if transpose:
+        x = layers.Conv2DTranspose(
+            filters, kernel, strides=stride, padding="same", use_bias=use_bias,
+            kernel_initializer=weight_init(), name=f"{name}_deconv",
+        )(x)
+    else:
+        padding = "valid"
+        amount = (kernel - 1) // 2 if kernel % 2 else 1
+        if pad == "reflect":
+            x = ReflectionPadding2D(amount, name=f"{name}_pad")(x)
+        elif pad == "zero":
+            x = layers.ZeroPadding2D(amount, name=f"{name}_pad")(x)
+        else:
+            padding = pad
+        x = layers.Conv2D(
+            filters, kernel, strides=stride, padding=padding, use_bias=use_bias,
+            kernel_initializer=weight_init(), name=f"{name}_conv",
+        )(x)
+    if norm_kind != "none":
+        x = norm(norm_kind, f"{name}_norm")(x)
+    return activation(act, f"{name}_act")(x)
+
+
+def residual_block(x, filters: int, *, name: str, norm_kind: str = "instance", pad: str = "reflect"):
+    """Two 3x3 convolutions with a skip connection (He et al.), as in CycleGAN and Johnson et al."""
+    y = conv_block(x, filters, 3, name=f"{name}_a", pad=pad, norm_kind=norm_kind, act="relu")
+    y = conv_block(y, filters, 3, name=f"{name}_b", pad=pad, norm_kind=norm_kind, act=None)
+    return layers.Add(name=f"{name}_add")([x, y])
+
+
+class ImagePool(layers.Layer):
+    """History of generated images shown to a discriminator (Shrivastava et al. 2017), as in
+    CycleGAN: while the pool is filling every image is stored and returned; afterwards, with
+    probability 1/2 an image is swapped with a random stored one, which is returned instead.
+    The pool is a layer weight, so checkpoints save and restore it, and every random choice
+    is derived from (seed, step, element) so a resumed run draws the same ones.
+    """
+
+    def __init__(self, size: int, image_shape: tuple, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+        self.image_shape = tuple(image_shape)
+        self.seed = seed
+        self.images = self.add_weight(shape=(max(self.size, 1), *self.image_shape), initializer="zeros",
+                                      trainable=False, name="images")
+        self.count = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="count")
+
+    def query(self, images, step):
+        from tf_translate import seeding
+
+        if self.size == 0:
+            return images
+        out = []
+        for k in range(images.shape[0]):  # static per-replica batch size
+            image = tf.cast(images[k], self.images.dtype)
+            count = self.count.value
+            u = tf.random.stateless_uniform([], seed=seeding.derive(self.seed, seeding.POOL, step, k, 0))
+            slot = tf.random.stateless_uniform([], seed=seeding.derive(self.seed, seeding.POOL, step, k, 1),
+                                               minval=0, maxval=self.size, dtype=tf.int32)
+            filling = count < self.size
+            swap = tf.logical_and(tf.logical_not(filling), u > 0.5)
+            target = tf.where(filling, count, slot)
+            previous = self.images.value[target]
+            write = tf.logical_or(filling, swap)
+            self.images.value.scatter_nd_update([[target]], [tf.where(write, image, previous)])
+            self.count.assign(tf.minimum(count + 1, self.size))
+            out.append(tf.where(swap, previous, image))
+        return tf.cast(tf.stack(out), images.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "image_shape": self.image_shape, "seed": self.seed}

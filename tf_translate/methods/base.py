@@ -1,0 +1,109 @@
+"""TranslationModel: what every method shares (step counter, trackers, optimizers, export view)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_translate.config import RunConfig
+
+
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant ``lr`` for ``epochs`` epochs, then linear decay towards 0 over ``decay_epochs``,
+    changing once per epoch as in the CycleGAN/pix2pix reference code:
+    lr(e) = lr * (1 - max(0, e + 1 - epochs) / (decay_epochs + 1)), e the 0-based epoch.
+    ``steps_per_epoch`` counts this optimizer's own updates in an epoch.
+    """
+
+    def __init__(self, lr: float, epochs: int, decay_epochs: int, steps_per_epoch: int):
+        self.lr, self.epochs, self.decay_epochs, self.steps_per_epoch = lr, epochs, decay_epochs, steps_per_epoch
+
+    def __call__(self, iterations):
+        epoch = tf.cast(iterations // self.steps_per_epoch, tf.float32)
+        decayed = tf.maximum(0.0, epoch + 1.0 - self.epochs) / float(self.decay_epochs + 1)
+        return self.lr * tf.maximum(0.0, 1.0 - decayed)
+
+    def get_config(self):
+        return {"lr": self.lr, "epochs": self.epochs, "decay_epochs": self.decay_epochs,
+                "steps_per_epoch": self.steps_per_epoch}
+
+
+class TranslationModel(keras.Model):
+    """Base of every method: ``call(x)`` translates with the main generator.
+
+    Subclasses set ``self.nets`` (role -> keras.Model), ``self.generator_roles`` and
+    ``self.discriminator_roles``, name their loss trackers, and implement ``train_step``.
+    """
+
+    method_name = "base"
+    loss_names: tuple[str, ...] = ()
+    # The validation measure on held-out data and whether larger is better.
+    validation_key = "val_loss"
+    validation_mode = "min"
+
+    def __init__(self, config: RunConfig, **kwargs):
+        super().__init__(name=self.method_name, **kwargs)
+        self.run_config = config
+        self.seed = config.train.seed
+        self.step = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False, name="step")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def role_variables(self, roles) -> list:
+        return [v for role in roles for v in self.nets[role].trainable_variables]
+
+    def compile(self, g_optimizer, d_optimizer=None, **kwargs):
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.g_optimizer.build(self.role_variables(self.generator_roles))
+        if d_optimizer is not None:
+            self.d_optimizer.build(self.role_variables(self.discriminator_roles))
+
+    def apply_gradients(self, optimizer, tape, loss, roles) -> tf.Tensor:
+        """One optimizer update for ``roles``; returns whether every gradient was finite.
+
+        Finiteness is checked here, on the gradients, because oneDNN can turn a NaN into 0
+        inside fused ops, and the loss that TerminateOnNaN reads may stay finite.
+        """
+        variables = self.role_variables(roles)
+        grads = tape.gradient(loss, variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
+        optimizer.apply_gradients(zip(grads, variables))
+        return finite
+
+    def record(self, losses: dict, finite) -> dict:
+        """Update trackers with the global-batch value of each loss (reduce() gives this
+        replica's share), return the logs, with ``loss`` and the finiteness flag."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for name, value in losses.items():
+            self.trackers[name].update_state(value * replicas)
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs["loss"] = logs[self.loss_names[0]]
+        logs["finite"] = tf.cast(finite, tf.float32)
+        self.step.assign_add(1)
+        return logs
+
+    def global_batch(self, x) -> tf.Tensor:
+        return tf.shape(x)[0] * tf.distribute.get_strategy().num_replicas_in_sync
+
+    # --- what export and the callbacks use -------------------------------------------------
+
+    def generators(self) -> dict:
+        """Signature name -> (generator model, input channels); the first is serving_default."""
+        raise NotImplementedError
+
+    def down_factor(self) -> int:
+        """Input height and width must be multiples of this (signatures pad and crop)."""
+        return 1
+
+    def sample_rows(self, batch) -> list[list[np.ndarray]]:
+        """Rows of float [-1, 1] images for a sample panel, with ``self.panel_titles`` columns."""
+        raise NotImplementedError
+
+    def validate(self, held_out) -> dict:
+        raise NotImplementedError

@@ -1,0 +1,69 @@
+"""Network builders: pure functions returning functional ``keras.Model`` objects.
+
+Generators are fully convolutional with dynamic height and width, so a model trained on
+256x256 crops runs on any size that is a multiple of its down-sampling factor.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from tf_translate.layers import conv_block, residual_block
+
+
+def resnet_generator(
+    *,
+    in_channels: int = 3,
+    out_channels: int = 3,
+    filters: int = 64,
+    n_blocks: int = 9,
+    n_down: int = 2,
+    norm_kind: str = "instance",
+    name: str = "resnet_generator",
+) -> keras.Model:
+    """Johnson et al.'s ResNet generator as CycleGAN uses it (Zhu et al. 2017, appendix 7.2).
+
+    c7s1-64, d128, d256, ``n_blocks`` residual blocks (9 for 256x256, 6 for 128x128),
+    u128, u64, c7s1-3; reflection padding, instance norm, ReLU, tanh output in [-1, 1].
+    Down-sampling factor: ``2 ** n_down``.
+    """
+    inputs = keras.Input((None, None, in_channels), name="image")
+    x = conv_block(inputs, filters, 7, name="c7s1", pad="reflect", norm_kind=norm_kind)
+    for i in range(n_down):
+        x = conv_block(x, filters * 2 ** (i + 1), 3, stride=2, name=f"d{i + 1}", norm_kind=norm_kind)
+    width = filters * 2**n_down
+    for i in range(n_blocks):
+        x = residual_block(x, width, name=f"r{i + 1}", norm_kind=norm_kind)
+    for i in reversed(range(n_down)):
+        x = conv_block(x, filters * 2**i, 3, stride=2, transpose=True, name=f"u{n_down - i}", norm_kind=norm_kind)
+    x = conv_block(x, out_channels, 7, name="out", pad="reflect", norm_kind="none", act=None)
+    outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def patch_discriminator(
+    *,
+    in_channels: int = 3,
+    filters: int = 64,
+    n_layers: int = 3,
+    norm_kind: str = "instance",
+    name: str = "patch_discriminator",
+) -> keras.Model:
+    """PatchGAN discriminator (Isola et al. 2017): one real/fake score per overlapping patch.
+
+    With ``n_layers=3``: C64 (stride 2, no norm) - C128 - C256 (stride 2) - C512 (stride 1) -
+    a 4x4 stride-1 convolution to one channel; LeakyReLU 0.2. Receptive field 70x70.
+    Outputs raw scores (no sigmoid): the GAN losses take logits. For a conditional
+    discriminator (pix2pix) pass the channel count of the concatenated (x, y).
+    """
+    inputs = keras.Input((None, None, in_channels), name="image")
+    x = conv_block(inputs, filters, 4, stride=2, name="c1", norm_kind="none", act="lrelu0.2")
+    for i in range(1, n_layers + 1):
+        width = filters * min(2**i, 8)
+        stride = 2 if i < n_layers else 1
+        x = conv_block(x, width, 4, stride=stride, name=f"c{i + 1}", norm_kind=norm_kind, act="lrelu0.2")
+    x = conv_block(x, 1, 4, name="patch", norm_kind="none", act=None)
+    outputs = layers.Activation("linear", name="score", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+

@@ -1,0 +1,54 @@
+"""The method registry: one entry per ``--method`` name, with its capabilities.
+
+Tests parametrize over the methods that have a capability (``exportable``,
+``distributable``), so a new method is picked up without editing them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    model: type  # the TranslationModel subclass
+    config: type  # the method's config dataclass
+    data_kind: str  # which tf_translate.data builder feeds it
+    exportable: bool = True  # has generator(s) to export
+    distributable: bool = True  # trains under tf.distribute
+    overrides: dict = dataclasses.field(default_factory=dict)  # {section: {field: value}} over the defaults
+    demo: dict = dataclasses.field(default_factory=dict)  # overrides for the embedded default data
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(name: str, **kwargs: Any) -> Callable[[type], type]:
+    def wrap(cls: type) -> type:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} registered twice")
+        METHODS[name] = MethodSpec(name=name, model=cls, **kwargs)
+        cls.method_name = name
+        return cls
+
+    return wrap
+
+
+def _load_all() -> None:
+    import tf_translate.methods  # noqa: F401  (importing registers every method)
+
+
+def names(**capabilities: bool) -> list[str]:
+    """Registered method names, optionally only those with the given capabilities."""
+    _load_all()
+    return sorted(n for n, s in METHODS.items() if all(getattr(s, k) == v for k, v in capabilities.items()))
+
+
+def get(name: str) -> MethodSpec:
+    _load_all()
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}") from None

@@ -1,0 +1,139 @@
+"""run(config): strategy -> data -> model -> compile -> restore -> callbacks -> fit -> export."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tf_translate import callbacks, data as tf_data, registry
+from tf_translate.config import RunConfig
+from tf_translate.methods.base import LinearDecay
+
+# Settings a resumed run may change; any other difference means a different run.
+RESUMABLE_CHANGES = {
+    ("train", "epochs"), ("train", "decay_epochs"), ("train", "output"), ("train", "jit_compile"),
+    ("train", "log_every"), ("train", "sample_every"), ("train", "checkpoint_every"),
+    ("train", "validate_every"), ("train", "keep_checkpoints"),
+    ("export", "export_dir"), ("export", "export"), ("export", "tflite"), ("data", "data"),
+}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or go on; the message says why and what to do."""
+
+
+def resolve_jit(setting: str) -> bool:
+    """``auto`` = off on CPU, where XLA measured slower for these networks (see README), on on GPU."""
+    if setting in ("on", "off"):
+        return setting == "on"
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _check_same_run(saved: Path, cfg: RunConfig) -> None:
+    old = json.loads(saved.read_text())
+    new = cfg.to_dict()
+    if old.get("method") != new["method"]:
+        raise TrainingError(f"{saved.parent} holds a {old.get('method')} run; use another --output")
+    changed = []
+    for section in ("data", "train", "export", "model"):
+        for key, value in new[section].items():
+            before = old.get(section, {}).get(key)
+            if isinstance(value, tuple):
+                value = list(value)
+            if before != value and (section, key) not in RESUMABLE_CHANGES:
+                changed.append(f"{key} {before} -> {value}")
+    if changed:
+        raise TrainingError(f"{saved.parent} holds a run with other settings ({'; '.join(changed)}); "
+                            "use another --output, or delete the folder to start over")
+
+
+def build_model(cfg: RunConfig, spec, steps_per_epoch: int):
+    """The method's model, compiled with one Adam optimizer per role (build under a strategy scope)."""
+    model = spec.model(cfg)
+    t = cfg.train
+    adam = lambda: keras.optimizers.Adam(  # noqa: E731
+        LinearDecay(t.lr, t.epochs, t.decay_epochs, steps_per_epoch), beta_1=t.beta_1, beta_2=t.beta_2)
+    model.compile(g_optimizer=adam(), d_optimizer=adam(), jit_compile=resolve_jit(t.jit_compile))
+    return model
+
+
+def checkpoint(model) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(model=model, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer)
+
+
+def prepare(cfg: RunConfig, strategy=None):
+    """Data, model and checkpoint managers of a run, restored from its latest checkpoint if any."""
+    spec = registry.get(cfg.method)
+    run_dir = cfg.run_dir
+    saved = run_dir / "config.json"
+    if saved.exists():
+        _check_same_run(saved, cfg)
+    data = tf_data.load(spec.data_kind, cfg.data)
+    if tuple(data.domains) != tuple(cfg.data.domains):
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, domains=tuple(data.domains)))
+    batch = cfg.data.batch_size
+    steps_per_epoch = cfg.train.steps_per_epoch or max(1, data.steps_per_epoch_samples // batch)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build_model(cfg, spec, steps_per_epoch)
+    ckpt = checkpoint(model)
+    latest = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=cfg.train.keep_checkpoints)
+    best = tf.train.CheckpointManager(ckpt, run_dir / "best", max_to_keep=1)
+    if latest.latest_checkpoint:
+        ckpt.restore(latest.latest_checkpoint).assert_existing_objects_matched()
+    cfg.save(saved)
+    return cfg, data, model, latest, best, steps_per_epoch
+
+
+def run(cfg: RunConfig, strategy=None) -> Path:
+    cfg, data, model, latest, best, steps_per_epoch = prepare(cfg, strategy)
+    t = cfg.train
+    total = (t.epochs + t.decay_epochs) * steps_per_epoch
+    step = int(model.step.numpy())
+    run_dir = cfg.run_dir
+    if step:
+        print(f"resuming {run_dir} at step {step} of {total}", file=sys.stderr)
+    if step < total:
+        _fit(cfg, data, model, latest, best, step, total, steps_per_epoch)
+    if not cfg.export.export:
+        return run_dir
+    from tf_translate import export
+
+    return export.export_model(model, cfg, examples=data.preview(4))
+
+
+def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch) -> None:
+    t = cfg.train
+    run_dir = cfg.run_dir
+    writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    dataset = data.training(batch_size=cfg.data.batch_size, flip=cfg.data.flip, seed=t.seed,
+                            first_step=step, steps=total - step)
+    steps = [
+        callbacks.NaNGuard(),
+        callbacks.Progress(total, steps_per_epoch, step),
+        callbacks.Scalars(t.log_every, writer),
+        callbacks.Samples(t.sample_every, data.preview(2), run_dir / "samples", writer),
+    ]
+    if t.validate_every and data.test is not None:
+        steps.append(callbacks.Validation(t.validate_every, data.held_out(), best, writer,
+                                          run_dir / "best" / "best.json"))
+    steps.append(callbacks.Checkpoints(t.checkpoint_every, latest))
+    try:
+        model.fit(dataset, epochs=1, steps_per_epoch=total - step, verbose=0, shuffle=False, callbacks=steps)
+    except KeyboardInterrupt:
+        if getattr(model, "nonfinite_step", None) is None:
+            latest.save(checkpoint_number=int(model.step.numpy()))
+        print(f"\ninterrupted at step {int(model.step.numpy())}; checkpoint saved in {latest.directory}; "
+              "run the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        writer.close()
+    if model.nonfinite_step is not None:
+        raise TrainingError(
+            f"non-finite gradients at step {model.nonfinite_step}; training stopped without saving them. "
+            f"Resume from the last checkpoint in {latest.directory} with a lower --lr")
