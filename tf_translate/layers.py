@@ -14,8 +14,9 @@ def weight_init(seed: int | None = None) -> keras.initializers.Initializer:
 class ReflectionPadding2D(layers.Layer):
     """Reflection padding of the spatial dimensions (PyTorch's ``nn.ReflectionPad2d``).
 
-    ``tf.pad(mode="REFLECT")`` needs the pad to be smaller than the side; images that small
-    fall back to SYMMETRIC padding, which accepts a pad as large as the side.
+    REFLECT needs the pad to be smaller than the side, so networks using it have a minimum
+    input size (``min_size`` of the model); a conditional fallback would put a ``tf.If`` in
+    the graph, which a builtin-ops TFLite conversion rejects.
     """
 
     def __init__(self, padding: int = 1, **kwargs):
@@ -24,10 +25,7 @@ class ReflectionPadding2D(layers.Layer):
 
     def call(self, x):
         p = self.padding
-        pads = [[0, 0], [p, p], [p, p], [0, 0]]
-        shape = tf.shape(x)
-        small = tf.logical_or(shape[1] <= p, shape[2] <= p)
-        return tf.cond(small, lambda: tf.pad(x, pads, "SYMMETRIC"), lambda: tf.pad(x, pads, "REFLECT"))
+        return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], "REFLECT")
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape

@@ -1,0 +1,217 @@
+"""Export of a model's generator(s): a SavedModel that TF Serving loads as it is, and a
+float32 TFLite model checked against it.
+
+Layout: ``EXPORT_DIR/<version>/`` is the SavedModel root (``saved_model.pb``,
+``variables/``) with ``config.json``, ``model.tflite`` and ``tflite_parity.json`` beside
+them. A version is written under a hidden temporary name and renamed when complete, so TF
+Serving (which polls for the highest numeric folder) never sees a half-written one.
+
+Signatures, per generator ``NAME`` (e.g. ``a2b``; the first one is also ``serving_default``):
+  NAME        images: float32 [batch, height, width, C] in [0, 1], any height and width
+              -> images: float32, same shape (padded to the down-sampling multiple and cropped back)
+  NAME_bytes  image_bytes: string [batch] (JPEG, PNG, GIF, BMP or WebP; alpha composited on
+              white, the first frame of an animation) -> output_bytes: string [batch], PNG
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+PARITY_TOLERANCE = 1e-3  # max |TFLite - SavedModel| on [0, 1] outputs for the float32 model
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def pad_to_multiple(images, multiple: int):
+    """Pad bottom and right to a multiple of ``multiple`` (SYMMETRIC: valid for any image size)."""
+    shape = tf.shape(images)
+    pad_h = (multiple - shape[1] % multiple) % multiple
+    pad_w = (multiple - shape[2] % multiple) % multiple
+    padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+    # A pad with computed amounts loses every static dimension, and the TFLite converter
+    # needs the channels: a reshape (a builtin op, unlike EnsureShape) restores them.
+    padded = tf.reshape(padded, [shape[0], shape[1] + pad_h, shape[2] + pad_w, images.shape[-1]])
+    return padded, shape[1], shape[2]
+
+
+def decode_rgb(data) -> tf.Tensor:
+    """One encoded image -> float32 [H, W, 3] in [0, 1]; alpha composited on white."""
+    # Decoded as uint8: WebP supports no other dtype (16-bit PNGs keep their high byte).
+    image = tf.cast(tf.io.decode_image(data, dtype=tf.uint8, expand_animations=False), tf.float32) / 255.0
+    channels = tf.shape(image)[-1]
+    has_alpha = tf.equal(channels % 2, 0)  # LA or RGBA
+    color = tf.cond(has_alpha, lambda: image[..., :-1], lambda: image)
+    alpha = tf.cond(has_alpha, lambda: image[..., -1:], lambda: tf.ones_like(image[..., :1]))
+    color = tf.cond(tf.equal(tf.shape(color)[-1], 1), lambda: tf.tile(color, [1, 1, 3]), lambda: color)
+    color = tf.ensure_shape(color, [None, None, 3])
+    return color * alpha + (1.0 - alpha)
+
+
+class ServingModule(tf.Module):
+    """The exported object: the generators and one float and one bytes function per direction."""
+
+    def __init__(self, generators: dict, multiple: int):
+        super().__init__()
+        self.nets = {name: net for name, (net, _) in generators.items()}
+        self.channels = {name: c for name, (_, c) in generators.items()}
+        self.multiple = multiple
+        # The underlying tf.Variables, tracked explicitly as keras.export.ExportArchive does:
+        # without this the TFLite converter reads every Keras 3 weight as NaN.
+        self.tf_variables = [v.value for net in self.nets.values() for v in net.variables]
+
+    def translate(self, name: str, images):
+        padded, height, width = pad_to_multiple(images * 2.0 - 1.0, self.multiple)
+        out = self.nets[name](padded, training=False)
+        return (tf.cast(out[:, :height, :width, :], tf.float32) + 1.0) / 2.0
+
+    def signatures(self) -> dict:
+        out = {}
+        for name, net in self.nets.items():
+            channels = self.channels[name]
+            floats = tf.function(
+                lambda images, name=name: {"images": self.translate(name, images)},
+                input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32, name="images")])
+
+            def one(data, name=name):
+                image = decode_rgb(data)[None]
+                out = self.translate(name, image)[0]
+                return tf.io.encode_png(tf.image.convert_image_dtype(out, tf.uint8, saturate=True))
+
+            encoded = tf.function(
+                lambda image_bytes, one=one: {"output_bytes": tf.map_fn(one, image_bytes, fn_output_signature=tf.string)},
+                input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+            out[name] = floats.get_concrete_function()
+            out[f"{name}_bytes"] = encoded.get_concrete_function()
+        first = next(iter(self.nets))
+        out["serving_default"] = out[first]
+        return out
+
+
+def next_version(root: Path) -> int:
+    versions = [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.exists() else []
+    return max(versions, default=0) + 1
+
+
+def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = None) -> Path:
+    """Write the next version of ``model``'s generators; returns the version folder."""
+    root = Path(export_dir or cfg.export_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    version = next_version(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=root))
+    try:
+        module = ServingModule(model.generators(), model.down_factor())
+        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        cfg.save(tmp / "config.json")
+        if cfg.export.tflite:
+            write_tflite(tmp, list(module.nets), examples)
+        final = root / str(version)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"exported {final}", flush=True)
+    return final
+
+
+def write_tflite(saved_model: Path, names: list[str], examples=None) -> dict:
+    """Convert the float signatures to ``model.tflite`` (builtin ops only) and check parity."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=names)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    flat = converter.convert()
+    flex = flex_ops(flat)
+    if flex:
+        raise ExportError(f"TFLite model needs Flex (TF) ops {', '.join(flex)}; only builtin ops are allowed")
+    (saved_model / "model.tflite").write_bytes(flat)
+    report = tflite_parity(saved_model, names, examples)
+    (saved_model / "tflite_parity.json").write_text(json.dumps(report, indent=2))
+    worst = max(r["max_abs_error"] for r in report["signatures"].values())
+    if not worst <= PARITY_TOLERANCE:  # NaN fails too
+        raise ExportError(f"TFLite output differs from the SavedModel by {worst:.2e} (> {PARITY_TOLERANCE})")
+    return report
+
+
+def flex_ops(flat: bytes) -> list[str]:
+    """Names of TF (Flex) ops in a TFLite flatbuffer."""
+    ops = set()
+    interpreter = litert_interpreter(flat)
+    for detail in interpreter._get_ops_details():
+        if detail["op_name"].startswith("Flex") or detail["op_name"] == "DELEGATE":
+            ops.add(detail["op_name"])
+    return sorted(ops)
+
+
+def litert_interpreter(flat: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=flat)
+
+
+def run_tflite(interpreter, name: str, images: np.ndarray) -> np.ndarray:
+    runner = interpreter.get_signature_runner(name)
+    return runner(images=images.astype(np.float32))["images"]
+
+
+def tflite_parity(saved_model: Path, names: list[str], examples=None) -> dict:
+    """Max and mean |TFLite - SavedModel| per signature on ``examples`` (float [-1, 1] batches
+    per signature input) or, without them, on a fixed random image of an odd size."""
+    loaded = tf.saved_model.load(str(saved_model))
+    interpreter = litert_interpreter((saved_model / "model.tflite").read_bytes())
+    report = {"tolerance": PARITY_TOLERANCE, "signatures": {}}
+    for i, name in enumerate(names):
+        fn = loaded.signatures[name]
+        channels = fn.structured_input_signature[1]["images"].shape[-1]
+        if examples is not None and i < len(examples):
+            images = (np.asarray(examples[i][:2], np.float32) + 1.0) / 2.0
+        else:
+            images = np.random.default_rng(0).random((1, 37, 45, channels), dtype=np.float32)
+        expected = fn(images=tf.constant(images))["images"].numpy()
+        errors = []
+        for image, want in zip(images, expected):
+            got = run_tflite(interpreter, name, image[None])[0]
+            errors.append(np.abs(got - want))
+        errors = np.stack(errors)
+        report["signatures"][name] = {"max_abs_error": float(errors.max()), "mean_abs_error": float(errors.mean()),
+                                      "images": int(len(images)), "shape": list(images.shape[1:])}
+    return report
+
+
+class Exported:
+    """An exported version folder, for inference in Python (what translate and evaluate use)."""
+
+    def __init__(self, path: str | Path):
+        from tf_translate import config
+
+        self.path = Path(path)
+        if not (self.path / "saved_model.pb").exists():
+            raise FileNotFoundError(f"{self.path}: not an exported model version (no saved_model.pb)")
+        self.config = config.load(self.path / "config.json")
+        self.module = tf.saved_model.load(str(self.path))
+        self.names = [n for n in self.module.signatures if n != "serving_default" and not n.endswith("_bytes")]
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return tuple(self.config.data.domains)
+
+    def signature_for(self, to: str | None) -> str:
+        """The float signature whose target domain is ``to`` (default: serving_default's)."""
+        if to is None:
+            return self.names[0]
+        matches = [n for n in self.names if n.endswith(f"2{to}")]
+        if not matches:
+            targets = sorted({n.split("2", 1)[-1] for n in self.names})
+            raise ValueError(f"unknown target domain {to!r}; this model translates to: {', '.join(targets)}")
+        return matches[0]
+
+    def __call__(self, images: np.ndarray, to: str | None = None) -> np.ndarray:
+        """float [0, 1] NHWC -> float [0, 1] NHWC."""
+        fn = self.module.signatures[self.signature_for(to)]
+        return fn(images=tf.constant(images, tf.float32))["images"].numpy()
