@@ -80,7 +80,7 @@ class Progress(keras.callbacks.Callback):
         self.bar.update(step - self.bar.n)
         if step % 5 == 0 or step == self.total:
             shown = {k: f"{float(v):.3f}" for k, v in (logs or {}).items() if k not in ("loss", "finite")}
-            self.bar.set_postfix(epoch=f"{step // self.per_epoch + 1}", **shown, refresh=False)
+            self.bar.set_postfix(epoch=f"{(step - 1) // self.per_epoch + 1}", **shown, refresh=False)
 
     def on_train_end(self, logs=None):
         if self.bar is not None:

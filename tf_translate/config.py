@@ -18,41 +18,46 @@ from typing import Any
 SECTIONS = ("data", "train", "export", "model")
 
 
+def opt(default, help: str):
+    """A config field with its --help text."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    data: str | None = None  # folder, video, tfds:NAME[/CONFIG]; None = the embedded default data
-    load_size: int = 286  # images are resized to this square before the random crop
-    crop_size: int = 256
-    flip: bool = True  # random horizontal flip
-    batch_size: int = 1
-    domains: tuple[str, ...] = ("a", "b")  # names of the domains, in the data's folder order
-    max_pixels: int = 50_000_000  # images larger than this are refused from their header
-    min_images: int = 2  # training stops before it starts with fewer good images per domain
+    data: str | None = opt(None, "folder, video, tfds:NAME[/CONFIG]; None = the embedded default data")
+    load_size: int = opt(286, "images are resized to this square before the random crop")
+    crop_size: int = opt(256, "size of the random square crop the networks train on")
+    flip: bool = opt(True, "random horizontal flip")
+    batch_size: int = opt(1, "global batch size (split across replicas)")
+    domains: tuple[str, ...] = opt(("a", "b"), "names of the domains, in the data's folder order")
+    max_pixels: int = opt(50_000_000, "images larger than this are refused from their header")
+    min_images: int = opt(2, "training stops before it starts with fewer good images per domain")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    output: str | None = None  # run folder; default runs/<method>
-    epochs: int = 100  # epochs at the initial learning rate
-    decay_epochs: int = 100  # epochs of linear decay to 0 that follow
-    steps_per_epoch: int | None = None  # default: one pass over the larger training set
-    lr: float = 2e-4
-    beta_1: float = 0.5
-    beta_2: float = 0.999
-    seed: int = 0
-    jit_compile: str = "auto"  # auto | on | off; auto picks what measured faster on this device
-    log_every: int = 10  # steps between TensorBoard scalars
-    sample_every: int = 200  # steps between sample panels
-    checkpoint_every: int = 200  # steps between checkpoints (also at the end and on Ctrl-C)
-    validate_every: int = 0  # steps between validations on the test split (0 = off)
-    keep_checkpoints: int = 3
+    output: str | None = opt(None, "run folder; default runs/<method>")
+    epochs: int = opt(100, "epochs at the initial learning rate")
+    decay_epochs: int = opt(100, "epochs of linear decay to 0 that follow")
+    steps_per_epoch: int | None = opt(None, "default: one pass over the larger training set")
+    lr: float = opt(2e-4, "Adam learning rate")
+    beta_1: float = opt(0.5, "Adam beta_1")
+    beta_2: float = opt(0.999, "Adam beta_2")
+    seed: int = opt(0, "seed of every random choice (crops, flips, shuffles, pool, init)")
+    jit_compile: str = opt("auto", "auto | on | off; auto picks what measured faster on this device")
+    log_every: int = opt(10, "steps between TensorBoard scalars")
+    sample_every: int = opt(200, "steps between sample panels")
+    checkpoint_every: int = opt(200, "steps between checkpoints (also at the end and on Ctrl-C)")
+    validate_every: int = opt(0, "steps between validations on the test split (0 = off)")
+    keep_checkpoints: int = opt(3, "latest checkpoints kept")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    export_dir: str | None = None  # default exported/<method>
-    export: bool = True  # export at the end of training
-    tflite: bool = True  # also write a float32 .tflite model, checked against the SavedModel
+    export_dir: str | None = opt(None, "default exported/<method>")
+    export: bool = opt(True, "export at the end of training")
+    tflite: bool = opt(True, "also write a float32 .tflite model, checked against the SavedModel")
 
 
 _SECTION_TYPES = {"data": DataConfig, "train": TrainConfig, "export": ExportConfig}

@@ -15,6 +15,7 @@ Signatures, per generator ``NAME`` (e.g. ``a2b``; the first one is also ``servin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -215,3 +216,13 @@ class Exported:
         """float [0, 1] NHWC -> float [0, 1] NHWC."""
         fn = self.module.signatures[self.signature_for(to)]
         return fn(images=tf.constant(images, tf.float32))["images"].numpy()
+
+
+def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, best: bool = False) -> Path:
+    """Export a run folder's latest (or best) checkpoint as the next version."""
+    from tf_translate import config, trainer
+
+    run_dir = Path(run_dir)
+    cfg = config.load(run_dir / "config.json")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output=str(run_dir)))
+    return export_model(trainer.restore(cfg, best), cfg, export_dir=export_dir)

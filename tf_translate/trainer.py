@@ -54,6 +54,7 @@ def _check_same_run(saved: Path, cfg: RunConfig) -> None:
 
 def build_model(cfg: RunConfig, spec, steps_per_epoch: int):
     """The method's model, compiled with one Adam optimizer per role (build under a strategy scope)."""
+    keras.utils.set_random_seed(cfg.train.seed)  # the initial weights
     model = spec.model(cfg)
     t = cfg.train
     adam = lambda: keras.optimizers.Adam(  # noqa: E731
@@ -137,3 +138,15 @@ def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch) -> None:
         raise TrainingError(
             f"non-finite gradients at step {model.nonfinite_step}; training stopped without saving them. "
             f"Resume from the last checkpoint in {latest.directory} with a lower --lr")
+
+
+def restore(cfg: RunConfig, best: bool = False):
+    """The model of a run folder, restored from its latest (or best) checkpoint, for export."""
+    folder = cfg.run_dir / ("best" if best else "checkpoints")
+    path = tf.train.latest_checkpoint(str(folder))
+    if path is None:
+        what = "best checkpoint (train with --validate-every N and a test split)" if best else "checkpoint"
+        raise TrainingError(f"{folder}: no {what} found")
+    model = build_model(cfg, registry.get(cfg.method), steps_per_epoch=1)
+    checkpoint(model).restore(path).expect_partial()
+    return model

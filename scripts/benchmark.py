@@ -1,0 +1,200 @@
+#!/usr/bin/env python
+"""Measure training throughput (seconds per train step) of a method on this machine.
+
+The model is built exactly as training builds it (``config.build`` + ``trainer.build_model``)
+and each step is Keras' own train function, the one ``model.fit`` calls per step
+(``model.make_train_function()``, then ``model.train_function(iterator)``; XLA follows
+``jit_compile`` from ``compile()``), fed random float32 (1, S, S, 3) image pairs in [-1, 1].
+Every variant (image size x XLA off/on) is built and warmed up first (the first call traces
+the graph and compiles the XLA cluster), then the variants run interleaved, in a rotating
+order, ``--repeats`` times ``--steps`` steps, so that machine noise falls on all of them alike.
+Each step is timed with ``time.perf_counter()`` and forced to finish by reading its loss.
+
+Usage:
+    python scripts/benchmark.py [--method cyclegan] [--sizes 128,256] [--jit off,on]
+        [--steps 10] [--warmup 3] [--repeats 3] [--n-blocks 6] [--output benchmarks/train_throughput]
+
+Writes OUTPUT.json (machine, settings, every step time, summaries) and OUTPUT.md (tables),
+and prints the tables. Batch size is 1, so images/s = 1 / median step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Design notes, same machine type: ResNet-6, 128x128, batch 1, float32, seconds per step.
+REFERENCES = {"plain Keras CycleGAN, no XLA": (128, "off", 0.98),
+              "plain Keras CycleGAN, XLA": (128, "on", 1.28),
+              "PyTorch reference implementation": (128, None, 1.10)}
+TARGET = (128, "off", 1.10)  # our step at 128 px, float32, no XLA: no slower than this
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--method", default="cyclegan", help="registered method to benchmark")
+    p.add_argument("--sizes", default="128,256", help="comma-separated square image sizes (crop = load size)")
+    p.add_argument("--jit", default="off,on", help="comma-separated XLA settings to compare (off, on)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per variant in each repeat")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant before timing")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds over all variants")
+    p.add_argument("--n-blocks", type=int, default=6, help="generator residual blocks (ResNet-6 = paper's 128px net)")
+    p.add_argument("--output", default="benchmarks/train_throughput", help="writes OUTPUT.json and OUTPUT.md")
+    args = p.parse_args(argv)
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    args.jit = [j.strip() for j in args.jit.split(",")]
+    if any(j not in ("off", "on") for j in args.jit):
+        p.error("--jit takes off and/or on")
+    return args
+
+
+def machine(tf, keras) -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        from tensorflow.python.util import _pywrap_util_port as port
+        onednn = bool(port.IsMklEnabled())  # oneDNN custom ops in use (TF_ENABLE_ONEDNN_OPTS, CPU features)
+    except ImportError:
+        onednn = None
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
+            "cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+            "onednn": onednn, "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+            "gpus": len(tf.config.list_physical_devices("GPU")), "dtype_policy": keras.config.dtype_policy().name,
+            "load_average_at_start": os.getloadavg()}
+
+
+def build(tf, method: str, size: int, jit: str, n_blocks: int, tmpdir: str):
+    """(model, iterator) as ``trainer`` builds them and as ``fit`` feeds them."""
+    from tf_translate import config, registry, trainer
+
+    spec = registry.get(method)
+    cfg = config.build(method, spec.config, spec.overrides,
+                       {"data": {"crop_size": size, "load_size": size, "batch_size": 1},
+                        "model": {"n_blocks": n_blocks},
+                        "train": {"jit_compile": jit, "output": tmpdir}})
+    model = trainer.build_model(cfg, spec, steps_per_epoch=100)
+    model.make_train_function()
+    images = lambda seed: tf.random.stateless_uniform((8, size, size, 3), (seed, size), -1.0, 1.0)  # noqa: E731
+    data = tf.data.Dataset.from_tensor_slices((images(1), images(2))).batch(1, drop_remainder=True).repeat()
+    data = tf.distribute.get_strategy().experimental_distribute_dataset(data)  # as fit's TFEpochIterator
+    return model, iter(data)
+
+
+def step(model, iterator) -> float:
+    start = time.perf_counter()
+    logs = model.train_function(iterator)
+    float(logs["loss"])  # wait for the step to finish
+    return time.perf_counter() - start
+
+
+def summarize(runs: list[list[float]]) -> dict:
+    times = sorted(t for run in runs for t in run)
+    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return {"median_s": median, "min_s": times[0], "max_s": times[-1], "q1_s": q1, "q3_s": q3,
+            "iqr_s": q3 - q1, "iqr_pct": 100 * (q3 - q1) / median, "images_per_s": 1 / median,
+            "repeat_medians_s": [statistics.median(run) for run in runs], "n": len(times)}
+
+
+def tables(results: list[dict], ratios: list[dict], n_blocks: int) -> str:
+    out = ["| size | XLA | median s/step | min | max | IQR (s) | IQR % | images/s | medians per repeat | first call s |",
+           "|---:|:---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in results:
+        head = f"| {r['size']} | {r['jit']} |"
+        if "error" in r:
+            out.append(f"{head} failed: {r['error']} | | | | | | | |")
+            continue
+        s = r["summary"]
+        per = ", ".join(f"{m:.3f}" for m in s["repeat_medians_s"])
+        out.append(f"{head} {s['median_s']:.3f} | {s['min_s']:.3f} | {s['max_s']:.3f} | {s['iqr_s']:.3f} | "
+                   f"{s['iqr_pct']:.1f} | {s['images_per_s']:.2f} | {per} | {r['warmup_s'][0]:.1f} |")
+    if ratios:
+        out += ["", "| size | XLA off s/step | XLA on s/step | speed ratio on/off (>1 = XLA faster) |",
+                "|---:|---:|---:|---:|"]
+        out += [f"| {q['size']} | {q['off_s']:.3f} | {q['on_s']:.3f} | {q['on_over_off_speed']:.3f} |"
+                for q in ratios]
+    found = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results if "summary" in r}
+    out += ["", f"References (design notes, same machine type; ResNet-6, 128 px, batch 1, float32; "
+                f"this run: ResNet-{n_blocks}):", "",
+            "| reference | ref s/step | ours s/step (same size, XLA) | ours / ref |", "|---|---:|---:|---:|"]
+    for name, (size, jit, ref) in REFERENCES.items():
+        ours = found.get((size, jit or "off"))
+        label = f"{ours:.3f} ({size}, XLA {jit or 'off'})" if ours else "not run"
+        out.append(f"| {name} | {ref:.2f} | {label} | {f'{ours / ref:.2f}' if ours else '-'} |")
+    size, jit, limit = TARGET
+    ours = found.get((size, jit))
+    verdict = "not run" if ours is None else f"{ours:.3f} s -> {'met' if ours <= limit else 'NOT met'}"
+    out += ["", f"Target: {size} px, float32, XLA {jit}, no slower than {limit:.2f} s/step: {verdict}."]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import keras
+    import tensorflow as tf
+
+    env = machine(tf, keras)
+    print(f"TF {env['tensorflow']}, Keras {env['keras']}, {env['cpu']}, {env['cores']} cores, "
+          f"oneDNN {'on' if env['onednn'] else 'off'}", file=sys.stderr)
+    variants = []
+    with tempfile.TemporaryDirectory(prefix="benchmark_") as tmpdir:
+        for size in args.sizes:
+            for jit in args.jit:
+                v = {"size": size, "jit": jit, "runs": []}
+                variants.append(v)
+                try:
+                    v["model"], v["iterator"] = build(tf, args.method, size, jit, args.n_blocks, tmpdir)
+                    v["jit_effective"] = bool(v["model"].jit_compile)
+                    v["warmup_s"] = [step(v["model"], v["iterator"]) for _ in range(max(1, args.warmup))]
+                    print(f"{size}px XLA {jit}: warm-up {', '.join(f'{t:.2f}' for t in v['warmup_s'])} s",
+                          file=sys.stderr)
+                except Exception as e:  # e.g. an op XLA cannot compile: report it, go on with the others
+                    v["error"] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+                    print(f"{size}px XLA {jit}: FAILED {v['error']}", file=sys.stderr)
+        live = [v for v in variants if "error" not in v]
+        for r in range(args.repeats):
+            for v in live[r % max(1, len(live)):] + live[:r % max(1, len(live))]:  # rotate the order
+                v["runs"].append([step(v["model"], v["iterator"]) for _ in range(args.steps)])
+                print(f"repeat {r + 1}/{args.repeats} {v['size']}px XLA {v['jit']}: "
+                      f"median {statistics.median(v['runs'][-1]):.3f} s", file=sys.stderr)
+
+    results = []
+    for v in variants:
+        r = {k: v[k] for k in ("size", "jit", "jit_effective", "warmup_s", "error") if k in v}
+        if "error" not in v:
+            r.update(step_times_s=v["runs"], summary=summarize(v["runs"]))
+        results.append(r)
+    medians = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results if "summary" in r}
+    ratios = [{"size": s, "off_s": medians[s, "off"], "on_s": medians[s, "on"],
+               "on_over_off_speed": medians[s, "off"] / medians[s, "on"]}
+              for s in args.sizes if (s, "off") in medians and (s, "on") in medians]
+    table = tables(results, ratios, args.n_blocks)
+    settings = {k: getattr(args, k) for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks")}
+    report = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "settings": settings, "machine": env,
+              "load_average_at_end": os.getloadavg(), "results": results, "xla_ratios": ratios,
+              "references_s_per_step": {k: {"size": s, "jit": j, "s": t} for k, (s, j, t) in REFERENCES.items()},
+              "target": {"size": TARGET[0], "jit": TARGET[1], "max_s": TARGET[2]}}
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(report, indent=2) + "\n")
+    header = (f"# {args.method} training throughput\n\n`{report['command']}`  \n"
+              f"TF {env['tensorflow']}, Keras {env['keras']}, {env['cpu']}, {env['cores']} cores, "
+              f"oneDNN {'on' if env['onednn'] else 'off'}, batch 1, {env['dtype_policy']}, "
+              f"{args.repeats} x {args.steps} timed steps per variant after {args.warmup} warm-up, interleaved.\n\n")
+    Path(f"{out}.md").write_text(header + table + "\n")
+    print(table)
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_translate import layers, networks
+
+
+def test_instance_norm_equals_group_norm_per_channel():
+    x = np.random.default_rng(0).normal(2.0, 3.0, (2, 9, 7, 5)).astype(np.float32)
+    ours = layers.InstanceNorm()
+    reference = keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)
+    ours.build(x.shape)
+    reference.build(x.shape)
+    gamma = np.linspace(0.5, 2.0, 5).astype(np.float32)
+    beta = np.linspace(-1.0, 1.0, 5).astype(np.float32)
+    ours.set_weights([gamma, beta])
+    reference.set_weights([gamma, beta])
+    np.testing.assert_allclose(ours(x), reference(x), atol=1e-5)
+    # and it really normalises each sample and channel over H and W
+    plain = layers.InstanceNorm(center=False, scale=False)(x).numpy()
+    np.testing.assert_allclose(plain.mean(axis=(1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(plain.std(axis=(1, 2)), 1.0, atol=1e-3)
+
+
+def test_instance_norm_graph_has_no_square_or_moments():
+    fn = tf.function(layers.InstanceNorm(center=False, scale=False)).get_concrete_function(
+        tf.TensorSpec([1, 8, 8, 3], tf.float32))
+    ops = {op.type for op in fn.graph.get_operations()}
+    assert {"Mean", "Mul", "Rsqrt"} <= ops
+    assert not ops & {"Square", "SquaredDifference", "Neg"}
+
+
+@pytest.mark.parametrize("height,width", [(32, 32), (48, 64)])
+def test_resnet_generator_shape_and_range(height, width):
+    g = networks.resnet_generator(filters=4, n_blocks=2)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, height, width, 3)).astype(np.float32)
+    y = g(x).numpy()
+    assert y.shape == x.shape
+    assert np.all(np.abs(y) <= 1.0) and np.isfinite(y).all()
+
+
+def test_resnet_generator_has_paper_layout():
+    g = networks.resnet_generator(filters=64, n_blocks=9)
+    convs = [l for l in g.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    # c7s1-64, d128, d256, 9 x (2 convs of 256), u128, u64, c7s1-3
+    assert [c.filters for c in convs] == [64, 128, 256] + [256] * 18 + [128, 64, 3]
+    assert convs[0].kernel_size == (7, 7) and convs[-1].kernel_size == (7, 7)
+
+
+def test_patch_discriminator_receptive_field_is_70():
+    # without norm: instance statistics would couple every pixel to every output
+    d = networks.patch_discriminator(filters=4, n_layers=3, norm_kind="none")
+    x = tf.Variable(np.random.default_rng(2).normal(size=(1, 140, 140, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        out = d(x)
+        centre = out[0, out.shape[1] // 2, out.shape[2] // 2, 0]
+    grad = np.abs(tape.gradient(centre, x).numpy()[0].sum(axis=-1))
+    rows, cols = np.nonzero(grad)
+    assert rows.max() - rows.min() + 1 == 70
+    assert cols.max() - cols.min() + 1 == 70
+    # 256 -> 30x30 patches, as in the PyTorch reference
+    assert d(np.zeros((1, 256, 256, 3), np.float32)).shape == (1, 30, 30, 1)

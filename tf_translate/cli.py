@@ -1,0 +1,173 @@
+"""Command line: ``tf-translate train|translate|export|evaluate`` (and scripts/*.py).
+
+Training flags are generated from the config dataclasses; a flag left unset is None and
+dropped, so the order defaults -> method -> demo profile -> --config -> flags holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the way
+
+# Errors a user can fix: reported as one line, exit code 2. TF_TRANSLATE_DEBUG=1 shows tracebacks.
+def _user_errors():
+    from tf_translate.data.images import DataError, ImageError
+    from tf_translate.export import ExportError
+    from tf_translate.trainer import TrainingError
+
+    return (DataError, ImageError, ExportError, TrainingError, FileNotFoundError, ValueError, KeyError)
+
+
+# Flag names that differ from the field names (the DESIGN command-line contract).
+FLAG_NAMES = {("train", "output"): "output", ("data", "data"): "data", ("export", "export_dir"): "export-dir"}
+
+
+def _flag(section: str, name: str) -> str:
+    return "--" + FLAG_NAMES.get((section, name), name.replace("_", "-"))
+
+
+def _parser_type(field: dataclasses.Field):
+    kind = str(field.type)
+    if kind.startswith("tuple"):
+        return lambda text: tuple(part.strip() for part in text.split(",") if part.strip())
+    for name, parse in (("int", int), ("float", float)):
+        if kind.split(" |")[0] == name:
+            return parse
+    return str
+
+
+def _add_fields(group, section: str, cls, shown: dict) -> None:
+    for field in dataclasses.fields(cls):
+        help_text = field.metadata.get("help", "")
+        default = shown.get(field.name, field.default)
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        help_text = f"{help_text} (default: {default})"
+        if field.type == "bool":
+            group.add_argument(_flag(section, field.name), dest=f"{section}.{field.name}", default=None,
+                               action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            group.add_argument(_flag(section, field.name), dest=f"{section}.{field.name}", default=None,
+                               type=_parser_type(field), metavar=field.name.upper(), help=help_text)
+
+
+def train_parser(method: str | None):
+    from tf_translate import config, registry
+
+    parser = argparse.ArgumentParser(prog="train", description="Train (or resume) a model, then export it.",
+                                     add_help=method is not None)
+    parser.add_argument("--method", required=method is not None, choices=registry.names(),
+                        help="the method to train")
+    parser.add_argument("--config", help="a JSON file of settings ({section: {field: value}}), below flags")
+    parser.add_argument("--image-size", type=int, help="crop size N, with load size round(N*286/256) unless given")
+    if method is None:
+        return parser
+    spec = registry.get(method)
+    for section, cls in (("data", config.DataConfig), ("train", config.TrainConfig),
+                         ("export", config.ExportConfig), ("model", spec.config)):
+        group = parser.add_argument_group(f"{section} options" + (f" ({method})" if section == "model" else ""))
+        _add_fields(group, section, cls, spec.overrides.get(section, {}))
+    parser.epilog = ("Without --data the embedded default data is used with a short CPU-sized schedule: "
+                     + "; ".join(f"{s}: " + ", ".join(f"{k}={v}" for k, v in vals.items())
+                                 for s, vals in spec.demo.items()))
+    return parser
+
+
+def config_from_args(argv: list[str]):
+    """Parse training flags into a resolved RunConfig."""
+    from tf_translate import config, registry
+
+    first, _ = train_parser(None).parse_known_args(argv)
+    if first.method is None:  # only --help, or --method missing: the full parser says which
+        train_parser("cyclegan" if "-h" in argv or "--help" in argv else None).parse_args(argv)
+    args = train_parser(first.method).parse_args(argv)
+    spec = registry.get(args.method)
+    flags: dict = {}
+    for key, value in vars(args).items():
+        if "." in key and value is not None:
+            section, name = key.split(".", 1)
+            flags.setdefault(section, {})[name] = value
+    if args.image_size:
+        flags.setdefault("data", {}).setdefault("crop_size", args.image_size)
+        flags["data"].setdefault("load_size", round(args.image_size * 286 / 256))
+    file_layer = config.read_layer(args.config) if args.config else {}
+    has_data = flags.get("data", {}).get("data") or file_layer.get("data", {}).get("data")
+    demo = {} if has_data else spec.demo
+    return config.build(args.method, spec.config, spec.overrides, demo, file_layer, flags)
+
+
+def cmd_train(argv):
+    from tf_translate import trainer
+
+    cfg = config_from_args(argv)
+    print(f"training {cfg.method} -> {cfg.run_dir} (data: {cfg.data.data or 'embedded default'})", file=sys.stderr)
+    out = trainer.run(cfg)
+    print(out)
+
+
+def cmd_export(argv):
+    parser = argparse.ArgumentParser(prog="export", description="Export a run's latest (or best) checkpoint.")
+    parser.add_argument("--run", required=True, help="the run folder (with config.json and checkpoints/)")
+    parser.add_argument("--export-dir", help="where versions are written (default: the run's export dir)")
+    parser.add_argument("--best", action="store_true", help="export the best validated checkpoint, not the latest")
+    args = parser.parse_args(argv)
+    from tf_translate import export
+
+    print(export.export_run(args.run, export_dir=args.export_dir, best=args.best))
+
+
+def cmd_translate(argv):
+    parser = argparse.ArgumentParser(prog="translate", description="Translate image files or folders.")
+    parser.add_argument("--model", required=True, help="an exported version folder (exported/METHOD/N)")
+    parser.add_argument("inputs", nargs="+", help="image files or folders of images")
+    parser.add_argument("--output", required=True, help="folder for the translated PNG files")
+    parser.add_argument("--to", help="target domain (CycleGAN: one of the two domain names; default the second)")
+    args = parser.parse_args(argv)
+    from tf_translate import inference
+
+    written = inference.translate_files(args.model, args.inputs, args.output, to=args.to)
+    print(f"wrote {len(written)} image(s) to {args.output}")
+
+
+def cmd_evaluate(argv):
+    parser = argparse.ArgumentParser(prog="evaluate", description="Score an exported model on held-out data.")
+    parser.add_argument("--model", required=True, help="an exported version folder")
+    parser.add_argument("--data", help="data source (default: the held-out split of the training data)")
+    parser.add_argument("--output", help="report path without suffix (default: MODEL/evaluation) -> .json, .md")
+    args = parser.parse_args(argv)
+    from tf_translate import evaluate
+
+    report = evaluate.evaluate(args.model, args.data)
+    json_path, md_path = evaluate.write_report(report, args.output or Path(args.model) / "evaluation")
+    print(md_path.read_text())
+    print(f"report: {json_path}")
+
+
+COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate}
+
+
+def main(argv: list[str] | None = None, command: str | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if command is None:
+        if not argv or argv[0] not in COMMANDS:
+            print(f"usage: tf-translate {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+            return 2
+        command, argv = argv[0], argv[1:]
+    try:
+        COMMANDS[command](argv)
+    except _user_errors() as e:
+        if os.environ.get("TF_TRANSLATE_DEBUG"):
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
