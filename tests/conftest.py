@@ -18,11 +18,11 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_MODEL = {"cyclegan": {"filters": 4, "n_blocks": 1, "disc_filters": 4}}
 
 
-def tiny_config(method: str, tmp: Path, data: str | None, **sections) -> config.RunConfig:
+def tiny_config(method: str, tmp: Path, source: str | None, **sections) -> config.RunConfig:
     """A run config with tiny networks and shapes (32 px, filters 4, one residual block)."""
     spec = registry.get(method)
     layers = {
-        "data": {"data": data, "load_size": 36, "crop_size": 32},
+        "data": {"data": source, "load_size": 36, "crop_size": 32},
         "model": TINY_MODEL[method],
         "train": {"output": str(tmp / "run"), "epochs": 1, "decay_epochs": 1, "steps_per_epoch": 2,
                   "sample_every": 2, "checkpoint_every": 2, "log_every": 1},

@@ -1,0 +1,100 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_translate import callbacks, data as tf_data, registry, trainer
+from tests.conftest import tiny_config
+
+
+def test_one_step_finite_and_every_generator_variable_changes(tmp_path, unpaired_dir):
+    cfg = tiny_config("cyclegan", tmp_path, str(unpaired_dir))
+    data = tf_data.load("unpaired", cfg.data)
+    model = trainer.build_model(cfg, registry.get("cyclegan"), steps_per_epoch=2)
+    batch = next(iter(data.training(batch_size=1, flip=True, seed=0, first_step=0, steps=1)))
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    logs = model.train_step(batch)
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    assert float(logs["finite"]) == 1.0
+    for role in ("G", "F", "D_X", "D_Y"):
+        for v in model.nets[role].trainable_variables:
+            assert not np.array_equal(before[v.path], v.numpy()), f"{v.path} did not change"
+    assert int(model.step.numpy()) == 1
+    assert int(model.pool_x.count.numpy()) == 1  # the pool took the generated image
+
+
+def test_data_is_a_function_of_seed_and_step(tmp_path, unpaired_dir):
+    cfg = tiny_config("cyclegan", tmp_path, str(unpaired_dir))
+    data = tf_data.load("unpaired", cfg.data)
+    whole = [b[0].numpy() for b in data.training(batch_size=1, flip=True, seed=3, first_step=0, steps=8)]
+    tail = [b[0].numpy() for b in data.training(batch_size=1, flip=True, seed=3, first_step=5, steps=3)]
+    for a, b in zip(whole[5:], tail):
+        np.testing.assert_array_equal(a, b)
+    other = [b[0].numpy() for b in data.training(batch_size=1, flip=True, seed=4, first_step=0, steps=8)]
+    assert any(not np.array_equal(a, b) for a, b in zip(whole, other))
+    assert whole[0].shape == (1, 32, 32, 3) and whole[0].min() >= -1 and whole[0].max() <= 1
+
+
+def _weights(run_dir):
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+    skip = ("save_counter", "OBJECT_GRAPH")
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if not any(s in k for s in skip)}
+
+
+def test_resume_equals_uninterrupted(tmp_path, unpaired_dir, monkeypatch):
+    tf.config.experimental.enable_op_determinism()
+    # 4 steps: epoch 1 at lr, epoch 2 decaying; the pool, crops and flips all in play
+    straight = tiny_config("cyclegan", tmp_path / "straight", str(unpaired_dir), export={"export": False},
+                           model={"pool_size": 2})
+    trainer.run(straight)
+
+    resumed = tiny_config("cyclegan", tmp_path / "resumed", str(unpaired_dir), export={"export": False},
+                          model={"pool_size": 2})
+    original_act = callbacks.Checkpoints.act
+
+    def act_then_die(self, step, logs):  # as if killed right after the checkpoint of step 2
+        original_act(self, step, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.Checkpoints, "act", act_then_die)
+    with pytest.raises(SystemExit):
+        trainer.run(resumed)
+    monkeypatch.setattr(callbacks.Checkpoints, "act", original_act)
+    half = tf.train.latest_checkpoint(str(resumed.run_dir / "checkpoints"))
+    assert half.endswith("ckpt-2")
+    trainer.run(resumed)
+
+    a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
+    assert a.keys() == b.keys() and len(a) > 20
+    step_key = [k for k in a if k.startswith("model/step")][0]
+    assert int(a[step_key]) == int(b[step_key]) == 4
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], atol=1e-6, err_msg=key)
+
+
+def test_validation_keeps_best_checkpoint_and_panels(trained):
+    cfg, version = trained
+    best = json.loads((cfg.run_dir / "best" / "best.json").read_text())
+    assert best["step"] in (2, 4) and np.isfinite(best["val_cycle_l1"])
+    assert tf.train.latest_checkpoint(str(cfg.run_dir / "best")).endswith(f"ckpt-{best['step']}")
+    panels = sorted((cfg.run_dir / "samples").glob("step_*.png"))
+    assert [p.name for p in panels] == ["step_0000002.png", "step_0000004.png"]
+    assert list((cfg.run_dir / "logs").glob("events.out.tfevents.*"))
+
+
+def test_changed_settings_refuse_to_resume(trained):
+    cfg, _ = trained
+    import dataclasses
+
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, lambda_cycle=3.0))
+    with pytest.raises(trainer.TrainingError, match="lambda_cycle 10.0 -> 3.0"):
+        trainer.prepare(other)
+
+
+def test_nan_guard_stops_before_checkpointing(tmp_path, unpaired_dir):
+    cfg = tiny_config("cyclegan", tmp_path, str(unpaired_dir), train={"lr": float("nan")},
+                      export={"export": False})
+    with pytest.raises(trainer.TrainingError, match="non-finite"):
+        trainer.run(cfg)
+    assert tf.train.latest_checkpoint(str(cfg.run_dir / "checkpoints")) is None
