@@ -43,7 +43,7 @@ def write_images(folder: Path, n: int, *, seed: int, size=(40, 36), mode="RGB", 
         # a smooth gradient plus noise: something for a generator to learn
         pixels[..., seed % 3] = np.linspace(0, 255, size[0], dtype=np.uint8)[None, :]
         path = folder / name
-        Image.fromarray(pixels).convert(mode).save(path)
+        Image.fromarray(pixels).convert(mode).save(path, format="PNG")
         paths.append(path)
     return paths
 

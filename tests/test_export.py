@@ -1,0 +1,138 @@
+"""Export: signatures equal the Keras generators, loaded in a fresh process; TFLite parity."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tf_translate import cli, export, registry, trainer
+from tf_translate.data.pipeline import to_uint8
+
+
+def keras_translate(net, images01, multiple=4):
+    h, w = images01.shape[1:3]
+    padded = np.pad(images01 * 2 - 1, ((0, 0), (0, -h % multiple), (0, -w % multiple), (0, 0)), mode="symmetric")
+    return (net(padded).numpy()[:, :h, :w] + 1) / 2
+
+
+@pytest.fixture(scope="module")
+def restored(trained):
+    cfg, version = trained
+    return cfg, version, trainer.restore(cfg)
+
+
+def test_layout_and_atomic_versions(trained):
+    cfg, version = trained
+    assert version.name == "1" and version.parent == cfg.export_dir
+    for name in ("saved_model.pb", "variables", "config.json", "model.tflite", "tflite_parity.json"):
+        assert (version / name).exists(), name
+    assert not [p for p in version.parent.iterdir() if p.name.startswith(".tmp")]
+    assert json.loads((version / "config.json").read_text())["method"] == "cyclegan"
+
+
+def test_fresh_process_signatures_equal_keras(restored, tmp_path):
+    cfg, version, model = restored
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 37, 30, 3), dtype=np.float32)  # odd sizes: padded and cropped back
+    png = io.BytesIO()
+    Image.fromarray((images[0] * 255).round().astype(np.uint8)).save(png, "PNG")
+    np.save(tmp_path / "in.npy", images)
+    (tmp_path / "in.png").write_bytes(png.getvalue())
+    script = f"""
+import numpy as np, tensorflow as tf
+m = tf.saved_model.load({str(version)!r})
+x = np.load({str(tmp_path / 'in.npy')!r})
+out = {{}}
+for name in ("a2b", "b2a", "serving_default"):
+    out[name] = m.signatures[name](images=tf.constant(x))["images"].numpy()
+png = open({str(tmp_path / 'in.png')!r}, "rb").read()
+out["bytes"] = tf.io.decode_png(m.signatures["a2b_bytes"](image_bytes=tf.constant([png]))["output_bytes"][0]).numpy()
+np.savez({str(tmp_path / 'out.npz')!r}, **out)
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    out = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(out["a2b"], keras_translate(model.G, images), atol=1e-5)
+    np.testing.assert_allclose(out["b2a"], keras_translate(model.F, images), atol=1e-5)
+    np.testing.assert_array_equal(out["serving_default"], out["a2b"])
+    expected = np.asarray(to_uint8(keras_translate(model.G, images[:1])[0] * 2 - 1))
+    # the bytes endpoint sees the 8-bit PNG of the input, so allow a little rounding
+    assert out["bytes"].shape == (37, 30, 3)
+    assert np.abs(out["bytes"].astype(int) - expected.astype(int)).max() <= 3
+
+
+def test_tflite_parity_and_builtin_ops_only(trained):
+    _, version = trained
+    report = json.loads((version / "tflite_parity.json").read_text())
+    assert set(report["signatures"]) == {"a2b", "b2a"}
+    for entry in report["signatures"].values():
+        assert entry["max_abs_error"] <= export.PARITY_TOLERANCE
+    flat = (version / "model.tflite").read_bytes()
+    assert export.flex_ops(flat) == []
+    interpreter = export.litert_interpreter(flat)
+    x = np.random.default_rng(1).random((1, 29, 41, 3), dtype=np.float32)  # another size, resized at run time
+    got = export.run_tflite(interpreter, "b2a", x)
+    want = export.Exported(version)(x, to="a")
+    assert np.abs(got - want).max() <= export.PARITY_TOLERANCE
+
+
+def test_bytes_endpoint_reads_alpha_grey_and_webp(trained):
+    _, version = trained
+    m = tf.saved_model.load(str(version))
+    rgba = np.zeros((16, 20, 4), np.uint8)
+    rgba[..., 0] = 255  # fully transparent red: composited on white, so it equals a white image
+    white = np.full((16, 20, 3), 255, np.uint8)
+
+    def encode(array, fmt):
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, fmt)
+        return buf.getvalue()
+
+    outs = m.signatures["a2b_bytes"](image_bytes=tf.constant(
+        [encode(rgba, "PNG"), encode(white, "PNG"), encode(white[..., 0], "GIF"), encode(white, "WEBP")]))
+    decoded = [tf.io.decode_png(o).numpy() for o in outs["output_bytes"]]
+    assert all(d.shape == (16, 20, 3) for d in decoded)
+    for other in decoded[1:]:
+        np.testing.assert_array_equal(decoded[0], other)
+
+
+def test_export_command_best_and_latest(trained, tmp_path, capsys):
+    cfg, _ = trained
+    code = cli.main(["--run", str(cfg.run_dir), "--export-dir", str(tmp_path / "e"), "--best"], command="export")
+    assert code == 0 and (tmp_path / "e" / "1" / "saved_model.pb").exists()
+    code = cli.main(["--run", str(tmp_path / "nothing")], command="export")
+    assert code == 2 and "config.json" in capsys.readouterr().err
+
+
+def test_translate_odd_sized_image_and_domains(trained, tmp_path, capsys):
+    _, version = trained
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (33, 47, 3), np.uint8)).save(folder / "odd.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    code = cli.main(["--model", str(version), str(folder), "--output", str(tmp_path / "out"), "--to", "a"],
+                    command="translate")
+    assert code == 0
+    out = Image.open(tmp_path / "out" / "odd.png")
+    assert out.size == (47, 33)
+    assert "notes.txt" in capsys.readouterr().err
+    code = cli.main(["--model", str(version), str(folder), "--output", str(tmp_path / "o2"), "--to", "zebra"],
+                    command="translate")
+    assert code == 2 and "zebra" in capsys.readouterr().err
+
+
+def test_evaluate_pairs_by_name(trained, tmp_path):
+    _, version = trained
+    code = cli.main(["--model", str(version), "--output", str(tmp_path / "report")], command="evaluate")
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["paired"] == 2
+    for direction in ("a2b", "b2a"):
+        for key in ("translated_vs_target", "input_vs_target"):
+            s = report[direction][key]
+            assert np.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1 and 0 <= s["l1"] <= 1
+    assert "| a2b |" in (tmp_path / "report.md").read_text()
