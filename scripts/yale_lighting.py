@@ -156,9 +156,9 @@ def main() -> None:
                                      epilog="Unknown flags are passed on to scripts/train.py.")
     parser.add_argument("--shared", default="../shared/data", help="folder holding yalefaces/ (default: %(default)s)")
     parser.add_argument("--work", default="runs/yale_lighting", help="work folder (default: %(default)s)")
-    parser.add_argument("--steps-per-epoch", type=int, default=100, help="(default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs at constant lr (default: %(default)s)")
-    parser.add_argument("--decay-epochs", type=int, default=10, help="epochs of linear decay (default: %(default)s)")
+    parser.add_argument("--steps-per-epoch", type=int, default=25, help="(default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs at constant lr (default: %(default)s)")
+    parser.add_argument("--decay-epochs", type=int, default=4, help="epochs of linear decay (default: %(default)s)")
     args, extra = parser.parse_known_args()
 
     shared = Path(args.shared).resolve()
