@@ -91,33 +91,37 @@ def build(tf, method: str, size: int, jit: str, n_blocks: int, tmpdir: str):
     return model, iter(data)
 
 
-def step(model, iterator) -> float:
-    start = time.perf_counter()
+def step(model, iterator, cpu: list | None = None) -> float:
+    """Wall seconds of one train step; appends this process's CPU seconds to ``cpu``."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     logs = model.train_function(iterator)
     float(logs["loss"])  # wait for the step to finish
+    if cpu is not None:
+        cpu.append(time.process_time() - start_cpu)
     return time.perf_counter() - start
 
 
-def summarize(runs: list[list[float]]) -> dict:
+def summarize(runs: list[list[float]], cpu: list[float]) -> dict:
     times = sorted(t for run in runs for t in run)
     q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
     return {"median_s": median, "min_s": times[0], "max_s": times[-1], "q1_s": q1, "q3_s": q3,
             "iqr_s": q3 - q1, "iqr_pct": 100 * (q3 - q1) / median, "images_per_s": 1 / median,
-            "repeat_medians_s": [statistics.median(run) for run in runs], "n": len(times)}
+            "repeat_medians_s": [statistics.median(run) for run in runs], "n": len(times),
+            "cores_busy": sum(cpu) / sum(times)}  # our CPU s per wall s; below the core count = waiting or sharing
 
 
 def tables(results: list[dict], ratios: list[dict], n_blocks: int) -> str:
-    out = ["| size | XLA | median s/step | min | max | IQR (s) | IQR % | images/s | medians per repeat | first call s |",
-           "|---:|:---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    out = ["| size | XLA | median s/step | min | max | IQR (s) | IQR % | images/s | medians per repeat | "
+           "cores busy | first call s |", "|---:|:---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in results:
         head = f"| {r['size']} | {r['jit']} |"
         if "error" in r:
-            out.append(f"{head} failed: {r['error']} | | | | | | | |")
+            out.append(f"{head} failed: {r['error']} | | | | | | | | |")
             continue
         s = r["summary"]
         per = ", ".join(f"{m:.3f}" for m in s["repeat_medians_s"])
         out.append(f"{head} {s['median_s']:.3f} | {s['min_s']:.3f} | {s['max_s']:.3f} | {s['iqr_s']:.3f} | "
-                   f"{s['iqr_pct']:.1f} | {s['images_per_s']:.2f} | {per} | {r['warmup_s'][0]:.1f} |")
+                   f"{s['iqr_pct']:.1f} | {s['images_per_s']:.2f} | {per} | {s['cores_busy']:.2f} | {r['warmup_s'][0]:.1f} |")
     if ratios:
         out += ["", "| size | XLA off s/step | XLA on s/step | speed ratio on/off (>1 = XLA faster) |",
                 "|---:|---:|---:|---:|"]
@@ -150,7 +154,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="benchmark_") as tmpdir:
         for size in args.sizes:
             for jit in args.jit:
-                v = {"size": size, "jit": jit, "runs": []}
+                v = {"size": size, "jit": jit, "runs": [], "cpu": []}
                 variants.append(v)
                 try:
                     v["model"], v["iterator"] = build(tf, args.method, size, jit, args.n_blocks, tmpdir)
@@ -164,7 +168,7 @@ def main(argv=None) -> int:
         live = [v for v in variants if "error" not in v]
         for r in range(args.repeats):
             for v in live[r % max(1, len(live)):] + live[:r % max(1, len(live))]:  # rotate the order
-                v["runs"].append([step(v["model"], v["iterator"]) for _ in range(args.steps)])
+                v["runs"].append([step(v["model"], v["iterator"], v["cpu"]) for _ in range(args.steps)])
                 print(f"repeat {r + 1}/{args.repeats} {v['size']}px XLA {v['jit']}: "
                       f"median {statistics.median(v['runs'][-1]):.3f} s", file=sys.stderr)
 
@@ -172,7 +176,7 @@ def main(argv=None) -> int:
     for v in variants:
         r = {k: v[k] for k in ("size", "jit", "jit_effective", "warmup_s", "error") if k in v}
         if "error" not in v:
-            r.update(step_times_s=v["runs"], summary=summarize(v["runs"]))
+            r.update(step_times_s=v["runs"], cpu_times_s=v["cpu"], summary=summarize(v["runs"], v["cpu"]))
         results.append(r)
     medians = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results if "summary" in r}
     ratios = [{"size": s, "off_s": medians[s, "off"], "on_s": medians[s, "on"],
