@@ -176,7 +176,8 @@ class ImagePool(layers.Layer):
             filling = count < self.size
             swap = tf.logical_and(tf.logical_not(filling), u > 0.5)
             target = tf.where(filling, count, slot)
-            previous = self.images.value[target]
+            # gather, not slicing: XLA would bake a sliced index into the program and recompile every step
+            previous = tf.gather(self.images.value, target)
             write = tf.logical_or(filling, swap)
             self.images.value.scatter_nd_update([[target]], [tf.where(write, image, previous)])
             self.count.assign(tf.minimum(count + 1, self.size))
