@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from tf_translate.data.pipeline import to_uint8
 from tf_translate.data.images import DataError, ImageError, image_files, read_image
 from tf_translate.export import Exported
 
@@ -47,6 +48,6 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
             continue
         out = model(image[None].astype(np.float32) / 255.0, to=to)[0]
         target = output / f"{path.stem}.png"
-        Image.fromarray(np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)).save(target)
+        Image.fromarray(np.asarray(to_uint8(out * 2.0 - 1.0))).save(target)
         written.append(target)
     return written

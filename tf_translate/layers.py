@@ -6,6 +6,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from tf_translate import seeding
+
 # N(0, 0.02), as the CycleGAN, pix2pix and DCGAN papers initialise convolutions.
 def weight_init(seed: int | None = None) -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(0.0, 0.02, seed=seed)
@@ -162,8 +164,6 @@ class ImagePool(layers.Layer):
         self.count = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="count")
 
     def query(self, images, step):
-        from tf_translate import seeding
-
         if self.size == 0:
             return images
         out = []
