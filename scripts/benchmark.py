@@ -10,9 +10,16 @@ the graph and compiles the XLA cluster), then the variants run interleaved, in a
 order, ``--repeats`` times ``--steps`` steps, so that machine noise falls on all of them alike.
 Each step is timed with ``time.perf_counter()`` and forced to finish by reading its loss.
 
+With ``--torch`` (needs ``torch`` importable) each size also gets a "PyTorch reference" variant:
+the CycleGAN training step of the PyTorch reference implementation with its defaults, as
+re-implemented in ``benchmarks/torch_cyclegan.py`` (``make_step``; ResNet-``--n-blocks`` too), on
+the same random-input footing, warmed up and timed in the same rotation, on the same machine in
+the same run. Its calls are synchronous on the CPU, so its wall time needs no loss read-back.
+
 Usage:
     python scripts/benchmark.py [--method cyclegan] [--sizes 128,256] [--jit off,on]
         [--steps 10] [--warmup 3] [--repeats 3] [--n-blocks 6] [--output benchmarks/train_throughput]
+        [--torch]
 
 Writes OUTPUT.json (machine, settings, every step time, summaries) and OUTPUT.md (tables),
 and prints the tables. Batch size is 1, so images/s = 1 / median step time.
@@ -21,6 +28,7 @@ and prints the tables. Batch size is 1, so images/s = 1 / median step time.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -30,11 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
-# Design notes, same machine type: ResNet-6, 128x128, batch 1, float32, seconds per step.
+# Quoted from the design notes (measured there on another machine of this type, not by this script):
+# ResNet-6, 128x128, batch 1, float32, seconds per step. --torch measures the PyTorch one here instead.
 REFERENCES = {"plain Keras CycleGAN, no XLA": (128, "off", 0.98),
               "plain Keras CycleGAN, XLA": (128, "on", 1.28),
               "PyTorch reference implementation": (128, None, 1.10)}
 TARGET = (128, "off", 1.10)  # our step at 128 px, float32, no XLA: no slower than this
+TORCH_STEP = Path(__file__).resolve().parent.parent / "benchmarks" / "torch_cyclegan.py"
 
 
 def parse_args(argv=None):
@@ -48,12 +58,22 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds over all variants")
     p.add_argument("--n-blocks", type=int, default=6, help="generator residual blocks (ResNet-6 = paper's 128px net)")
     p.add_argument("--output", default="benchmarks/train_throughput", help="writes OUTPUT.json and OUTPUT.md")
+    p.add_argument("--torch", action="store_true",
+                   help="also time the PyTorch reference implementation's step (benchmarks/torch_cyclegan.py)")
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.jit = [j.strip() for j in args.jit.split(",")]
     if any(j not in ("off", "on") for j in args.jit):
         p.error("--jit takes off and/or on")
     return args
+
+
+def load_torch_step():
+    """``make_step`` of benchmarks/torch_cyclegan.py, imported by file path (imports torch)."""
+    spec = importlib.util.spec_from_file_location("torch_cyclegan", TORCH_STEP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_step
 
 
 def machine(tf, keras) -> dict:
@@ -91,11 +111,21 @@ def build(tf, method: str, size: int, jit: str, n_blocks: int, tmpdir: str):
     return model, iter(data)
 
 
-def step(model, iterator, cpu: list | None = None) -> float:
-    """Wall seconds of one train step; appends this process's CPU seconds to ``cpu``."""
+def keras_step(model, iterator):
+    """A zero-argument callable: one Keras train step, waited for."""
+    def run():
+        logs = model.train_function(iterator)
+        float(logs["loss"])  # wait for the step to finish
+    return run
+
+
+def step(run, cpu: list | None = None) -> float:
+    """Wall seconds of one train step ``run()``; appends this process's CPU seconds to ``cpu``.
+
+    ``process_time`` counts every thread of this process: TF's and torch's thread pools alike.
+    """
     start, start_cpu = time.perf_counter(), time.process_time()
-    logs = model.train_function(iterator)
-    float(logs["loss"])  # wait for the step to finish
+    run()
     if cpu is not None:
         cpu.append(time.process_time() - start_cpu)
     return time.perf_counter() - start
@@ -110,7 +140,7 @@ def summarize(runs: list[list[float]], cpu: list[float]) -> dict:
             "cores_busy": sum(cpu) / sum(times)}  # our CPU s per wall s; below the core count = waiting or sharing
 
 
-def tables(results: list[dict], ratios: list[dict], n_blocks: int) -> str:
+def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], n_blocks: int) -> str:
     out = ["| size | XLA | median s/step | min | max | IQR (s) | IQR % | images/s | medians per repeat | "
            "cores busy | first call s |", "|---:|:---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in results:
@@ -122,15 +152,27 @@ def tables(results: list[dict], ratios: list[dict], n_blocks: int) -> str:
         per = ", ".join(f"{m:.3f}" for m in s["repeat_medians_s"])
         out.append(f"{head} {s['median_s']:.3f} | {s['min_s']:.3f} | {s['max_s']:.3f} | {s['iqr_s']:.3f} | "
                    f"{s['iqr_pct']:.1f} | {s['images_per_s']:.2f} | {per} | {s['cores_busy']:.2f} | {r['warmup_s'][0]:.1f} |")
+    if any(r["jit"] == "torch" for r in results):
+        out += ["", "Rows with XLA `torch`: the PyTorch reference implementation's training step "
+                    "(benchmarks/torch_cyclegan.py), measured in this run on this machine, interleaved with ours."]
     if ratios:
         out += ["", "| size | XLA off s/step | XLA on s/step | speed ratio on/off (>1 = XLA faster) |",
                 "|---:|---:|---:|---:|"]
         out += [f"| {q['size']} | {q['off_s']:.3f} | {q['on_s']:.3f} | {q['on_over_off_speed']:.3f} |"
                 for q in ratios]
+    if torch_ratios:
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        out += ["", f"Ours / PyTorch reference, same machine, same run (median s/step, ResNet-{n_blocks}; "
+                    ">1 = ours slower):", "",
+                "| size | PyTorch reference | ours XLA off | ours / PyTorch (XLA off) | ours XLA on | "
+                "ours / PyTorch (XLA on) |", "|---:|---:|---:|---:|---:|---:|"]
+        out += [f"| {q['size']} | {q['torch_s']:.3f} | {fmt(q['off_s'])} | {fmt(q['off_over_torch'])} | "
+                f"{fmt(q['on_s'])} | {fmt(q['on_over_torch'])} |" for q in torch_ratios]
     found = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results if "summary" in r}
-    out += ["", f"References (design notes, same machine type; ResNet-6, 128 px, batch 1, float32; "
-                f"this run: ResNet-{n_blocks}):", "",
-            "| reference | ref s/step | ours s/step (same size, XLA) | ours / ref |", "|---|---:|---:|---:|"]
+    out += ["", f"References quoted from the design notes (measured there on another machine of this type, "
+                f"not in this run; ResNet-6, 128 px, batch 1, float32; this run: ResNet-{n_blocks}):", "",
+            "| reference (design notes) | quoted s/step | ours s/step this run (same size, XLA) | ours / quoted |",
+            "|---|---:|---:|---:|"]
     for name, (size, jit, ref) in REFERENCES.items():
         ours = found.get((size, jit or "off"))
         label = f"{ours:.3f} ({size}, XLA {jit or 'off'})" if ours else "not run"
@@ -139,42 +181,63 @@ def tables(results: list[dict], ratios: list[dict], n_blocks: int) -> str:
     ours = found.get((size, jit))
     verdict = "not run" if ours is None else f"{ours:.3f} s -> {'met' if ours <= limit else 'NOT met'}"
     out += ["", f"Target: {size} px, float32, XLA {jit}, no slower than {limit:.2f} s/step: {verdict}."]
+    torch_here = found.get((size, "torch"))
+    if torch_here is not None:
+        out.append(f"(The PyTorch reference measured in this run at {size} px: {torch_here:.3f} s/step.)")
     return "\n".join(out)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    make_torch_step = None
+    if args.torch:
+        try:
+            make_torch_step = load_torch_step()
+        except Exception as e:  # ImportError when torch is missing; OSError when the step file is
+            print(f"benchmark.py: error: --torch needs PyTorch and {TORCH_STEP.name}: {type(e).__name__}: "
+                  f"{(str(e).strip().splitlines() or [''])[0]}", file=sys.stderr)
+            return 2
     import keras
     import tensorflow as tf
 
     env = machine(tf, keras)
+    if make_torch_step is not None:
+        import torch
+        env.update(torch=torch.__version__)
     print(f"TF {env['tensorflow']}, Keras {env['keras']}, {env['cpu']}, {env['cores']} cores, "
-          f"oneDNN {'on' if env['onednn'] else 'off'}", file=sys.stderr)
+          f"oneDNN {'on' if env['onednn'] else 'off'}"
+          + (f", torch {env['torch']}" if "torch" in env else ""), file=sys.stderr)
+    name = lambda v: "PyTorch reference" if v["jit"] == "torch" else f"XLA {v['jit']}"  # noqa: E731
     variants = []
     with tempfile.TemporaryDirectory(prefix="benchmark_") as tmpdir:
         for size in args.sizes:
-            for jit in args.jit:
+            for jit in args.jit + (["torch"] if make_torch_step else []):
                 v = {"size": size, "jit": jit, "runs": [], "cpu": []}
                 variants.append(v)
                 try:
-                    v["model"], v["iterator"] = build(tf, args.method, size, jit, args.n_blocks, tmpdir)
-                    v["jit_effective"] = bool(v["model"].jit_compile)
-                    v["warmup_s"] = [step(v["model"], v["iterator"]) for _ in range(max(1, args.warmup))]
-                    print(f"{size}px XLA {jit}: warm-up {', '.join(f'{t:.2f}' for t in v['warmup_s'])} s",
+                    if jit == "torch":
+                        v["run"] = make_torch_step(size=size, n_blocks=args.n_blocks)
+                        v["torch_threads"] = env["torch_threads"] = torch.get_num_threads()
+                    else:
+                        model, iterator = build(tf, args.method, size, jit, args.n_blocks, tmpdir)
+                        v["jit_effective"] = bool(model.jit_compile)
+                        v["run"] = keras_step(model, iterator)
+                    v["warmup_s"] = [step(v["run"]) for _ in range(max(1, args.warmup))]
+                    print(f"{size}px {name(v)}: warm-up {', '.join(f'{t:.2f}' for t in v['warmup_s'])} s",
                           file=sys.stderr)
                 except Exception as e:  # e.g. an op XLA cannot compile: report it, go on with the others
                     v["error"] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
-                    print(f"{size}px XLA {jit}: FAILED {v['error']}", file=sys.stderr)
+                    print(f"{size}px {name(v)}: FAILED {v['error']}", file=sys.stderr)
         live = [v for v in variants if "error" not in v]
         for r in range(args.repeats):
             for v in live[r % max(1, len(live)):] + live[:r % max(1, len(live))]:  # rotate the order
-                v["runs"].append([step(v["model"], v["iterator"], v["cpu"]) for _ in range(args.steps)])
-                print(f"repeat {r + 1}/{args.repeats} {v['size']}px XLA {v['jit']}: "
+                v["runs"].append([step(v["run"], v["cpu"]) for _ in range(args.steps)])
+                print(f"repeat {r + 1}/{args.repeats} {v['size']}px {name(v)}: "
                       f"median {statistics.median(v['runs'][-1]):.3f} s", file=sys.stderr)
 
     results = []
     for v in variants:
-        r = {k: v[k] for k in ("size", "jit", "jit_effective", "warmup_s", "error") if k in v}
+        r = {k: v[k] for k in ("size", "jit", "jit_effective", "torch_threads", "warmup_s", "error") if k in v}
         if "error" not in v:
             r.update(step_times_s=v["runs"], cpu_times_s=v["cpu"], summary=summarize(v["runs"], v["cpu"]))
         results.append(r)
@@ -182,11 +245,19 @@ def main(argv=None) -> int:
     ratios = [{"size": s, "off_s": medians[s, "off"], "on_s": medians[s, "on"],
                "on_over_off_speed": medians[s, "off"] / medians[s, "on"]}
               for s in args.sizes if (s, "off") in medians and (s, "on") in medians]
-    table = tables(results, ratios, args.n_blocks)
-    settings = {k: getattr(args, k) for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks")}
+    torch_ratios = [{"size": s, "torch_s": medians[s, "torch"],
+                     "off_s": medians.get((s, "off")), "on_s": medians.get((s, "on")),
+                     "off_over_torch": medians[s, "off"] / medians[s, "torch"] if (s, "off") in medians else None,
+                     "on_over_torch": medians[s, "on"] / medians[s, "torch"] if (s, "on") in medians else None}
+                    for s in args.sizes if (s, "torch") in medians]
+    table = tables(results, ratios, torch_ratios, args.n_blocks)
+    settings = {k: getattr(args, k)
+                for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks", "torch")}
     report = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "settings": settings, "machine": env,
               "load_average_at_end": os.getloadavg(), "results": results, "xla_ratios": ratios,
+              "torch_ratios": torch_ratios,
               "references_s_per_step": {k: {"size": s, "jit": j, "s": t} for k, (s, j, t) in REFERENCES.items()},
+              "references_source": "design notes, another machine of this type; not measured in this run",
               "target": {"size": TARGET[0], "jit": TARGET[1], "max_s": TARGET[2]}}
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +265,8 @@ def main(argv=None) -> int:
     header = (f"# {args.method} training throughput\n\n`{report['command']}`  \n"
               f"TF {env['tensorflow']}, Keras {env['keras']}, {env['cpu']}, {env['cores']} cores, "
               f"oneDNN {'on' if env['onednn'] else 'off'}, batch 1, {env['dtype_policy']}, "
-              f"{args.repeats} x {args.steps} timed steps per variant after {args.warmup} warm-up, interleaved.\n\n")
+              + (f"PyTorch reference: torch {env['torch']}, {env['torch_threads']} threads, " if "torch" in env else "")
+              + f"{args.repeats} x {args.steps} timed steps per variant after {args.warmup} warm-up, interleaved.\n\n")
     Path(f"{out}.md").write_text(header + table + "\n")
     print(table)
     return 1 if any("error" in r for r in results) else 0

@@ -30,8 +30,8 @@ class CycleGANConfig:
 @register("cyclegan", config=CycleGANConfig, data_kind="unpaired",
           demo={"data": {"load_size": 72, "crop_size": 64, "domains": ("cartoon", "photo")},
                 "model": {"filters": 32, "n_blocks": 6, "disc_filters": 32},
-                "train": {"epochs": 10, "decay_epochs": 5, "sample_every": 60, "checkpoint_every": 60,
-                          "validate_every": 120}})
+                "train": {"epochs": 4, "decay_epochs": 3, "sample_every": 60, "checkpoint_every": 60,
+                          "validate_every": 60}})
 class CycleGAN(TranslationModel):
     """CycleGAN (Zhu, Park, Isola, Efros, ICCV 2017, arXiv 1703.10593).
 
