@@ -17,6 +17,11 @@ from tqdm.auto import tqdm
 from tf_translate.data.pipeline import to_uint8
 
 
+def bar_interval() -> float:
+    """Seconds between progress bar updates: live on a terminal, sparse in a log file."""
+    return 1.0 if sys.stderr.isatty() else 30.0
+
+
 def _step(model) -> int:
     return int(model.step.numpy())
 
@@ -37,6 +42,12 @@ def panel(rows: list, titles: tuple[str, ...] = (), gap: int = 2) -> np.ndarray:
                 tile = np.repeat(tile, 3, axis=-1)
             canvas.paste(Image.fromarray(tile), (gap + c * (width + gap), header + gap + r * (height + gap)))
     return np.asarray(canvas)
+
+
+def save_gif(path: Path, pictures: list[np.ndarray], ms_per_frame: int = 250) -> None:
+    """An animated GIF of uint8 RGB pictures, looping forever."""
+    images = [Image.fromarray(p) for p in pictures]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
 
 
 class StepCallback(keras.callbacks.Callback):
@@ -73,7 +84,7 @@ class Progress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.bar = tqdm(total=self.total, initial=self.first, unit="step", dynamic_ncols=True, file=sys.stderr,
-                        mininterval=1.0 if sys.stderr.isatty() else 30.0)
+                        mininterval=bar_interval())
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
@@ -106,7 +117,8 @@ class Scalars(StepCallback):
 
 
 class Samples(StepCallback):
-    """Sample panels of fixed images as PNG files (samples/step_NNNNNN.png) and TensorBoard images."""
+    """Sample panels of fixed images as PNG files (samples/step_NNNNNN.png) and TensorBoard images;
+    for stacks of frames also an animated GIF per sample, generated beside real."""
 
     def __init__(self, every: int, batch, folder: Path, writer):
         super().__init__(every)
@@ -118,6 +130,10 @@ class Samples(StepCallback):
         Image.fromarray(picture).save(self.folder / f"step_{step:07d}.png")
         with self.writer.as_default(step=step):
             tf.summary.image("samples", picture[None], step=step)
+        sequences = self.model.sequences(self.batch) if hasattr(self.model, "sequences") else []
+        for i, (made, real) in enumerate(sequences):
+            save_gif(self.folder / f"step_{step:07d}_sample{i}.gif",
+                     [panel([[m, r]], ("generated", "real")) for m, r in zip(made, real)])
 
 
 class Checkpoints(StepCallback):

@@ -34,7 +34,8 @@ def _flag(section: str, name: str) -> str:
 def _parser_type(field: dataclasses.Field):
     kind = str(field.type)
     if kind.startswith("tuple"):
-        return lambda text: tuple(part.strip() for part in text.split(",") if part.strip())
+        item = int if kind.startswith("tuple[int") else str
+        return lambda text: tuple(item(part.strip()) for part in text.split(",") if part.strip())
     for name, parse in (("int", int), ("float", float)):
         if kind.split(" |")[0] == name:
             return parse
@@ -148,7 +149,28 @@ def cmd_evaluate(argv):
     print(f"report: {json_path}")
 
 
-COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate}
+INTERPOLATE_HELP = """Raise a video's frame rate with a frame-interpolation model (pix2pix trained on
+video windows): between each two consecutive frames it inserts the model's generated
+frames, so the output has GAP times the frame rate (GAP = the model's --frame-gap, 6 by
+default) and keeps the audio. The model only makes sense on input whose consecutive
+frames are as far apart as the frames it was trained to bridge: a model trained with
+gap 6 on 25 fps video expects input that looks like 25/6 fps footage."""
+
+
+def cmd_interpolate(argv):
+    parser = argparse.ArgumentParser(prog="interpolate", description=INTERPOLATE_HELP)
+    parser.add_argument("--model", required=True, help="an exported frame-interpolation model (exported/pix2pix/N)")
+    parser.add_argument("input", help="the video to interpolate")
+    parser.add_argument("--output", required=True, help="the video to write (.mp4, H.264)")
+    parser.add_argument("--short-side", type=int, help="scale frames to this shorter side first (default: as they are)")
+    args = parser.parse_args(argv)
+    from tf_translate import inference
+
+    print(inference.interpolate_video(args.model, args.input, args.output, short_side=args.short_side))
+
+
+COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate,
+            "interpolate": cmd_interpolate}
 
 
 def main(argv: list[str] | None = None, command: str | None = None) -> int:

@@ -58,6 +58,8 @@ class ExportConfig:
     export_dir: str | None = opt(None, "default exported/<method>")
     export: bool = opt(True, "export at the end of training")
     tflite: bool = opt(True, "also write a float32 .tflite model, checked against the SavedModel")
+    test_dropout: bool = opt(False, "keep dropout on at inference (pix2pix's noise): outputs then vary "
+                                    "per call and TFLite parity is not checked; off = deterministic")
 
 
 _SECTION_TYPES = {"data": DataConfig, "train": TrainConfig, "export": ExportConfig}

@@ -4,6 +4,10 @@ Unpaired test sets whose files share names across ``testA/`` and ``testB/`` (the
 subject in both domains) are scored as pairs: G(a) against its b, beside the untranslated a
 against b as the baseline. Without such pairs the score is the cycle reconstruction
 F(G(a)) against a, which needs no ground truth.
+
+Paired models (pix2pix) are scored on held-out stacks, per target frame, against a
+baseline: for frame interpolation the linear cross-fade of the two input frames around
+it (a model worth shipping beats it), otherwise the untranslated input.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_translate import data as tf_data, registry
+from tf_translate.data.images import DataError
 from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
 
@@ -30,6 +35,21 @@ def ssim(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return tf.image.ssim(tf.constant(x), tf.constant(y), max_val=255).numpy()
 
 
+def ssim_7x7(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """SSIM per image with scikit-image's defaults (``structural_similarity``: 7x7 uniform
+    window, sample covariance, data range 255, channels averaged), the variant that many
+    published pix2pix numbers use. Equal to skimage's value up to float rounding."""
+    x, y = (tf.constant(v, tf.float64) for v in (x, y))
+    mean = lambda v: tf.nn.avg_pool2d(v, 7, 1, "VALID")  # noqa: E731  (skimage filters, then crops 3 px)
+    ux, uy = mean(x), mean(y)
+    norm = 49.0 / 48.0
+    vx, vy = norm * (mean(x * x) - ux * ux), norm * (mean(y * y) - uy * uy)
+    vxy = norm * (mean(x * y) - ux * uy)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return tf.reduce_mean(s, axis=[1, 2, 3]).numpy()
+
+
 def l1(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Mean absolute error per image in [0, 1] units."""
     diff = np.abs(x.astype(np.float32) - y.astype(np.float32)) / 255.0
@@ -37,8 +57,9 @@ def l1(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def scores(x: np.ndarray, y: np.ndarray) -> dict:
-    """Mean PSNR, SSIM and L1 of two uint8 batches."""
-    return {"psnr": float(np.mean(psnr(x, y))), "ssim": float(np.mean(ssim(x, y))), "l1": float(np.mean(l1(x, y)))}
+    """Mean PSNR, SSIM (11x11 Gaussian and 7x7 uniform windows) and L1 of two uint8 batches."""
+    return {"psnr": float(np.mean(psnr(x, y))), "ssim": float(np.mean(ssim(x, y))),
+            "ssim_7x7": float(np.mean(ssim_7x7(x, y))), "l1": float(np.mean(l1(x, y)))}
 
 
 def _uint8(images01: np.ndarray) -> np.ndarray:
@@ -49,16 +70,23 @@ def evaluate(model_dir: str | Path, source: str | None = None) -> dict:
     """Score an exported model on the held-out split of ``source`` (default: its training data)."""
     model = Exported(model_dir)
     cfg = model.config
-    data_cfg = cfg.data if source is None else dataclasses.replace(cfg.data, data=source)
+    if source is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data=source))
     spec = registry.get(cfg.method)
-    dataset = tf_data.load(spec.data_kind, data_cfg)
+    dataset = tf_data.load(spec.data_kind, cfg)
+    report = {"model": str(model_dir), "method": cfg.method, "data": cfg.data.data or "embedded default",
+              "size": cfg.data.crop_size}
+    report.update(_paired(model, dataset) if spec.data_kind == "paired" else _unpaired(model, dataset, cfg))
+    return report
+
+
+def _unpaired(model: Exported, dataset, cfg) -> dict:
     x, y = dataset.held_out()
     x01, y01 = (x + 1.0) / 2.0, (y + 1.0) / 2.0
     a, b = cfg.data.domains
     names_a = [Path(dataset.test[0].label(i)).stem for i in range(len(x))]
     names_b = [Path(dataset.test[1].label(i)).stem for i in range(len(y))]
-    report = {"model": str(model_dir), "method": cfg.method, "data": data_cfg.data or "embedded default",
-              "size": cfg.data.crop_size, "images": {a: len(x), b: len(y)}}
+    report = {"images": {a: len(x), b: len(y)}}
     common = sorted(set(names_a) & set(names_b))
     if common:
         ia = [names_a.index(n) for n in common]
@@ -75,13 +103,48 @@ def evaluate(model_dir: str | Path, source: str | None = None) -> dict:
     return report
 
 
+def crossfade(first: np.ndarray, last: np.ndarray, position: float) -> np.ndarray:
+    """The linear cross-fade (1 - position) * first + position * last, rounded to uint8."""
+    mixed = (1.0 - position) * first.astype(np.float64) + position * last.astype(np.float64)
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
+def _paired(model: Exported, dataset) -> dict:
+    """G(x) against y on held-out stacks, per target frame; the baseline is the linear
+    cross-fade of the two nearest input frames when targets lie between inputs (frame
+    interpolation), else the input itself."""
+    if dataset.test is None:
+        raise DataError("no held-out data to evaluate on (a test/ folder, or a holdout above 0)")
+    stacks = dataset.stacks(dataset.test)  # uint8 (N, K, H, W, 3)
+    x = np.concatenate([stacks[:, i] for i in dataset.inputs], axis=-1)
+    out = np.concatenate([_uint8(model(x[i: i + 1] / 255.0)) for i in range(len(x))])
+    report = {"samples": len(stacks), "inputs": list(dataset.inputs), "targets": list(dataset.targets)}
+    for k, t in enumerate(dataset.targets):
+        real, made = stacks[:, t], out[..., 3 * k: 3 * k + 3]
+        before = [i for i in dataset.inputs if i < t]
+        after = [i for i in dataset.inputs if i > t]
+        if before and after:
+            i0, i1 = max(before), min(after)
+            name, baseline = "crossfade_vs_real", crossfade(stacks[:, i0], stacks[:, i1], (t - i0) / (i1 - i0))
+        else:
+            name, baseline = "input_vs_real", stacks[:, dataset.inputs[0]]
+        key = f"frame {t}" if len(dataset.targets) > 1 else "translate"
+        report[key] = {"generated_vs_real": scores(made, real), name: scores(baseline, real)}
+    frames = [report[f"frame {t}"] for t in dataset.targets] if len(dataset.targets) > 1 else []
+    if frames:
+        report["mean over frames"] = {compared: {m: float(np.mean([f[compared][m] for f in frames]))
+                                                 for m in frames[0][compared]} for compared in frames[0]}
+    return report
+
+
 def markdown(report: dict) -> str:
     lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
-             "| direction | compared | PSNR (dB) | SSIM | L1 |", "|---|---|---|---|---|"]
+             "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 |", "|---|---|---|---|---|---|"]
     for key, value in report.items():
         if isinstance(value, dict) and key != "images":
             for compared, s in value.items():
-                lines.append(f"| {key} | {compared.replace('_', ' ')} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['l1']:.4f} |")
+                lines.append(f"| {key} | {compared.replace('_', ' ')} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
+                             f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tf_translate.layers import StatelessDropout
+
 PARITY_TOLERANCE = 1e-3  # max |TFLite - SavedModel| on [0, 1] outputs for the float32 model
 
 
@@ -32,15 +34,24 @@ class ExportError(RuntimeError):
     pass
 
 
+def symmetric_indices(size, total):
+    """Indices 0..total-1 mirrored into [0, size) as SYMMETRIC padding reads them, for any
+    ``total`` (``tf.pad`` SYMMETRIC fails once the pad exceeds the side, e.g. a small image
+    padded to a U-Net's multiple of 256)."""
+    j = tf.math.floormod(tf.range(total), 2 * size)
+    return tf.where(j < size, j, 2 * size - 1 - j)
+
+
 def pad_to_multiple(images, multiple: int):
-    """Pad bottom and right to a multiple of ``multiple`` (SYMMETRIC: valid for any image size)."""
+    """Pad bottom and right to a multiple of ``multiple`` by mirroring; returns (padded, h, w)."""
     shape = tf.shape(images)
-    pad_h = (multiple - shape[1] % multiple) % multiple
-    pad_w = (multiple - shape[2] % multiple) % multiple
-    padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
-    # A pad with computed amounts loses every static dimension, and the TFLite converter
-    # needs the channels: a reshape (a builtin op, unlike EnsureShape) restores them.
-    padded = tf.reshape(padded, [shape[0], shape[1] + pad_h, shape[2] + pad_w, images.shape[-1]])
+    height = shape[1] + (multiple - shape[1] % multiple) % multiple
+    width = shape[2] + (multiple - shape[2] % multiple) % multiple
+    padded = tf.gather(images, symmetric_indices(shape[1], height), axis=1)
+    padded = tf.gather(padded, symmetric_indices(shape[2], width), axis=2)
+    # Computed sizes lose every static dimension, and the TFLite converter needs the
+    # channels: a reshape (a builtin op, unlike EnsureShape) restores them.
+    padded = tf.reshape(padded, [shape[0], height, width, images.shape[-1]])
     return padded, shape[1], shape[2]
 
 
@@ -91,7 +102,8 @@ class ServingModule(tf.Module):
                 lambda image_bytes, one=one: {"output_bytes": tf.map_fn(one, image_bytes, fn_output_signature=tf.string)},
                 input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
             out[name] = floats.get_concrete_function()
-            out[f"{name}_bytes"] = encoded.get_concrete_function()
+            if channels == 3 and net.output_shape[-1] == 3:  # images in and out: a bytes endpoint too
+                out[f"{name}_bytes"] = encoded.get_concrete_function()
         first = next(iter(self.nets))
         out["serving_default"] = out[first]
         return out
@@ -110,10 +122,14 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=root))
     try:
         module = ServingModule(model.generators(), model.down_factor())
+        for net in module.nets.values():
+            for layer in net.layers:
+                if isinstance(layer, StatelessDropout):
+                    layer.at_test = cfg.export.test_dropout
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         cfg.save(tmp / "config.json")
         if cfg.export.tflite:
-            write_tflite(tmp, list(module.nets), examples)
+            write_tflite(tmp, list(module.nets), examples, check=not cfg.export.test_dropout)
         final = root / str(version)
         os.rename(tmp, final)
     except BaseException:
@@ -123,8 +139,9 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
     return final
 
 
-def write_tflite(saved_model: Path, names: list[str], examples=None) -> dict:
-    """Convert the float signatures to ``model.tflite`` (builtin ops only) and check parity."""
+def write_tflite(saved_model: Path, names: list[str], examples=None, check: bool = True) -> dict | None:
+    """Convert the float signatures to ``model.tflite`` (builtin ops only) and check parity
+    (not for a model with test-time dropout, whose outputs differ on every call)."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=names)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     flat = converter.convert()
@@ -132,6 +149,8 @@ def write_tflite(saved_model: Path, names: list[str], examples=None) -> dict:
     if flex:
         raise ExportError(f"TFLite model needs Flex (TF) ops {', '.join(flex)}; only builtin ops are allowed")
     (saved_model / "model.tflite").write_bytes(flat)
+    if not check:
+        return None
     report = tflite_parity(saved_model, names, examples)
     (saved_model / "tflite_parity.json").write_text(json.dumps(report, indent=2))
     worst = max(r["max_abs_error"] for r in report["signatures"].values())

@@ -9,8 +9,10 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from tf_translate.data.pipeline import to_uint8
+from tf_translate.callbacks import bar_interval
+from tf_translate.data import video
 from tf_translate.data.images import DataError, ImageError, image_files, read_image
+from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
 
 MIN_SIDE = 8  # reflection padding inside the generators needs at least this many pixels
@@ -38,7 +40,7 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in tqdm(files, unit="image", disable=len(files) < 2, file=sys.stderr):
+    for path in tqdm(files, unit="image", disable=len(files) < 2, file=sys.stderr, mininterval=bar_interval()):
         try:
             image = read_image(path, max_pixels=model.config.data.max_pixels)
             if min(image.shape[:2]) < MIN_SIDE:
@@ -51,3 +53,45 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
         Image.fromarray(np.asarray(to_uint8(out * 2.0 - 1.0))).save(target)
         written.append(target)
     return written
+
+
+def interpolation_gap(model: Exported) -> int:
+    """The frame gap of a frame-interpolation model: its inputs are the two ends of a window
+    and its targets every frame between them; anything else is refused."""
+    m = model.config.model
+    inputs, targets = tuple(m.input_frames or ()), tuple(m.target_frames or ())
+    gap = m.frames_per_image - 1 if model.config.method == "pix2pix" else 0
+    if gap < 2 or inputs != (0, gap) or targets != tuple(range(1, gap)):
+        raise DataError(f"{model.path}: not a frame-interpolation model (inputs {inputs}, targets {targets}); "
+                        "train one with --method pix2pix on a video")
+    return gap
+
+
+def interpolate_video(model_dir, source, output, *, short_side: int | None = None) -> Path:
+    """Insert the model's ``gap - 1`` generated frames between each two consecutive frames of
+    ``source``, writing ``output`` at ``gap`` times the frame rate with the source's audio."""
+    model = Exported(model_dir)
+    gap = interpolation_gap(model)
+    info = video.probe(source)
+    if info.frames < 2:
+        raise DataError(f"{source}: {info.frames} frame(s); interpolation needs at least 2")
+
+    def resized(frame):
+        if short_side is None:
+            return frame
+        width, height = video.scaled_size(frame.shape[1], frame.shape[0], short_side)
+        return np.asarray(Image.fromarray(frame).resize((width, height), Image.BICUBIC))
+
+    def frames():
+        previous = None
+        for frame in tqdm(video.iter_frames(source), total=info.frames, unit="frame", file=sys.stderr,
+                          mininterval=bar_interval()):
+            frame = resized(frame)
+            if previous is not None:
+                pair = np.concatenate([previous, frame], axis=-1)[None].astype(np.float32) / 255.0
+                made = np.asarray(to_uint8(model(pair)[0] * 2.0 - 1.0))
+                yield from (made[..., 3 * k: 3 * k + 3] for k in range(gap - 1))
+            yield frame
+            previous = frame
+
+    return video.write_video(output, frames(), fps=info.fps * gap, audio_from=source)

@@ -146,6 +146,32 @@ def residual_block(x, filters: int, *, name: str, norm_kind: str = "instance", p
     return layers.Add(name=f"{name}_add")([x, y])
 
 
+class StatelessDropout(layers.Layer):
+    """Dropout whose training mask derives from a seed, so a resumed run drops the units the
+    uninterrupted one would have (DESIGN convention 6).
+
+    The model sets ``seed_fn``, a function returning a [2] int32 seed (from its seed, the
+    step and the replica) read while the training step is traced. With ``at_test`` set
+    (pix2pix's test-time noise) inference drops units too, with fresh randomness per call.
+    """
+
+    def __init__(self, rate: float, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed_fn = None
+        self.at_test = False
+
+    def call(self, x, training=False):
+        if self.rate == 0.0 or not (training or self.at_test):
+            return x
+        if training and self.seed_fn is not None:
+            return tf.nn.experimental.stateless_dropout(x, self.rate, seed=self.seed_fn())
+        return tf.nn.dropout(x, self.rate)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
 class ImagePool(layers.Layer):
     """History of generated images shown to a discriminator (Shrivastava et al. 2017), as in
     CycleGAN: while the pool is filling every image is stored and returned; afterwards, with

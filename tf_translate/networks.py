@@ -9,7 +9,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tf_translate.layers import conv_block, residual_block
+from tf_translate.layers import StatelessDropout, activation, norm, residual_block, weight_init
+from tf_translate.layers import conv_block
 
 
 def resnet_generator(
@@ -38,6 +39,57 @@ def resnet_generator(
     for i in reversed(range(n_down)):
         x = conv_block(x, filters * 2**i, 3, stride=2, transpose=True, name=f"u{n_down - i}", norm_kind=norm_kind)
     x = conv_block(x, out_channels, 7, name="out", pad="reflect", norm_kind="none", act=None)
+    outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def unet_depth(size: int) -> int:
+    """U-Net levels for square inputs of ``size``: down to a 1x1 bottleneck (8 for 256, 7 for 128)."""
+    return max(1, int(size).bit_length() - 1)
+
+
+def unet_generator(
+    *,
+    in_channels: int = 3,
+    out_channels: int = 3,
+    depth: int = 8,
+    filters: int = 64,
+    max_filters: int = 512,
+    norm_kind: str = "instance",
+    dropout: float = 0.5,
+    dropout_blocks: int = 3,
+    name: str = "unet_generator",
+) -> keras.Model:
+    """pix2pix's U-Net generator (Isola et al. 2017, appendix 6.1.1).
+
+    Encoder C64-C128-C256-C512-...: ``depth`` 4x4 stride-2 convolutions with LeakyReLU 0.2,
+    no norm on the first layer nor on the innermost (a per-sample norm of a 1x1 map is 0);
+    decoder mirrored with ReLU, transposed convolutions and skip connections to the encoder
+    level of the same size; dropout ``dropout`` in the first ``dropout_blocks`` decoder
+    blocks; tanh out. Input height and width must be multiples of ``2 ** depth``.
+    Any number of input and output channels (stacked frames: 6 in, 15 out).
+    """
+    width = lambda level: min(filters * 2**level, max_filters)  # noqa: E731
+    conv = dict(kernel_size=4, strides=2, padding="same", kernel_initializer=weight_init())
+    inputs = keras.Input((None, None, in_channels), name="image")
+    x, skips = inputs, []
+    for level in range(depth):
+        if level:
+            x = activation("lrelu0.2", f"down{level + 1}_act")(x)
+        x = layers.Conv2D(width(level), name=f"down{level + 1}_conv", **conv)(x)
+        if 0 < level < depth - 1:
+            x = norm(norm_kind, f"down{level + 1}_norm")(x)
+        skips.append(x)
+    for level in reversed(range(depth)):
+        if level < depth - 1:
+            x = layers.Concatenate(name=f"up{level + 1}_skip")([x, skips[level]])
+        x = activation("relu", f"up{level + 1}_act")(x)
+        out = width(level - 1) if level else out_channels
+        x = layers.Conv2DTranspose(out, name=f"up{level + 1}_deconv", **conv)(x)
+        if level:
+            x = norm(norm_kind, f"up{level + 1}_norm")(x)
+            if depth - 1 - level < dropout_blocks and dropout > 0:
+                x = StatelessDropout(dropout, name=f"up{level + 1}_dropout")(x)
     outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ RESUMABLE_CHANGES = {
     ("train", "epochs"), ("train", "decay_epochs"), ("train", "output"), ("train", "jit_compile"),
     ("train", "log_every"), ("train", "sample_every"), ("train", "checkpoint_every"),
     ("train", "validate_every"), ("train", "keep_checkpoints"),
-    ("export", "export_dir"), ("export", "export"), ("export", "tflite"), ("data", "data"),
+    ("export", "export_dir"), ("export", "export"), ("export", "tflite"), ("export", "test_dropout"), ("data", "data"),
 }
 
 
@@ -70,13 +69,12 @@ def checkpoint(model) -> tf.train.Checkpoint:
 def prepare(cfg: RunConfig, strategy=None):
     """Data, model and checkpoint managers of a run, restored from its latest checkpoint if any."""
     spec = registry.get(cfg.method)
+    data = tf_data.load(spec.data_kind, cfg)
+    cfg = data.complete(cfg)
     run_dir = cfg.run_dir
     saved = run_dir / "config.json"
     if saved.exists():
         _check_same_run(saved, cfg)
-    data = tf_data.load(spec.data_kind, cfg.data)
-    if tuple(data.domains) != tuple(cfg.data.domains):
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, domains=tuple(data.domains)))
     batch = cfg.data.batch_size
     steps_per_epoch = cfg.train.steps_per_epoch or max(1, data.steps_per_epoch_samples // batch)
     strategy = strategy or tf.distribute.get_strategy()

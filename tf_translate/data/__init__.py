@@ -1,4 +1,4 @@
-"""Data builders by kind. ``load(kind, data_config)`` returns the method's data object."""
+"""Data builders by kind. ``load(kind, run_config)`` returns the method's data object."""
 
 from __future__ import annotations
 
@@ -9,5 +9,9 @@ def load(kind: str, cfg):
     if kind == "unpaired":
         from tf_translate.data import unpaired
 
-        return unpaired.load(cfg)
+        return unpaired.load(cfg.data)
+    if kind == "paired":
+        from tf_translate.data import paired
+
+        return paired.load(cfg)
     raise ValueError(f"unknown data kind {kind!r}")

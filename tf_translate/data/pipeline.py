@@ -24,9 +24,9 @@ def pick(source: ImageSource, sample, seed, stream: int):
 
 
 def read(source: ImageSource, index) -> tf.Tensor:
-    """The uint8 square image ``index`` of ``source`` (decoded by Pillow, outside the graph)."""
+    """uint8 item ``index`` of ``source`` (an image or a stack of frames, decoded outside the graph)."""
     image = tf.numpy_function(source.load, [index], tf.uint8, stateful=False)
-    image.set_shape([source.size, source.size, 3])
+    image.set_shape(source.shape)
     return image
 
 

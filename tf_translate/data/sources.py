@@ -33,6 +33,10 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.size, self.size, 3)
+
     def load(self, index: int) -> np.ndarray:
         index = int(index)
         image = self._cache.get(index)

@@ -27,6 +27,10 @@ class UnpairedData:
         """One epoch passes over the larger domain once (as the PyTorch reference does)."""
         return max(len(s) for s in self.train)
 
+    def complete(self, cfg):
+        """``cfg`` with the domain names this data resolved (e.g. from a TFDS name)."""
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, domains=tuple(self.domains)))
+
     def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int):
         """Batches (real_a, real_b) in [-1, 1] for global steps ``first_step .. first_step+steps-1``."""
         src_a, src_b = self.train
