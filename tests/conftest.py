@@ -15,7 +15,8 @@ from PIL import Image  # noqa: E402
 from tf_translate import config, registry  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TINY_MODEL = {"cyclegan": {"filters": 4, "n_blocks": 1, "disc_filters": 4}}
+TINY_MODEL = {"cyclegan": {"filters": 4, "n_blocks": 1, "disc_filters": 4},
+              "pix2pix": {"filters": 4, "disc_filters": 4, "frames_per_image": 3}}
 
 
 def tiny_config(method: str, tmp: Path, source: str | None, **sections) -> config.RunConfig:
@@ -68,6 +69,42 @@ def trained(tmp_path_factory, unpaired_dir):
     cfg = tiny_config("cyclegan", tmp, str(unpaired_dir), train={"validate_every": 2})
     version = trainer.run(cfg)
     return cfg, version
+
+
+@pytest.fixture(scope="session")
+def strips_dir(tmp_path_factory) -> Path:
+    """train/ (6) and test/ (2) strips of 3 frames, 40x36 each: pix2pix with stacked channels."""
+    root = tmp_path_factory.mktemp("strips")
+    write_images(root / "train", 6, seed=4, size=(120, 36))
+    write_images(root / "test", 2, seed=5, size=(120, 36))
+    return root
+
+
+def coded_video(path: Path, n: int, size=(64, 48), fps: float = 10.0) -> Path:
+    """A video whose frame i is a solid grey 20 + 5 i, so decoded frames tell their index."""
+    from tf_translate.data import video
+
+    frames = (np.full((size[1], size[0], 3), 20 + 5 * i, np.uint8) for i in range(n))
+    return video.write_video(path, frames, fps=fps)
+
+
+def frame_index(frame: np.ndarray) -> int:
+    return int(round((float(frame.mean()) - 20) / 5))
+
+
+@pytest.fixture(scope="session")
+def frames_video(tmp_path_factory) -> Path:
+    return coded_video(tmp_path_factory.mktemp("video") / "coded.mp4", 40)
+
+
+DATA_FIXTURES = {"cyclegan": "unpaired_dir", "pix2pix": "strips_dir"}
+
+
+@pytest.fixture
+def method_data(request):
+    """(method, data folder) for a test parametrized over ``method``."""
+    method = request.param
+    return method, request.getfixturevalue(DATA_FIXTURES[method])
 
 
 def shared_data(*parts: str) -> Path:

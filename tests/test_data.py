@@ -50,7 +50,7 @@ def test_unusual_images_are_read_and_broken_ones_skipped(tmp_path, capsys):
     write_images(root / "trainB", 1, seed=2, mode="P", names=["z"])  # palette, no extension
     (root / "trainB" / "README.txt").write_text("stray notes")
     cfg = tiny_config("cyclegan", tmp_path, str(root))
-    data = tf_data.load("unpaired", cfg.data)
+    data = tf_data.load("unpaired", cfg)
     assert len(data.train[0]) == 3 and len(data.train[1]) == 3
     assert "README.txt" in capsys.readouterr().err
     image = data.train[0].load(0)
@@ -60,7 +60,7 @@ def test_unusual_images_are_read_and_broken_ones_skipped(tmp_path, capsys):
 def test_crop_larger_than_load_is_refused(tmp_path, unpaired_dir):
     cfg = tiny_config("cyclegan", tmp_path, str(unpaired_dir), data={"crop_size": 64, "load_size": 40})
     with pytest.raises(DataError, match="crop size 64 is larger than load size 40"):
-        tf_data.load("unpaired", cfg.data)
+        tf_data.load("unpaired", cfg)
 
 
 def test_tfds_source_with_mock_data(tmp_path):
@@ -68,7 +68,7 @@ def test_tfds_source_with_mock_data(tmp_path):
 
     cfg = tiny_config("cyclegan", tmp_path, "tfds:cycle_gan/horse2zebra")
     with tfds.testing.mock_data(num_examples=3):
-        data = tf_data.load("unpaired", cfg.data)
+        data = tf_data.load("unpaired", cfg)
     assert data.domains == ("horse", "zebra")
     assert len(data.train[0]) == 3 and data.test is not None
     batch = next(iter(data.training(batch_size=1, flip=True, seed=0, first_step=0, steps=1)))
@@ -77,7 +77,7 @@ def test_tfds_source_with_mock_data(tmp_path):
 
 def test_embedded_default_data_is_shipped(tmp_path):
     cfg = tiny_config("cyclegan", tmp_path, None, data={"domains": ("cartoon", "photo")})
-    data = tf_data.load("unpaired", cfg.data)
+    data = tf_data.load("unpaired", cfg)
     assert len(data.train[0]) >= 50 and len(data.train[1]) >= 50 and data.test is not None
 
 

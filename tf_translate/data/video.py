@@ -364,7 +364,8 @@ def _encode(out: Path, temp: Path, frames: Iterable[np.ndarray], fps: Fraction, 
     cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w + w % 2}x{h + h % 2}", "-framerate", str(fps),
            "-i", "pipe:0", "-an", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf),
-           "-pix_fmt", "yuv420p", *(["-movflags", "+faststart"] if faststart else []), "-f", "mp4", str(temp)]
+           "-pix_fmt", "yuv420p", *(["-movflags", "+faststart"] if faststart else []),
+           "-f", "mp4", str(temp.absolute())]
     with tempfile.TemporaryFile() as log:
         # A session of its own: Ctrl-C reaches Python only, which then kills ffmpeg.
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
@@ -400,9 +401,9 @@ def _mux_audio(out: Path, video: Path, audio_from: Path, temp: Path, *, seconds:
     log = ""
     for codec in ("copy", "aac"):
         cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y",
-               "-i", str(video), "-t", f"{seconds:.6f}", "-i", str(audio_from.absolute()),
+               "-i", str(video.absolute()), "-t", f"{seconds:.6f}", "-i", str(audio_from.absolute()),
                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", codec,
-               "-movflags", "+faststart", "-f", "mp4", str(temp)]
+               "-movflags", "+faststart", "-f", "mp4", str(temp.absolute())]
         result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
         if result.returncode == 0:
             return
