@@ -116,10 +116,13 @@ def cmd_export(argv):
     parser.add_argument("--run", required=True, help="the run folder (with config.json and checkpoints/)")
     parser.add_argument("--export-dir", help="where versions are written (default: the run's export dir)")
     parser.add_argument("--best", action="store_true", help="export the best validated checkpoint, not the latest")
+    parser.add_argument("--test-dropout", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep dropout on at inference (pix2pix's noise; outputs vary per call); "
+                             "default: as the run was configured (off: deterministic)")
     args = parser.parse_args(argv)
     from tf_translate import export
 
-    print(export.export_run(args.run, export_dir=args.export_dir, best=args.best))
+    print(export.export_run(args.run, export_dir=args.export_dir, best=args.best, test_dropout=args.test_dropout))
 
 
 def cmd_translate(argv):

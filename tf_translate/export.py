@@ -10,7 +10,8 @@ Signatures, per generator ``NAME`` (e.g. ``a2b``; the first one is also ``servin
   NAME        images: float32 [batch, height, width, C] in [0, 1], any height and width
               -> images: float32, same shape (padded to the down-sampling multiple and cropped back)
   NAME_bytes  image_bytes: string [batch] (JPEG, PNG, GIF, BMP or WebP; alpha composited on
-              white, the first frame of an animation) -> output_bytes: string [batch], PNG
+              white, the first frame of an animation) -> output_bytes: string [batch], PNG;
+              only for generators from 3 channels to 3 (not for stacked frames)
 """
 
 from __future__ import annotations
@@ -218,6 +219,10 @@ class Exported:
         self.names = [n for n in self.module.signatures if n != "serving_default" and not n.endswith("_bytes")]
 
     @property
+    def in_channels(self) -> int:
+        return int(self.module.signatures[self.names[0]].structured_input_signature[1]["images"].shape[-1])
+
+    @property
     def domains(self) -> tuple[str, ...]:
         return tuple(self.config.data.domains)
 
@@ -237,11 +242,14 @@ class Exported:
         return fn(images=tf.constant(images, tf.float32))["images"].numpy()
 
 
-def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, best: bool = False) -> Path:
+def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, best: bool = False,
+               test_dropout: bool | None = None) -> Path:
     """Export a run folder's latest (or best) checkpoint as the next version."""
     from tf_translate import config, trainer
 
     run_dir = Path(run_dir)
     cfg = config.load(run_dir / "config.json")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output=str(run_dir)))
+    if test_dropout is not None:
+        cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, test_dropout=test_dropout))
     return export_model(trainer.restore(cfg, best), cfg, export_dir=export_dir)

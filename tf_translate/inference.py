@@ -36,6 +36,9 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
     """Translate every readable image to ``output/<stem>.png``; unreadable ones are named and skipped."""
     model = Exported(model_dir)
     model.signature_for(to)  # an unknown --to fails before any work
+    if model.in_channels != 3:
+        raise DataError(f"{model.path}: this model takes {model.in_channels} channels (stacked frames), not one "
+                        "RGB image; for frame interpolation use scripts/interpolate.py")
     files = input_files(inputs)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -59,8 +62,8 @@ def interpolation_gap(model: Exported) -> int:
     """The frame gap of a frame-interpolation model: its inputs are the two ends of a window
     and its targets every frame between them; anything else is refused."""
     m = model.config.model
-    inputs, targets = tuple(m.input_frames or ()), tuple(m.target_frames or ())
-    gap = m.frames_per_image - 1 if model.config.method == "pix2pix" else 0
+    inputs, targets = tuple(getattr(m, "input_frames", None) or ()), tuple(getattr(m, "target_frames", None) or ())
+    gap = getattr(m, "frames_per_image", 1) - 1
     if gap < 2 or inputs != (0, gap) or targets != tuple(range(1, gap)):
         raise DataError(f"{model.path}: not a frame-interpolation model (inputs {inputs}, targets {targets}); "
                         "train one with --method pix2pix on a video")

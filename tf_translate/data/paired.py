@@ -63,10 +63,11 @@ class PairedData:
         return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample)
 
     def stacks(self, source, limit: int | None = None) -> np.ndarray:
-        """uint8 (N, K, crop, crop, 3): centre crops of the first ``limit`` samples of ``source``."""
+        """uint8 (N, K, crop, crop, 3): centre crops of every sample of ``source``, or of
+        ``limit`` samples spread evenly over it."""
         n = len(source) if limit is None else min(limit, len(source))
         out = []
-        for i in range(n):
+        for i in np.linspace(0, len(source) - 1, n).round().astype(int):
             stack = source.load(i)
             top, left = (stack.shape[1] - self.crop_size) // 2, (stack.shape[2] - self.crop_size) // 2
             out.append(stack[:, top: top + self.crop_size, left: left + self.crop_size])

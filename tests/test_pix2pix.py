@@ -1,0 +1,202 @@
+"""pix2pix: the U-Net, frame layouts, identical jitter across frames, the video window
+sampler and its held-out block, the cross-fade baseline, export of stacked channels,
+video interpolation, and bad input."""
+
+import dataclasses
+import subprocess
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import keras
+from PIL import Image
+
+from tf_translate import config, data as tf_data, evaluate, export, inference, networks, trainer
+from tf_translate.data import frames as fr, paired, video
+from tf_translate.data.images import DataError
+from tf_translate.layers import StatelessDropout
+from tests.conftest import coded_video, frame_index, tiny_config, write_images
+
+VIDEO_MODEL = {"frame_gap": 2, "holdout": 0.25}  # windows of 3 frames: 0 and 2 in, 1 out
+
+
+def test_unet_at_the_smallest_size_its_depth_allows():
+    net = networks.unet_generator(in_channels=6, out_channels=15, depth=4, filters=4)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 6)).astype("float32")
+    out = net(x).numpy()
+    assert out.shape == (2, 16, 16, 15) and out.min() >= -1 and out.max() <= 1
+    bottleneck = keras.Model(net.input, net.get_layer("down4_conv").output)(x)
+    assert bottleneck.shape[1:3] == (1, 1)
+    names = {layer.name for layer in net.layers}
+    assert {"down2_norm", "down3_norm"} <= names and not {"down1_norm", "down4_norm"} & names
+    dropouts = [layer.name for layer in net.layers if isinstance(layer, StatelessDropout)]
+    assert dropouts == ["up4_dropout", "up3_dropout", "up2_dropout"]  # the first three decoder blocks
+    np.testing.assert_array_equal(net(x, training=False), net(x, training=False))  # deterministic at test time
+    assert not np.array_equal(net(x, training=True), net(x, training=True))  # noise while training
+    assert [networks.unet_depth(s) for s in (256, 128, 132, 32)] == [8, 7, 7, 5]
+
+
+def test_frame_layouts_and_their_errors():
+    assert fr.layout(2, None, None, "a2b") == ((0,), (1,))
+    assert fr.layout(2, None, None, "b2a") == ((1,), (0,))
+    assert fr.layout(7, None, None) == ((0, 6), (1, 2, 3, 4, 5))
+    assert fr.layout(7, (0, 6), (3,)) == ((0, 6), (3,))
+    for inputs, targets, message in (((0, 7), None, "out of range"), ((0, 6), (1, 6), "both input and target"),
+                                     ((0, 0), None, "repeat"), ((), None, "no input")):
+        with pytest.raises(DataError, match=message):
+            fr.layout(7, inputs, targets)
+    with pytest.raises(DataError, match="direction"):
+        fr.layout(2, None, None, "up")
+
+
+def test_identical_jitter_across_frames(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "train").mkdir()
+    for i in range(3):  # strips of three identical noise frames: any per-frame difference in crop or flip shows
+        frame = rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)
+        Image.fromarray(np.concatenate([frame] * 3, axis=1)).save(tmp_path / "train" / f"{i}.png")
+    cfg = tiny_config("pix2pix", tmp_path, str(tmp_path), model={"holdout": 0.0})
+    data = tf_data.load("paired", cfg)
+    assert (data.inputs, data.targets) == ((0, 2), (1,))
+    batches = list(data.training(batch_size=1, flip=True, seed=0, first_step=0, steps=8))
+    assert len(batches) == 8
+    for x, y in batches:
+        x, y = x.numpy(), y.numpy()
+        assert x.shape == (1, 32, 32, 6) and y.shape == (1, 32, 32, 3)
+        np.testing.assert_array_equal(x[..., :3], x[..., 3:])
+        np.testing.assert_array_equal(x[..., :3], y)
+
+
+def test_strips_that_do_not_divide_into_frames_are_named(tmp_path, capsys):
+    write_images(tmp_path / "train", 3, seed=0, size=(120, 36))
+    write_images(tmp_path / "train", 1, seed=1, size=(121, 36), names=["odd.png"])
+    cfg = tiny_config("pix2pix", tmp_path, str(tmp_path), model={"holdout": 0.0})
+    assert len(tf_data.load("paired", cfg).train) == 3
+    assert "odd.png: width 121 is not a multiple of 3 frames" in capsys.readouterr().err
+    with pytest.raises(DataError, match="only 0 usable training strip"):
+        tf_data.load("paired", dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, frames_per_image=7)))
+
+
+def test_split_windows_never_lets_training_touch_the_held_out_block():
+    train, test = fr.split_windows(40, 3, 0.25)
+    assert test == [30, 32, 34, 36]  # the last 10 frames, windows sharing their end frames
+    assert train == list(range(25))  # windows end by frame 26; frames 27-29 are the gap
+    assert fr.split_windows(10, 3, 0.0) == (list(range(8)), [])
+    with pytest.raises(DataError, match="shorter than one window"):
+        fr.split_windows(2, 3, 0.25)
+    with pytest.raises(DataError, match="too short to hold out"):
+        fr.split_windows(8, 3, 0.25)
+
+
+def test_video_window_sampler_and_held_out_split(tmp_path, frames_video):
+    cfg = tiny_config("pix2pix", tmp_path, str(frames_video), model=VIDEO_MODEL)
+    data = tf_data.load("paired", cfg)
+    assert (data.frames, data.inputs, data.targets) == (3, (0, 2), (1,))
+    windows = [[frame_index(f) for f in data.train.load(i)] for i in range(len(data.train))]
+    assert windows == [[s, s + 1, s + 2] for s in range(25)]
+    held = [[frame_index(f) for f in data.test.load(i)] for i in range(len(data.test))]
+    assert held == [[s, s + 1, s + 2] for s in (30, 32, 34, 36)]
+    for x, y in data.training(batch_size=1, flip=False, seed=0, first_step=0, steps=6):
+        first, last, middle = (frame_index((v + 1) * 127.5) for v in (x[0, ..., :3], x[0, ..., 3:], y[0]))
+        assert last == first + 2 and middle == first + 1 and last <= 26
+    assert data.complete(cfg).model.frames_per_image == 3
+
+
+def test_bad_videos(tmp_path):
+    short = coded_video(tmp_path / "short.mp4", 4)
+    cfg = tiny_config("pix2pix", tmp_path, str(short), model={"frame_gap": 6})
+    with pytest.raises(DataError, match="short.mp4: 4 frames, shorter than one window of 7"):
+        tf_data.load("paired", cfg)
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    with pytest.raises(DataError, match="fake.mp4: not a readable video"):
+        tf_data.load("paired", dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data=str(fake))))
+
+
+def test_crossfade_against_hand_computed_values():
+    first = np.array([[[0, 90, 255]]], np.uint8)
+    last = np.array([[[30, 210, 0]]], np.uint8)
+    np.testing.assert_array_equal(evaluate.crossfade(first, last, 1 / 3), [[[10, 130, 170]]])
+    np.testing.assert_array_equal(evaluate.crossfade(first, last, 0.0), first)
+    np.testing.assert_array_equal(evaluate.crossfade(first, last, 1.0), last)
+
+
+def test_ssim_7x7_matches_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (2, 24, 30, 3), dtype=np.uint8)
+    y = np.clip(x.astype(int) + rng.integers(-60, 60, x.shape), 0, 255).astype(np.uint8)
+    ours = evaluate.ssim_7x7(x, y)
+    theirs = [structural_similarity(a, b, channel_axis=-1, data_range=255) for a, b in zip(x, y)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained_frames(tmp_path_factory, frames_video):
+    """A tiny frame-interpolation pix2pix (gap 2) trained 4 steps on the coded video, exported."""
+    tmp = tmp_path_factory.mktemp("frames_run")
+    cfg = tiny_config("pix2pix", tmp, str(frames_video), model=VIDEO_MODEL, train={"validate_every": 2})
+    return cfg, trainer.run(cfg)
+
+
+def test_export_takes_and_returns_stacked_channels(trained_frames):
+    cfg, version = trained_frames
+    model = export.Exported(version)
+    assert model.names == ["translate"] and "translate_bytes" not in model.module.signatures
+    x = np.random.default_rng(0).random((1, 37, 45, 6), dtype=np.float32)  # odd size, padded to 32s inside
+    out = model(x)
+    assert out.shape == (1, 37, 45, 3) and 0 <= out.min() and out.max() <= 1
+    keras_model = trainer.restore(config.load(cfg.run_dir / "config.json"))
+    padded = np.pad(x * 2 - 1, ((0, 0), (0, 27), (0, 19), (0, 0)), mode="symmetric")
+    expected = (keras_model.G(padded, training=False).numpy()[:, :37, :45] + 1) / 2
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    parity = (version / "tflite_parity.json").read_text()
+    assert '"translate"' in parity and not export.flex_ops((version / "model.tflite").read_bytes())
+    panels = sorted((cfg.run_dir / "samples").glob("step_*"))
+    assert [p.name for p in panels if p.suffix == ".gif"] and [p.name for p in panels if p.suffix == ".png"]
+
+
+def test_test_time_dropout_is_a_flag_and_off_by_default(trained_frames, tmp_path):
+    cfg, version = trained_frames
+    x = np.random.default_rng(1).random((1, 32, 32, 6), dtype=np.float32)
+    default = export.Exported(version)
+    np.testing.assert_array_equal(default(x), default(x))
+    noisy = export.Exported(export.export_run(cfg.run_dir, export_dir=tmp_path, test_dropout=True))
+    assert not np.array_equal(noisy(x), noisy(x))
+    assert noisy.config.export.test_dropout and not (noisy.path / "tflite_parity.json").exists()
+
+
+def test_interpolate_multiplies_frame_rate_and_keeps_audio(trained_frames, tmp_path):
+    _, version = trained_frames
+    source = tmp_path / "av.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=48x36:rate=5", "-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-t", "2",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(source)],
+                   check=True, stdin=subprocess.DEVNULL)
+    out = inference.interpolate_video(version, source, tmp_path / "out.mp4")
+    before, after = video.probe(source), video.probe(out)
+    assert after.frames == (before.frames - 1) * 2 + 1
+    assert after.fps == pytest.approx(before.fps * 2, rel=0.01) and after.has_audio
+    assert (after.width, after.height) == (before.width, before.height)
+
+
+def test_interpolate_and_translate_refuse_the_wrong_model(trained, trained_frames, tmp_path):
+    _, cyclegan = trained
+    with pytest.raises(DataError, match="not a frame-interpolation model"):
+        inference.interpolate_video(cyclegan, tmp_path / "any.mp4", tmp_path / "out.mp4")
+    _, frames_model = trained_frames
+    image = write_images(tmp_path / "in", 1, seed=0)
+    with pytest.raises(DataError, match="takes 6 channels"):
+        inference.translate_files(frames_model, [str(image[0])], tmp_path / "out")
+
+
+def test_evaluate_scores_every_frame_beside_the_crossfade(trained_frames):
+    cfg, version = trained_frames
+    report = evaluate.evaluate(version)
+    data = paired.load(cfg)
+    stacks = data.stacks(data.test)
+    expected = evaluate.scores(evaluate.crossfade(stacks[:, 0], stacks[:, 2], 0.5), stacks[:, 1])
+    assert report["samples"] == 4 and report["translate"]["crossfade_vs_real"] == pytest.approx(expected)
+    assert set(report["translate"]["generated_vs_real"]) == {"psnr", "ssim", "ssim_7x7", "l1"}
+    assert "crossfade vs real" in evaluate.markdown(report)
