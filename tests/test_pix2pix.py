@@ -97,6 +97,7 @@ def test_video_window_sampler_and_held_out_split(tmp_path, frames_video):
     held = [[frame_index(f) for f in data.test.load(i)] for i in range(len(data.test))]
     assert held == [[s, s + 1, s + 2] for s in (30, 32, 34, 36)]
     for x, y in data.training(batch_size=1, flip=False, seed=0, first_step=0, steps=6):
+        x, y = x.numpy(), y.numpy()
         first, last, middle = (frame_index((v + 1) * 127.5) for v in (x[0, ..., :3], x[0, ..., 3:], y[0]))
         assert last == first + 2 and middle == first + 1 and last <= 26
     assert data.complete(cfg).model.frames_per_image == 3

@@ -107,3 +107,12 @@ def test_nan_guard_stops_before_checkpointing(tmp_path, unpaired_dir):
     with pytest.raises(trainer.TrainingError, match="non-finite"):
         trainer.run(cfg)
     assert tf.train.latest_checkpoint(str(cfg.run_dir / "checkpoints")) is None
+
+
+def test_xla_training_runs_and_checkpoints(tmp_path, unpaired_dir):
+    """XLA is the default (jit_compile auto); the image pool must not break or retrace it."""
+    cfg = tiny_config("cyclegan", tmp_path, str(unpaired_dir), train={"jit_compile": "auto"},
+                      export={"export": False}, model={"pool_size": 1})
+    assert trainer.resolve_jit(cfg.train.jit_compile)
+    trainer.run(cfg)
+    assert tf.train.latest_checkpoint(str(cfg.run_dir / "checkpoints")).endswith("ckpt-4")
