@@ -57,6 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant before timing")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds over all variants")
     p.add_argument("--n-blocks", type=int, default=6, help="generator residual blocks (ResNet-6 = paper's 128px net)")
+    p.add_argument("--filters", type=int, default=64, help="first-layer filters of generator and discriminator")
     p.add_argument("--output", default="benchmarks/train_throughput", help="writes OUTPUT.json and OUTPUT.md")
     p.add_argument("--torch", action="store_true",
                    help="also time the PyTorch reference implementation's step (benchmarks/torch_cyclegan.py)")
@@ -94,14 +95,14 @@ def machine(tf, keras) -> dict:
             "load_average_at_start": os.getloadavg()}
 
 
-def build(tf, method: str, size: int, jit: str, n_blocks: int, tmpdir: str):
+def build(tf, method: str, size: int, jit: str, n_blocks: int, filters: int, tmpdir: str):
     """(model, iterator) as ``trainer`` builds them and as ``fit`` feeds them."""
     from tf_translate import config, registry, trainer
 
     spec = registry.get(method)
     cfg = config.build(method, spec.config, spec.overrides,
                        {"data": {"crop_size": size, "load_size": size, "batch_size": 1},
-                        "model": {"n_blocks": n_blocks},
+                        "model": {"n_blocks": n_blocks, "filters": filters, "disc_filters": filters},
                         "train": {"jit_compile": jit, "output": tmpdir}})
     model = trainer.build_model(cfg, spec, steps_per_epoch=100)
     model.make_train_function()
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
                         v["run"] = make_torch_step(size=size, n_blocks=args.n_blocks)
                         v["torch_threads"] = env["torch_threads"] = torch.get_num_threads()
                     else:
-                        model, iterator = build(tf, args.method, size, jit, args.n_blocks, tmpdir)
+                        model, iterator = build(tf, args.method, size, jit, args.n_blocks, args.filters, tmpdir)
                         v["jit_effective"] = bool(model.jit_compile)
                         v["run"] = keras_step(model, iterator)
                     v["warmup_s"] = [step(v["run"]) for _ in range(max(1, args.warmup))]
@@ -252,7 +253,7 @@ def main(argv=None) -> int:
                     for s in args.sizes if (s, "torch") in medians]
     table = tables(results, ratios, torch_ratios, args.n_blocks)
     settings = {k: getattr(args, k)
-                for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks", "torch")}
+                for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks", "filters", "torch")}
     report = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "settings": settings, "machine": env,
               "load_average_at_end": os.getloadavg(), "results": results, "xla_ratios": ratios,
               "torch_ratios": torch_ratios,
