@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from tf_translate import config, registry

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tf_translate import cli, data as tf_data
 from tf_translate.data.images import DataError

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import cli, export, registry, trainer
+from tf_translate import cli, export, trainer
 from tf_translate.data.pipeline import to_uint8
 
 

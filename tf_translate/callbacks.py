@@ -130,8 +130,7 @@ class Samples(StepCallback):
         Image.fromarray(picture).save(self.folder / f"step_{step:07d}.png")
         with self.writer.as_default(step=step):
             tf.summary.image("samples", picture[None], step=step)
-        sequences = self.model.sequences(self.batch) if hasattr(self.model, "sequences") else []
-        for i, (made, real) in enumerate(sequences):
+        for i, (made, real) in enumerate(self.model.sequences(self.batch)):
             save_gif(self.folder / f"step_{step:07d}_sample{i}.gif",
                      [panel([[m, r]], ("generated", "real")) for m, r in zip(made, real)])
 

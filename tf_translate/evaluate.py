@@ -117,7 +117,7 @@ def _paired(model: Exported, dataset) -> dict:
         raise DataError("no held-out data to evaluate on (a test/ folder, or a holdout above 0)")
     stacks = dataset.stacks(dataset.test)  # uint8 (N, K, H, W, 3)
     x = np.concatenate([stacks[:, i] for i in dataset.inputs], axis=-1)
-    out = np.concatenate([_uint8(model(x[i: i + 1] / 255.0)) for i in range(len(x))])
+    out = np.concatenate([model.images(x[i: i + 1]) for i in range(len(x))])
     report = {"samples": len(stacks), "inputs": list(dataset.inputs), "targets": list(dataset.targets)}
     for k, t in enumerate(dataset.targets):
         real, made = stacks[:, t], out[..., 3 * k: 3 * k + 3]

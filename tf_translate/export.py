@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tf_translate.data.pipeline import to_uint8
 from tf_translate.layers import StatelessDropout
 
 PARITY_TOLERANCE = 1e-3  # max |TFLite - SavedModel| on [0, 1] outputs for the float32 model
@@ -240,6 +241,10 @@ class Exported:
         """float [0, 1] NHWC -> float [0, 1] NHWC."""
         fn = self.module.signatures[self.signature_for(to)]
         return fn(images=tf.constant(images, tf.float32))["images"].numpy()
+
+    def images(self, images: np.ndarray, to: str | None = None) -> np.ndarray:
+        """uint8 NHWC -> uint8 NHWC (rounded), e.g. decoded files or video frames."""
+        return np.asarray(to_uint8(self(images.astype(np.float32) / 255.0, to=to) * 2.0 - 1.0))
 
 
 def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, best: bool = False,

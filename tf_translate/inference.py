@@ -12,7 +12,6 @@ from tqdm.auto import tqdm
 from tf_translate.callbacks import bar_interval
 from tf_translate.data import video
 from tf_translate.data.images import DataError, ImageError, image_files, read_image
-from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
 
 MIN_SIDE = 8  # reflection padding inside the generators needs at least this many pixels
@@ -51,9 +50,8 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
         except ImageError as e:
             tqdm.write(f"skipping {e}", file=sys.stderr)
             continue
-        out = model(image[None].astype(np.float32) / 255.0, to=to)[0]
         target = output / f"{path.stem}.png"
-        Image.fromarray(np.asarray(to_uint8(out * 2.0 - 1.0))).save(target)
+        Image.fromarray(model.images(image[None], to=to)[0]).save(target)
         written.append(target)
     return written
 
@@ -91,8 +89,7 @@ def interpolate_video(model_dir, source, output, *, short_side: int | None = Non
                           mininterval=bar_interval()):
             frame = resized(frame)
             if previous is not None:
-                pair = np.concatenate([previous, frame], axis=-1)[None].astype(np.float32) / 255.0
-                made = np.asarray(to_uint8(model(pair)[0] * 2.0 - 1.0))
+                made = model.images(np.concatenate([previous, frame], axis=-1)[None])[0]
                 yield from (made[..., 3 * k: 3 * k + 3] for k in range(gap - 1))
             yield frame
             previous = frame

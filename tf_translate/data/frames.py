@@ -47,21 +47,11 @@ def layout(frames: int, inputs, targets, direction: str = "a2b") -> tuple[tuple[
 
 
 class StripSource:
-    """Image files each holding ``frames`` equal-width frames side by side; every frame is
-    resized to ``size`` x ``size``. Files that are not images or whose width does not
-    divide into the frames are named and skipped."""
+    """Image files (``items``, already checked by :func:`strip_files`) each holding
+    ``frames`` equal-width frames side by side; every frame is resized to ``size`` x ``size``."""
 
-    def __init__(self, paths: list[Path], *, frames: int, size: int, max_pixels: int, name: str):
-        good = scan_images(paths, max_pixels=max_pixels, warn=_skip)
-        self.items = []
-        for path in good:
-            with Image.open(path) as im:
-                width = im.width if im.getexif().get(0x0112, 1) < 5 else im.height  # EXIF rotation swaps sides
-            if width % frames:
-                _skip(f"{path}: width {width} is not a multiple of {frames} frames")
-            else:
-                self.items.append(path)
-        self.frames, self.size, self.max_pixels, self.name = frames, size, max_pixels, name
+    def __init__(self, items: list[Path], *, frames: int, size: int, max_pixels: int, name: str):
+        self.items, self.frames, self.size, self.max_pixels, self.name = items, frames, size, max_pixels, name
         self.shape = (frames, size, size, 3)
         self._cache: dict[int, np.ndarray] = {}
 
@@ -80,17 +70,20 @@ class StripSource:
     def label(self, index) -> str:
         return self.items[int(index)].name
 
-    def split(self, holdout: float) -> tuple["StripSource", "StripSource | None"]:
-        """The first files for training, the last ``holdout`` part held out (name order)."""
-        n_test = math.ceil(len(self.items) * holdout) if holdout > 0 else 0
-        if n_test == 0:
-            return self, None
-        parts = []
-        for items in (self.items[:-n_test], self.items[-n_test:]):
-            part = object.__new__(StripSource)
-            part.__dict__.update(self.__dict__, items=items, _cache={})
-            parts.append(part)
-        return parts[0], parts[1]
+
+def strip_files(paths: list[Path], *, frames: int, max_pixels: int) -> list[Path]:
+    """The files that decode and divide into ``frames`` equal widths; the others are named and skipped."""
+    def check(image):
+        width = image.shape[1]
+        return f"width {width} is not a multiple of {frames} frames" if width % frames else None
+
+    return scan_images(paths, max_pixels=max_pixels, warn=_skip, check=check)
+
+
+def held_out_split(items: list, holdout: float) -> tuple[list, list]:
+    """The first items for training, the last ``holdout`` part held out."""
+    n_test = math.ceil(len(items) * holdout) if holdout > 0 else 0
+    return items[:len(items) - n_test], items[len(items) - n_test:]
 
 
 class WindowSource:

@@ -128,21 +128,27 @@ def scan_images(
     *,
     max_pixels: int | None = MAX_PIXELS,
     warn: Callable[[str], None] | None = None,
+    check: Callable[[np.ndarray], str | None] | None = None,
 ) -> list[pathlib.Path]:
     """Fully decode each file and return the good ones, in the given order.
 
     For every unusable file ``warn`` is called once with a one-line message
-    (default: print ``"skipping <path>: <reason>"`` to stderr). Never raises
-    for a bad file.
+    (default: print ``"skipping <path>: <reason>"`` to stderr). ``check``, if
+    given, sees each decoded image and returns why it is unusable, or None.
+    Never raises for a bad file.
     """
     if warn is None:
         warn = _warn_stderr
     good = []
     for p in paths:
         try:
-            read_image(p, max_pixels=max_pixels)
+            image = read_image(p, max_pixels=max_pixels)
         except ImageError as e:
             warn(str(e))
+            continue
+        problem = check(image) if check else None
+        if problem:
+            warn(f"{p}: {problem}")
         else:
             good.append(pathlib.Path(p))
     return good

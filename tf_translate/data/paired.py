@@ -31,7 +31,6 @@ class PairedData:
     inputs: tuple[int, ...]
     targets: tuple[int, ...]
     crop_size: int
-    domains: tuple[str, ...] = ("a", "b")
 
     @property
     def steps_per_epoch_samples(self) -> int:
@@ -66,12 +65,8 @@ class PairedData:
         """uint8 (N, K, crop, crop, 3): centre crops of every sample of ``source``, or of
         ``limit`` samples spread evenly over it."""
         n = len(source) if limit is None else min(limit, len(source))
-        out = []
-        for i in np.linspace(0, len(source) - 1, n).round().astype(int):
-            stack = source.load(i)
-            top, left = (stack.shape[1] - self.crop_size) // 2, (stack.shape[2] - self.crop_size) // 2
-            out.append(stack[:, top: top + self.crop_size, left: left + self.crop_size])
-        return np.stack(out)
+        chosen = np.linspace(0, len(source) - 1, n).round().astype(int)
+        return np.stack([pipeline.center_crop(source.load(i), self.crop_size) for i in chosen])
 
     def _pairs(self, source, limit):
         stacks = self.stacks(source, limit).astype(np.float32) / 127.5 - 1.0
@@ -129,16 +124,17 @@ def load(cfg) -> PairedData:
         if min(train.shape[1:3]) < d.crop_size:
             raise DataError(f"{source}: frames of {train.shape[2]}x{train.shape[1]} are smaller than the crop size")
     else:
-        strips = lambda files, name: fr.StripSource(  # noqa: E731
-            files, frames=frames, size=d.load_size, max_pixels=d.max_pixels, name=name)
-        train, test = strips(train_files, "train"), strips(test_files, "test") if test_files else None
-        if test is None:
-            train, test = train.split(m.holdout)
-        if len(train) < d.min_images:
-            raise DataError(f"{source}: only {len(train)} usable training strip(s) of {frames} frames; "
+        good = lambda files: fr.strip_files(files, frames=frames, max_pixels=d.max_pixels)  # noqa: E731
+        train_items = good(train_files)
+        test_items = good(test_files) if test_files else None
+        if test_items is None:
+            train_items, test_items = fr.held_out_split(train_items, m.holdout)
+        if len(train_items) < d.min_images:
+            raise DataError(f"{source}: only {len(train_items)} usable training strip(s) of {frames} frames; "
                             f"at least {d.min_images} needed")
-        if test is not None and len(test) == 0:
-            test = None
+        strips = lambda items, name: fr.StripSource(  # noqa: E731
+            items, frames=frames, size=d.load_size, max_pixels=d.max_pixels, name=name)
+        train, test = strips(train_items, "train"), strips(test_items, "test") if test_items else None
     return PairedData(train=train, test=test, frames=frames, inputs=inputs, targets=targets,
                       crop_size=d.crop_size)
 

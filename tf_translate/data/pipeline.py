@@ -6,6 +6,7 @@ sample index only, so the data position of a run is its step and nothing else.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from tf_translate import seeding
@@ -39,6 +40,12 @@ def jitter(images: list, *, crop_size: int, flip: bool, seed, sample) -> list:
     if flip:
         stacked = tf.image.stateless_random_flip_left_right(stacked, seed=seeding.derive(seed, seeding.FLIP, sample))
     return tf.split(stacked, channels, axis=-1)
+
+
+def center_crop(images: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` square of an (..., H, W, C) array."""
+    top, left = (images.shape[-3] - size) // 2, (images.shape[-2] - size) // 2
+    return images[..., top: top + size, left: left + size, :]
 
 
 def to_float(image) -> tf.Tensor:

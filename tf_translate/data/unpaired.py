@@ -58,9 +58,8 @@ class UnpairedData:
 
 def _first(src: sources.ImageSource, limit: int | None, crop: int) -> np.ndarray:
     n = len(src) if limit is None else min(limit, len(src))
-    images = np.stack([src.load(i) for i in range(n)])
-    top = (images.shape[1] - crop) // 2
-    return images[:, top: top + crop, top: top + crop].astype(np.float32) / 127.5 - 1.0
+    images = np.stack([pipeline.center_crop(src.load(i), crop) for i in range(n)])
+    return images.astype(np.float32) / 127.5 - 1.0
 
 
 def load(cfg: DataConfig) -> UnpairedData:

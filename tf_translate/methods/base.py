@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_translate import losses
 from tf_translate.config import RunConfig
 
 
@@ -91,6 +92,14 @@ class TranslationModel(keras.Model):
     def global_batch(self, x) -> tf.Tensor:
         return tf.shape(x)[0] * tf.distribute.get_strategy().num_replicas_in_sync
 
+    def gan(self, scores, real: bool) -> tf.Tensor:
+        """Per-sample GAN loss of the method's ``gan_loss`` kind."""
+        return losses.gan_loss(self.run_config.model.gan_loss, scores, real)
+
+    def reduce(self, per_sample, like) -> tf.Tensor:
+        """This replica's share of the mean over the global batch of ``like``."""
+        return losses.reduce(per_sample, self.global_batch(like))
+
     # --- what export and the callbacks use -------------------------------------------------
 
     def generators(self) -> dict:
@@ -100,6 +109,10 @@ class TranslationModel(keras.Model):
     def down_factor(self) -> int:
         """Input height and width must be multiples of this (signatures pad and crop)."""
         return 1
+
+    def sequences(self, batch) -> list[tuple[list, list]]:
+        """Per sample, (generated, real) frame sequences to animate; none by default."""
+        return []
 
     def sample_rows(self, batch) -> list[list[np.ndarray]]:
         """Rows of float [-1, 1] images for a sample panel, with ``self.panel_titles`` columns."""

@@ -69,9 +69,7 @@ class CycleGAN(TranslationModel):
     def train_step(self, data):
         real_x, real_y = data
         m = self.run_config.model
-        gan = lambda scores, real: losses.gan_loss(m.gan_loss, scores, real)  # noqa: E731
-        batch = self.global_batch(real_x)
-        reduce = lambda per_sample: losses.reduce(per_sample, batch)  # noqa: E731
+        gan, reduce = self.gan, lambda per_sample: self.reduce(per_sample, real_x)  # noqa: E731
         with tf.GradientTape(persistent=True) as tape:
             fake_y = self.G(real_x, training=True)
             rec_x = self.F(fake_y, training=True)

@@ -79,8 +79,7 @@ class Pix2Pix(TranslationModel):
     def train_step(self, data):
         x, y = data
         m = self.run_config.model
-        gan = lambda scores, real: losses.gan_loss(m.gan_loss, scores, real)  # noqa: E731
-        reduce = lambda per_sample: losses.reduce(per_sample, self.global_batch(x))  # noqa: E731
+        gan, reduce = self.gan, lambda per_sample: self.reduce(per_sample, x)  # noqa: E731
         with tf.GradientTape() as g_tape:
             fake = self.G(x, training=True)
             with tf.GradientTape() as d_tape:
