@@ -11,8 +11,9 @@ import pytest
 import keras
 from PIL import Image
 
-from tf_translate import config, data as tf_data, evaluate, export, inference, networks, trainer
+from tf_translate import config, data as tf_data, evaluate, export, inference, networks, registry, trainer
 from tf_translate.data import frames as fr, paired, video
+from tf_translate.data.frames import blend_weights
 from tf_translate.data.images import DataError
 from tf_translate.layers import StatelessDropout
 from tests.conftest import coded_video, frame_index, tiny_config, write_images
@@ -114,12 +115,45 @@ def test_bad_videos(tmp_path):
         tf_data.load("paired", dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data=str(fake))))
 
 
-def test_crossfade_against_hand_computed_values():
+def test_blend_weights_and_crossfade_against_hand_computed_values():
+    np.testing.assert_allclose(blend_weights((0, 3), (1, 2)), [[2 / 3, 1 / 3], [1 / 3, 2 / 3]])
+    np.testing.assert_array_equal(blend_weights((1,), (0,)), [[1.0]])  # a b2a pair: the input itself
+    np.testing.assert_allclose(blend_weights((0, 2), (4, 1)), [[0.0, 0.5], [1.0, 0.5]])  # 4: nearest input
     first = np.array([[[0, 90, 255]]], np.uint8)
     last = np.array([[[30, 210, 0]]], np.uint8)
-    np.testing.assert_array_equal(evaluate.crossfade(first, last, 1 / 3), [[[10, 130, 170]]])
-    np.testing.assert_array_equal(evaluate.crossfade(first, last, 0.0), first)
-    np.testing.assert_array_equal(evaluate.crossfade(first, last, 1.0), last)
+    np.testing.assert_array_equal(evaluate.blend([first, last], blend_weights((0, 3), (1,))[:, 0]),
+                                  [[[10, 130, 170]]])
+
+
+def test_residual_generator_starts_from_the_crossfade():
+    """With the U-Net's last layer zeroed its correction is tanh(0) = 0, so G(x) is exactly
+    the cross-fade of the input frames (the FrameBlend 1x1 convolution)."""
+    weights = blend_weights((0, 3), (1, 2))
+    G = networks.unet_generator(in_channels=6, out_channels=6, depth=2, filters=4, blend=weights)
+    last = G.get_layer("up1_deconv")
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 6)).astype(np.float32)
+    expected = np.concatenate([(2 / 3) * x[..., :3] + (1 / 3) * x[..., 3:], (1 / 3) * x[..., :3] + (2 / 3) * x[..., 3:]],
+                              axis=-1)
+    np.testing.assert_allclose(G(x).numpy(), expected, atol=1e-6)
+
+
+def test_discriminator_scores_real_and_fake_alike_in_one_call_or_two(tmp_path):
+    cfg = tiny_config("pix2pix", tmp_path, None)
+    model = trainer.build_model(cfg, registry.get("pix2pix"), steps_per_epoch=1)
+    real, fake = np.random.default_rng(0).uniform(-1, 1, (2, 1, 32, 32, 9)).astype(np.float32)
+    joint = model._real_and_fake_scores(real, fake)  # instance norm: one call on a doubled batch
+    for scores, pair in zip(joint, (real, fake)):
+        np.testing.assert_allclose(scores, model.D(pair, training=True), atol=1e-5)
+
+
+@pytest.mark.parametrize("frames, residual, expected", [(3, "auto", True), (2, "auto", False), (2, "on", True),
+                                                        (3, "off", False)])
+def test_residual_auto_is_on_for_frame_interpolation_only(tmp_path, frames, residual, expected):
+    cfg = tiny_config("pix2pix", tmp_path, None, model={"frames_per_image": frames, "residual": residual})
+    model = trainer.build_model(cfg, registry.get("pix2pix"), steps_per_epoch=1)
+    assert model.residual is expected
+    assert ("blend" in [layer.name for layer in model.G.layers]) is expected
 
 
 def test_ssim_7x7_matches_scikit_image():
@@ -197,7 +231,8 @@ def test_evaluate_scores_every_frame_beside_the_crossfade(trained_frames):
     report = evaluate.evaluate(version)
     data = paired.load(cfg)
     stacks = data.stacks(data.test)
-    expected = evaluate.scores(evaluate.crossfade(stacks[:, 0], stacks[:, 2], 0.5), stacks[:, 1])
+    halfway = np.round((stacks[:, 0].astype(float) + stacks[:, 2]) / 2).astype(np.uint8)
+    expected = evaluate.scores(halfway, stacks[:, 1])
     assert report["samples"] == 4 and report["translate"]["crossfade_vs_real"] == pytest.approx(expected)
     assert set(report["translate"]["generated_vs_real"]) == {"psnr", "ssim", "ssim_7x7", "l1"}
     assert "crossfade vs real" in evaluate.markdown(report)

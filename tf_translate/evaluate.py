@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_translate import data as tf_data, registry
+from tf_translate.data.frames import blend_weights, is_crossfade
 from tf_translate.data.images import DataError
 from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
@@ -103,31 +104,27 @@ def _unpaired(model: Exported, dataset, cfg) -> dict:
     return report
 
 
-def crossfade(first: np.ndarray, last: np.ndarray, position: float) -> np.ndarray:
-    """The linear cross-fade (1 - position) * first + position * last, rounded to uint8."""
-    mixed = (1.0 - position) * first.astype(np.float64) + position * last.astype(np.float64)
+def blend(frames: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """``sum_i weights[i] * frames[i]`` of uint8 frames, in float64, rounded to uint8."""
+    mixed = sum(w * f.astype(np.float64) for w, f in zip(weights, frames))
     return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
 
 
 def _paired(model: Exported, dataset) -> dict:
-    """G(x) against y on held-out stacks, per target frame; the baseline is the linear
-    cross-fade of the two nearest input frames when targets lie between inputs (frame
-    interpolation), else the input itself."""
+    """G(x) against y on held-out stacks, per target frame, beside the linear baseline of
+    ``frames.blend_weights``: the cross-fade of the two input frames around a target (frame
+    interpolation), else the nearest input frame itself."""
     if dataset.test is None:
         raise DataError("no held-out data to evaluate on (a test/ folder, or a holdout above 0)")
     stacks = dataset.stacks(dataset.test)  # uint8 (N, K, H, W, 3)
     x = np.concatenate([stacks[:, i] for i in dataset.inputs], axis=-1)
     out = np.concatenate([model.images(x[i: i + 1]) for i in range(len(x))])
+    weights = blend_weights(dataset.inputs, dataset.targets)
     report = {"samples": len(stacks), "inputs": list(dataset.inputs), "targets": list(dataset.targets)}
     for k, t in enumerate(dataset.targets):
         real, made = stacks[:, t], out[..., 3 * k: 3 * k + 3]
-        before = [i for i in dataset.inputs if i < t]
-        after = [i for i in dataset.inputs if i > t]
-        if before and after:
-            i0, i1 = max(before), min(after)
-            name, baseline = "crossfade_vs_real", crossfade(stacks[:, i0], stacks[:, i1], (t - i0) / (i1 - i0))
-        else:
-            name, baseline = "input_vs_real", stacks[:, dataset.inputs[0]]
+        baseline = blend([stacks[:, i] for i in dataset.inputs], weights[:, k])
+        name = "crossfade_vs_real" if is_crossfade(weights, k) else "input_vs_real"
         key = f"frame {t}" if len(dataset.targets) > 1 else "translate"
         report[key] = {"generated_vs_real": scores(made, real), name: scores(baseline, real)}
     frames = [report[f"frame {t}"] for t in dataset.targets] if len(dataset.targets) > 1 else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -170,6 +171,26 @@ class StatelessDropout(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}
+
+
+class FrameBlend(layers.Layer):
+    """A fixed linear mix of stacked RGB frames: output frame ``t`` is
+    ``sum_i weights[i, t] * input frame i`` (``weights``: (frames in, frames out)), as a 1x1
+    convolution with a constant kernel. No trainable weights."""
+
+    def __init__(self, weights, **kwargs):
+        super().__init__(**kwargs)
+        self.blend = [[float(w) for w in row] for row in weights]
+
+    def call(self, x):
+        kernel = tf.constant(np.kron(np.asarray(self.blend), np.eye(3))[None, None], x.dtype)
+        return tf.nn.conv2d(x, kernel, 1, "VALID")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 3 * len(self.blend[0]))
+
+    def get_config(self):
+        return {**super().get_config(), "weights": self.blend}
 
 
 class ImagePool(layers.Layer):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tf_translate.layers import StatelessDropout, activation, norm, residual_block, weight_init
-from tf_translate.layers import conv_block
+from tf_translate.layers import (FrameBlend, StatelessDropout, activation, conv_block, norm, residual_block,
+                                 weight_init)
 
 
 def resnet_generator(
@@ -58,6 +58,7 @@ def unet_generator(
     norm_kind: str = "instance",
     dropout: float = 0.5,
     dropout_blocks: int = 3,
+    blend=None,
     name: str = "unet_generator",
 ) -> keras.Model:
     """pix2pix's U-Net generator (Isola et al. 2017, appendix 6.1.1).
@@ -68,6 +69,11 @@ def unet_generator(
     level of the same size; dropout ``dropout`` in the first ``dropout_blocks`` decoder
     blocks; tanh out. Input height and width must be multiples of ``2 ** depth``.
     Any number of input and output channels (stacked frames: 6 in, 15 out).
+
+    With ``blend``, a (frames in, frames out) matrix (``frames.blend_weights``), the U-Net's
+    tanh output is a correction added to that fixed mix of the input frames (for frame
+    interpolation, the cross-fade), clipped to [-1, 1]: G starts from the baseline and
+    learns only what it misses.
     """
     width = lambda level: min(filters * 2**level, max_filters)  # noqa: E731
     conv = dict(kernel_size=4, strides=2, padding="same", kernel_initializer=weight_init())
@@ -91,6 +97,9 @@ def unet_generator(
             if depth - 1 - level < dropout_blocks and dropout > 0:
                 x = StatelessDropout(dropout, name=f"up{level + 1}_dropout")(x)
     outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    if blend is not None:
+        outputs = layers.Add(name="residual")([FrameBlend(blend, name="blend", dtype="float32")(inputs), outputs])
+        outputs = layers.Activation("hard_tanh", name="clip", dtype="float32")(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 

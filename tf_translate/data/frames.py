@@ -46,6 +46,29 @@ def layout(frames: int, inputs, targets, direction: str = "a2b") -> tuple[tuple[
     return inputs, targets
 
 
+def blend_weights(inputs, targets) -> np.ndarray:
+    """The linear baseline of each target frame from the input frames, as a float64
+    (len(inputs), len(targets)) matrix: the cross-fade ``(1 - p) * before + p * after`` of the
+    nearest input frames around a target (frame interpolation), else the nearest input frame
+    (the earlier one on a tie); an A|B pair's baseline is the input itself."""
+    weights = np.zeros((len(inputs), len(targets)))
+    for k, t in enumerate(targets):
+        before = [i for i in inputs if i < t]
+        after = [i for i in inputs if i > t]
+        if before and after:
+            i0, i1 = max(before), min(after)
+            p = (t - i0) / (i1 - i0)
+            weights[inputs.index(i0), k], weights[inputs.index(i1), k] = 1.0 - p, p
+        else:
+            weights[min(range(len(inputs)), key=lambda j: (abs(inputs[j] - t), inputs[j])), k] = 1.0
+    return weights
+
+
+def is_crossfade(weights: np.ndarray, k: int) -> bool:
+    """Whether target ``k``'s baseline mixes two input frames (it lies between them)."""
+    return int(np.count_nonzero(weights[:, k])) == 2
+
+
 class StripSource:
     """Image files (``items``, already checked by :func:`strip_files`) each holding
     ``frames`` equal-width frames side by side; every frame is resized to ``size`` x ``size``."""

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tf_translate import losses, networks, seeding
 from tf_translate.config import opt
-from tf_translate.data.frames import layout
+from tf_translate.data.frames import blend_weights, is_crossfade, layout
 from tf_translate.layers import NORMS, StatelessDropout
 from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
@@ -32,6 +32,9 @@ class Pix2PixConfig:
     target_frames: tuple[int, ...] | None = opt(None, "target frame indices, e.g. 1,2,3,4,5 (default: the others)")
     frame_gap: int = opt(6, "videos: source frames between the two input frames; a window holds gap + 1 frames")
     holdout: float = opt(0.2, "without a test/ folder: the last part held out (videos: a time block)")
+    residual: str = opt("off", "on: G learns a correction to the linear blend of its input frames (the "
+                        "cross-fade around each target frame; for a pair, the input) instead of the whole "
+                        "target; auto: on when targets lie between input frames (frame interpolation)")
 
 
 @register("pix2pix", config=Pix2PixConfig, data_kind="paired",
@@ -62,9 +65,14 @@ class Pix2Pix(TranslationModel):
         self.depth = m.depth or networks.unet_depth(crop)
         if 2**self.depth > crop:
             raise ValueError(f"a U-Net of depth {self.depth} needs crops of at least {2 ** self.depth} px, got {crop}")
+        weights = blend_weights(self.inputs, self.targets)
+        if m.residual not in ("on", "off", "auto"):
+            raise ValueError(f"residual {m.residual!r}: expected on, off or auto")
+        between = any(is_crossfade(weights, k) for k in range(len(self.targets)))
+        self.residual = m.residual == "on" or (m.residual == "auto" and between)
         self.G = networks.unet_generator(in_channels=self.in_channels, out_channels=self.out_channels,
                                          depth=self.depth, filters=m.filters, norm_kind=m.norm,
-                                         dropout=m.dropout, name="G")
+                                         dropout=m.dropout, blend=weights if self.residual else None, name="G")
         self.D = networks.patch_discriminator(in_channels=self.in_channels + self.out_channels,
                                               filters=m.disc_filters, n_layers=m.disc_layers, norm_kind=m.norm,
                                               name="D")
@@ -83,9 +91,9 @@ class Pix2Pix(TranslationModel):
         with tf.GradientTape() as g_tape:
             fake = self.G(x, training=True)
             with tf.GradientTape() as d_tape:
-                d_real = gan(self.D(tf.concat([x, y], -1), training=True), True)
-                d_fake = gan(self.D(tf.concat([x, tf.stop_gradient(fake)], -1), training=True), False)
-                d_total = reduce(0.5 * (d_real + d_fake))
+                d_real, d_fake = self._real_and_fake_scores(tf.concat([x, y], -1),
+                                                            tf.concat([x, tf.stop_gradient(fake)], -1))
+                d_total = reduce(0.5 * (gan(d_real, True) + gan(d_fake, False)))
             with g_tape.stop_recording():
                 finite_d = self.apply_gradients(self.d_optimizer, d_tape, d_total, self.discriminator_roles)
             g_adv = gan(self.D(tf.concat([x, fake], -1), training=True), True)
@@ -94,6 +102,13 @@ class Pix2Pix(TranslationModel):
         finite_g = self.apply_gradients(self.g_optimizer, g_tape, g_total, self.generator_roles)
         return self.record({"G_total": g_total, "G_adv": reduce(g_adv), "L1": reduce(l1), "D": d_total},
                            tf.logical_and(finite_g, finite_d))
+
+    def _real_and_fake_scores(self, real, fake):
+        """D's scores of the real and the fake pairs: in one call on a doubled batch (faster;
+        the same result, since every norm but batch norm is per sample), or two with batch norm."""
+        if self.run_config.model.norm == "batch":
+            return self.D(real, training=True), self.D(fake, training=True)
+        return tf.split(self.D(tf.concat([real, fake], 0), training=True), 2)
 
     def generators(self) -> dict:
         return {"translate": (self.G, self.in_channels)}
