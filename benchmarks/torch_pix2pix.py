@@ -22,6 +22,9 @@ there). Times ``--iterations`` iterations after ``--warmup``: per iteration the 
 asking the loader for the next pair to the end of the optimiser steps ("with data"), and the
 step alone ("bare").
 
+``make_step(size)`` gives one bare step on random inputs, for ``scripts/benchmark.py --method
+pix2pix --torch`` (interleaved with ours in one run).
+
 Usage:
     python benchmarks/torch_pix2pix.py --data ../shared/data/people2outline/train --direction BtoA \\
         [--size 128] [--load-size 143] [--iterations 200] [--warmup 5] [--num-threads 4]
@@ -120,6 +123,43 @@ class AlignedDataset(torch.utils.data.Dataset):
         return (b, a) if self.b2a else (a, b)
 
 
+class Pix2PixStep:
+    """The reference's networks, optimisers and ``optimize_parameters``; call with (A, B)."""
+
+    def __init__(self, size: int = 128):
+        self.G, self.D = init_normal(unet({128: 7, 256: 8}[size])), init_normal(patch_discriminator())
+        self.opt_g = torch.optim.Adam(self.G.parameters(), 2e-4, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), 2e-4, betas=(0.5, 0.999))
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def __call__(self, real_a, real_b):
+        G, D, bce = self.G, self.D, self.bce
+        fake_b = G(real_a)
+        for q in D.parameters():
+            q.requires_grad_(True)
+        self.opt_d.zero_grad()
+        pred_fake, pred_real = D(torch.cat([real_a, fake_b.detach()], 1)), D(torch.cat([real_a, real_b], 1))
+        loss_d = 0.5 * (bce(pred_fake, torch.zeros_like(pred_fake)) + bce(pred_real, torch.ones_like(pred_real)))
+        loss_d.backward()
+        self.opt_d.step()
+        for q in D.parameters():
+            q.requires_grad_(False)
+        self.opt_g.zero_grad()
+        pred_fake = D(torch.cat([real_a, fake_b], 1))
+        loss_g = bce(pred_fake, torch.ones_like(pred_fake)) + 100.0 * nn.functional.l1_loss(fake_b, real_b)
+        loss_g.backward()
+        self.opt_g.step()
+
+
+def make_step(size: int = 128, **_):
+    """A zero-argument callable: one reference training step on a fixed random (1, 3, S, S)
+    pair in [-1, 1], no data loading (``scripts/benchmark.py --method pix2pix --torch``)."""
+    torch.manual_seed(0)
+    step = Pix2PixStep(size)
+    a, b = (torch.rand(1, 3, size, size) * 2 - 1 for _ in range(2))
+    return lambda: step(a, b)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder of A|B image files")
@@ -136,10 +176,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.manual_seed(0)
     random.seed(0)
-    G, D = init_normal(unet({128: 7, 256: 8}[args.size])), init_normal(patch_discriminator())
-    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    bce = nn.BCEWithLogitsLoss()
+    train_step = Pix2PixStep(args.size)
     names = set(Path(args.train_names).read_text().split()) if args.train_names else None
     dataset = AlignedDataset(args.data, args.load_size, args.size, args.direction == "BtoA", names)
     print(f"training on {len(dataset)} pairs")
@@ -156,21 +193,7 @@ def main(argv=None):
         start = time.perf_counter()
         real_a, real_b = next(it)
         step_start = time.perf_counter()
-        fake_b = G(real_a)
-        for q in D.parameters():
-            q.requires_grad_(True)
-        opt_d.zero_grad()
-        pred_fake, pred_real = D(torch.cat([real_a, fake_b.detach()], 1)), D(torch.cat([real_a, real_b], 1))
-        loss_d = 0.5 * (bce(pred_fake, torch.zeros_like(pred_fake)) + bce(pred_real, torch.ones_like(pred_real)))
-        loss_d.backward()
-        opt_d.step()
-        for q in D.parameters():
-            q.requires_grad_(False)
-        opt_g.zero_grad()
-        pred_fake = D(torch.cat([real_a, fake_b], 1))
-        loss_g = bce(pred_fake, torch.ones_like(pred_fake)) + 100.0 * nn.functional.l1_loss(fake_b, real_b)
-        loss_g.backward()
-        opt_g.step()
+        train_step(real_a, real_b)
         end = time.perf_counter()
         if i >= args.warmup:
             with_data.append(end - start)
@@ -186,7 +209,7 @@ def main(argv=None):
         inputs = np.load(args.predict[0])["inputs"]
         with torch.no_grad():
             x = torch.from_numpy(inputs.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
-            out = torch.cat([G(x[i: i + 1]) for i in range(len(x))]).permute(0, 2, 3, 1).numpy()
+            out = torch.cat([train_step.G(x[i: i + 1]) for i in range(len(x))]).permute(0, 2, 3, 1).numpy()
         np.savez(args.predict[1], outputs=np.clip(np.round((out + 1.0) * 127.5), 0, 255).astype(np.uint8))
 
 

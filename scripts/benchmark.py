@@ -11,10 +11,11 @@ order, ``--repeats`` times ``--steps`` steps, so that machine noise falls on all
 Each step is timed with ``time.perf_counter()`` and forced to finish by reading its loss.
 
 With ``--torch`` (needs ``torch`` importable) each size also gets a "PyTorch reference" variant:
-the CycleGAN training step of the PyTorch reference implementation with its defaults, as
-re-implemented in ``benchmarks/torch_cyclegan.py`` (``make_step``; ResNet-``--n-blocks`` too), on
-the same random-input footing, warmed up and timed in the same rotation, on the same machine in
-the same run. Its calls are synchronous on the CPU, so its wall time needs no loss read-back.
+the training step of the PyTorch reference implementation with its defaults, as re-implemented
+in ``benchmarks/torch_cyclegan.py`` (CycleGAN; ResNet-``--n-blocks`` too) or
+``benchmarks/torch_pix2pix.py`` (pix2pix: U-Net, batch norm), ``make_step``, on the same
+random-input footing, warmed up and timed in the same rotation, on the same machine in the
+same run. Its calls are synchronous on the CPU, so its wall time needs no loss read-back.
 
 Usage:
     python scripts/benchmark.py [--method cyclegan] [--sizes 128,256] [--jit off,on]
@@ -28,6 +29,7 @@ and prints the tables. Batch size is 1, so images/s = 1 / median step time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -44,7 +46,8 @@ REFERENCES = {"plain Keras CycleGAN, no XLA": (128, "off", 0.98),
               "plain Keras CycleGAN, XLA": (128, "on", 1.28),
               "PyTorch reference implementation": (128, None, 1.10)}
 TARGET = (128, "off", 1.10)  # our step at 128 px, float32, no XLA: no slower than this
-TORCH_STEP = Path(__file__).resolve().parent.parent / "benchmarks" / "torch_cyclegan.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+TORCH_STEPS = {"cyclegan": BENCHMARKS / "torch_cyclegan.py", "pix2pix": BENCHMARKS / "torch_pix2pix.py"}
 
 
 def parse_args(argv=None):
@@ -69,9 +72,11 @@ def parse_args(argv=None):
     return args
 
 
-def load_torch_step():
-    """``make_step`` of benchmarks/torch_cyclegan.py, imported by file path (imports torch)."""
-    spec = importlib.util.spec_from_file_location("torch_cyclegan", TORCH_STEP)
+def load_torch_step(method: str):
+    """``make_step`` of the method's benchmarks/torch_*.py, imported by file path (imports torch)."""
+    if method not in TORCH_STEPS:
+        raise ImportError(f"no PyTorch reference step for {method} (have: {', '.join(TORCH_STEPS)})")
+    spec = importlib.util.spec_from_file_location(TORCH_STEPS[method].stem, TORCH_STEPS[method])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.make_step
@@ -100,14 +105,18 @@ def build(tf, method: str, size: int, jit: str, n_blocks: int, filters: int, tmp
     from tf_translate import config, registry, trainer
 
     spec = registry.get(method)
+    model_options = {"filters": filters, "disc_filters": filters}
+    if "n_blocks" in {f.name for f in dataclasses.fields(spec.config)}:
+        model_options["n_blocks"] = n_blocks
     cfg = config.build(method, spec.config, spec.overrides,
                        {"data": {"crop_size": size, "load_size": size, "batch_size": 1},
-                        "model": {"n_blocks": n_blocks, "filters": filters, "disc_filters": filters},
-                        "train": {"jit_compile": jit, "output": tmpdir}})
+                        "model": model_options, "train": {"jit_compile": jit, "output": tmpdir}})
     model = trainer.build_model(cfg, spec, steps_per_epoch=100)
     model.make_train_function()
-    images = lambda seed: tf.random.stateless_uniform((8, size, size, 3), (seed, size), -1.0, 1.0)  # noqa: E731
-    data = tf.data.Dataset.from_tensor_slices((images(1), images(2))).batch(1, drop_remainder=True).repeat()
+    images = lambda seed, c: tf.random.stateless_uniform((8, size, size, c), (seed, size), -1.0, 1.0)  # noqa: E731
+    channels = getattr(model, "in_channels", 3), getattr(model, "out_channels", 3)
+    data = tf.data.Dataset.from_tensor_slices((images(1, channels[0]), images(2, channels[1])))
+    data = data.batch(1, drop_remainder=True).repeat()
     data = tf.distribute.get_strategy().experimental_distribute_dataset(data)  # as fit's TFEpochIterator
     return model, iter(data)
 
@@ -141,7 +150,8 @@ def summarize(runs: list[list[float]], cpu: list[float]) -> dict:
             "cores_busy": sum(cpu) / sum(times)}  # our CPU s per wall s; below the core count = waiting or sharing
 
 
-def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], n_blocks: int) -> str:
+def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], method: str, n_blocks: int) -> str:
+    network = f"ResNet-{n_blocks}" if method == "cyclegan" else "U-Net"
     out = ["| size | XLA | median s/step | min | max | IQR (s) | IQR % | images/s | medians per repeat | "
            "cores busy | first call s |", "|---:|:---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in results:
@@ -155,7 +165,7 @@ def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], n_
                    f"{s['iqr_pct']:.1f} | {s['images_per_s']:.2f} | {per} | {s['cores_busy']:.2f} | {r['warmup_s'][0]:.1f} |")
     if any(r["jit"] == "torch" for r in results):
         out += ["", "Rows with XLA `torch`: the PyTorch reference implementation's training step "
-                    "(benchmarks/torch_cyclegan.py), measured in this run on this machine, interleaved with ours."]
+                    "(benchmarks/torch_*.py), measured in this run on this machine, interleaved with ours."]
     if ratios:
         out += ["", "| size | XLA off s/step | XLA on s/step | speed ratio on/off (>1 = XLA faster) |",
                 "|---:|---:|---:|---:|"]
@@ -163,13 +173,15 @@ def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], n_
                 for q in ratios]
     if torch_ratios:
         fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-        out += ["", f"Ours / PyTorch reference, same machine, same run (median s/step, ResNet-{n_blocks}; "
+        out += ["", f"Ours / PyTorch reference, same machine, same run (median s/step, {network}; "
                     ">1 = ours slower):", "",
                 "| size | PyTorch reference | ours XLA off | ours / PyTorch (XLA off) | ours XLA on | "
                 "ours / PyTorch (XLA on) |", "|---:|---:|---:|---:|---:|---:|"]
         out += [f"| {q['size']} | {q['torch_s']:.3f} | {fmt(q['off_s'])} | {fmt(q['off_over_torch'])} | "
                 f"{fmt(q['on_s'])} | {fmt(q['on_over_torch'])} |" for q in torch_ratios]
     found = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results if "summary" in r}
+    if method != "cyclegan":  # the quoted references and the target are CycleGAN's
+        return "\n".join(out)
     out += ["", f"References quoted from the design notes (measured there on another machine of this type, "
                 f"not in this run; ResNet-6, 128 px, batch 1, float32; this run: ResNet-{n_blocks}):", "",
             "| reference (design notes) | quoted s/step | ours s/step this run (same size, XLA) | ours / quoted |",
@@ -193,9 +205,9 @@ def main(argv=None) -> int:
     make_torch_step = None
     if args.torch:
         try:
-            make_torch_step = load_torch_step()
+            make_torch_step = load_torch_step(args.method)
         except Exception as e:  # ImportError when torch is missing; OSError when the step file is
-            print(f"benchmark.py: error: --torch needs PyTorch and {TORCH_STEP.name}: {type(e).__name__}: "
+            print(f"benchmark.py: error: --torch needs PyTorch and a reference step: {type(e).__name__}: "
                   f"{(str(e).strip().splitlines() or [''])[0]}", file=sys.stderr)
             return 2
     import keras
@@ -251,7 +263,7 @@ def main(argv=None) -> int:
                      "off_over_torch": medians[s, "off"] / medians[s, "torch"] if (s, "off") in medians else None,
                      "on_over_torch": medians[s, "on"] / medians[s, "torch"] if (s, "on") in medians else None}
                     for s in args.sizes if (s, "torch") in medians]
-    table = tables(results, ratios, torch_ratios, args.n_blocks)
+    table = tables(results, ratios, torch_ratios, args.method, args.n_blocks)
     settings = {k: getattr(args, k)
                 for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks", "filters", "torch")}
     report = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "settings": settings, "machine": env,

@@ -72,8 +72,8 @@ def unet_generator(
 
     With ``blend``, a (frames in, frames out) matrix (``frames.blend_weights``), the U-Net's
     tanh output is a correction added to that fixed mix of the input frames (for frame
-    interpolation, the cross-fade), clipped to [-1, 1]: G starts from the baseline and
-    learns only what it misses.
+    interpolation, the cross-fade), clipped to [-1, 1]; the last layer starts at zero, so G
+    starts exactly at the baseline and learns only what it misses.
     """
     width = lambda level: min(filters * 2**level, max_filters)  # noqa: E731
     conv = dict(kernel_size=4, strides=2, padding="same", kernel_initializer=weight_init())
@@ -91,7 +91,9 @@ def unet_generator(
             x = layers.Concatenate(name=f"up{level + 1}_skip")([x, skips[level]])
         x = activation("relu", f"up{level + 1}_act")(x)
         out = width(level - 1) if level else out_channels
-        x = layers.Conv2DTranspose(out, name=f"up{level + 1}_deconv", **conv)(x)
+        # a residual G's last layer starts at zero: its first output is exactly the blend
+        zero = {"kernel_initializer": "zeros"} if blend is not None and not level else {}
+        x = layers.Conv2DTranspose(out, name=f"up{level + 1}_deconv", **{**conv, **zero})(x)
         if level:
             x = norm(norm_kind, f"up{level + 1}_norm")(x)
             if depth - 1 - level < dropout_blocks and dropout > 0:

@@ -32,7 +32,7 @@ class Pix2PixConfig:
     target_frames: tuple[int, ...] | None = opt(None, "target frame indices, e.g. 1,2,3,4,5 (default: the others)")
     frame_gap: int = opt(6, "videos: source frames between the two input frames; a window holds gap + 1 frames")
     holdout: float = opt(0.2, "without a test/ folder: the last part held out (videos: a time block)")
-    residual: str = opt("off", "on: G learns a correction to the linear blend of its input frames (the "
+    residual: str = opt("auto", "on: G learns a correction to the linear blend of its input frames (the "
                         "cross-fade around each target frame; for a pair, the input) instead of the whole "
                         "target; auto: on when targets lie between input frames (frame interpolation)")
 
