@@ -6,6 +6,8 @@ from tf_translate.data.images import DataError, ImageError  # noqa: F401
 
 
 def load(kind: str, cfg):
+    if cfg.data.crop_size > cfg.data.load_size:
+        raise DataError(f"crop size {cfg.data.crop_size} is larger than load size {cfg.data.load_size}")
     if kind == "unpaired":
         from tf_translate.data import unpaired
 

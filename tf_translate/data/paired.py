@@ -97,8 +97,6 @@ def default_video() -> Path:
 def load(cfg) -> PairedData:
     """Resolve ``cfg.data.data`` (strip folder, video, folder of videos, or None) into sources."""
     d, m = cfg.data, cfg.model
-    if d.crop_size > d.load_size:
-        raise DataError(f"crop size {d.crop_size} is larger than load size {d.load_size}")
     source = Path(d.data) if d.data else default_video()
     if str(source).startswith("tfds:"):
         raise DataError("pix2pix reads paired folders or videos; TFDS data sets are for unpaired methods")

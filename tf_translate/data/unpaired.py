@@ -96,6 +96,4 @@ def load(cfg: DataConfig) -> UnpairedData:
         train = (make("trainA", domains[0], cfg.min_images), make("trainB", domains[1], cfg.min_images))
         has_test = (root / "testA").is_dir() and (root / "testB").is_dir()
         test = (make("testA", domains[0], 1), make("testB", domains[1], 1)) if has_test else None
-    if cfg.crop_size > cfg.load_size:
-        raise DataError(f"crop size {cfg.crop_size} is larger than load size {cfg.load_size}")
     return UnpairedData(domains=domains, train=train, test=test, crop_size=cfg.crop_size)

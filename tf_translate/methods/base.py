@@ -92,6 +92,10 @@ class TranslationModel(keras.Model):
     def global_batch(self, x) -> tf.Tensor:
         return tf.shape(x)[0] * tf.distribute.get_strategy().num_replicas_in_sync
 
+    def call(self, x, training=False):
+        """The model's (first) generator G."""
+        return self.G(x, training=training)
+
     def gan(self, scores, real: bool) -> tf.Tensor:
         """Per-sample GAN loss of the method's ``gan_loss`` kind."""
         return losses.gan_loss(self.run_config.model.gan_loss, scores, real)

@@ -63,9 +63,6 @@ class CycleGAN(TranslationModel):
         self.panel_titles = ("input", "translated", "reconstructed")
         self.domain_names = (a, b)
 
-    def call(self, x, training=False):
-        return self.G(x, training=training)
-
     def train_step(self, data):
         real_x, real_y = data
         m = self.run_config.model

@@ -81,9 +81,6 @@ class Pix2Pix(TranslationModel):
             layer.seed_fn = lambda k=k: seeding.derive(self.seed, seeding.DROPOUT, self.step, k, _replica())
         self.panel_titles = self._titles()
 
-    def call(self, x, training=False):
-        return self.G(x, training=training)
-
     def train_step(self, data):
         x, y = data
         m = self.run_config.model
