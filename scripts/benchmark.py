@@ -22,6 +22,12 @@ Usage:
         [--steps 10] [--warmup 3] [--repeats 3] [--n-blocks 6] [--output benchmarks/train_throughput]
         [--torch]
 
+``--onednn off,on`` compares TensorFlow's oneDNN CPU kernels off and on. The setting is fixed
+when TensorFlow starts, so each repeat runs every setting in a child process of its own
+(alternating, in a rotating order) and the children's step times are merged into one report.
+A single value (``--onednn on``) sets ``TF_ENABLE_ONEDNN_OPTS`` for this process; the default
+is what ``tf_translate`` itself chooses (on, unless the environment says otherwise).
+
 Writes OUTPUT.json (machine, settings, every step time, summaries) and OUTPUT.md (tables),
 and prints the tables. Batch size is 1, so images/s = 1 / median step time.
 """
@@ -35,6 +41,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,11 +71,19 @@ def parse_args(argv=None):
     p.add_argument("--output", default="benchmarks/train_throughput", help="writes OUTPUT.json and OUTPUT.md")
     p.add_argument("--torch", action="store_true",
                    help="also time the PyTorch reference implementation's step (benchmarks/torch_cyclegan.py)")
+    p.add_argument("--onednn", default="default",
+                   help="TensorFlow's oneDNN CPU kernels: default (tf_translate's choice), on, off, or off,on "
+                        "to compare both in child processes")
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.jit = [j.strip() for j in args.jit.split(",")]
+    args.onednn = [o.strip() for o in args.onednn.split(",")]
     if any(j not in ("off", "on") for j in args.jit):
         p.error("--jit takes off and/or on")
+    if any(o not in ("default", "off", "on") for o in args.onednn) or (len(args.onednn) > 1 and "default" in args.onednn):
+        p.error("--onednn takes default, on, off, or off,on")
+    if len(args.onednn) > 1 and args.torch:
+        p.error("--torch compares with one oneDNN setting; give --onednn a single value")
     return args
 
 
@@ -200,8 +215,75 @@ def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], me
     return "\n".join(out)
 
 
+def compare_onednn(args) -> int:
+    """Each repeat runs every oneDNN setting in a child process (this script, one repeat each,
+    settings in a rotating order); merges their step times and writes one report."""
+    out = Path(args.output)
+    merged: dict[tuple, dict] = {}
+    machines = {}
+    with tempfile.TemporaryDirectory(prefix="benchmark_onednn_") as tmpdir:
+        for r in range(args.repeats):
+            for setting in args.onednn[r % len(args.onednn):] + args.onednn[:r % len(args.onednn)]:
+                child = Path(tmpdir) / f"{setting}_{r}"
+                command = [sys.executable, __file__, "--method", args.method, "--sizes", ",".join(map(str, args.sizes)),
+                           "--jit", ",".join(args.jit), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                           "--repeats", "1", "--n-blocks", str(args.n_blocks), "--filters", str(args.filters),
+                           "--onednn", setting, "--output", str(child)]
+                print(f"repeat {r + 1}/{args.repeats}: oneDNN {setting} (child process)", file=sys.stderr)
+                if subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
+                    print(f"benchmark.py: error: the oneDNN {setting} child failed: {' '.join(command)}", file=sys.stderr)
+                    return 1
+                report = json.loads(Path(f"{child}.json").read_text())
+                machines[setting] = report["machine"]
+                for res in report["results"]:
+                    v = merged.setdefault((res["size"], res["jit"], setting),
+                                          {"size": res["size"], "jit": res["jit"], "onednn": setting,
+                                           "onednn_effective": report["machine"]["onednn"], "warmup_s": [],
+                                           "step_times_s": [], "cpu_times_s": []})
+                    v["warmup_s"] += res["warmup_s"]
+                    v["step_times_s"] += res["step_times_s"]
+                    v["cpu_times_s"] += res["cpu_times_s"]
+    results = [dict(v, summary=summarize(v["step_times_s"], v["cpu_times_s"])) for v in merged.values()]
+    results.sort(key=lambda v: (v["size"], v["jit"], v["onednn"]))
+    med = {(v["size"], v["jit"], v["onednn"]): v["summary"]["median_s"] for v in results}
+    ratios = [{"size": s, "jit": j, "off_s": med[s, j, "off"], "on_s": med[s, j, "on"],
+               "on_over_off_speed": med[s, j, "off"] / med[s, j, "on"]}
+              for s in args.sizes for j in args.jit if (s, j, "off") in med and (s, j, "on") in med]
+    lines = ["| size | XLA | oneDNN | median s/step | min | max | IQR % | images/s | medians per repeat | cores busy |",
+             "|---:|:---:|:---:|---:|---:|---:|---:|---:|---|---:|"]
+    for v in results:
+        m = v["summary"]
+        lines.append(f"| {v['size']} | {v['jit']} | {v['onednn']} | {m['median_s']:.3f} | {m['min_s']:.3f} | "
+                     f"{m['max_s']:.3f} | {m['iqr_pct']:.1f} | {m['images_per_s']:.2f} | "
+                     f"{', '.join(f'{x:.3f}' for x in m['repeat_medians_s'])} | {m['cores_busy']:.2f} |")
+    lines += ["", "| size | XLA | oneDNN off s/step | oneDNN on s/step | speed ratio on/off (>1 = oneDNN faster) |",
+              "|---:|:---:|---:|---:|---:|"]
+    lines += [f"| {q['size']} | {q['jit']} | {q['off_s']:.3f} | {q['on_s']:.3f} | {q['on_over_off_speed']:.3f} |"
+              for q in ratios]
+    table = "\n".join(lines)
+    env = machines[args.onednn[0]]
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps({"command": command, "settings": vars(args), "machines": machines,
+                                               "results": results, "onednn_ratios": ratios}, indent=2) + "\n")
+    Path(f"{out}.md").write_text(
+        f"# {args.method} training throughput, oneDNN off against on\n\n`{command}`  \n"
+        f"TF {env['tensorflow']}, Keras {env['keras']}, {env['cpu']}, {env['cores']} cores, batch 1, "
+        f"{env['dtype_policy']}, {args.repeats} repeats x {args.steps} timed steps per variant after "
+        f"{args.warmup} warm-up; each repeat runs each oneDNN setting in its own process, alternating.\n\n"
+        + table + "\n")
+    print(table)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if len(args.onednn) > 1:
+        return compare_onednn(args)
+    if args.onednn[0] != "default":
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn[0] == "on" else "0"
+    import tf_translate  # noqa: F401  (sets its oneDNN default, which must precede TensorFlow's start)
+
     make_torch_step = None
     if args.torch:
         try:
@@ -265,7 +347,7 @@ def main(argv=None) -> int:
                     for s in args.sizes if (s, "torch") in medians]
     table = tables(results, ratios, torch_ratios, args.method, args.n_blocks)
     settings = {k: getattr(args, k)
-                for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks", "filters", "torch")}
+                for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks", "filters", "torch", "onednn")}
     report = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "settings": settings, "machine": env,
               "load_average_at_end": os.getloadavg(), "results": results, "xla_ratios": ratios,
               "torch_ratios": torch_ratios,
