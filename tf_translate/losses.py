@@ -40,3 +40,31 @@ def gan_loss(kind: str, scores, target_is_real: bool):
 def l1(a, b):
     """Mean absolute error per sample."""
     return _per_sample_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+
+
+def gram(features):
+    """Gram matrices F Fᵀ / (C·H·W) per sample, (batch, C, C): channel correlations over all
+    positions, normalised by the layer's size (Johnson et al.; chainer-gogh). The paper's
+    G = F Fᵀ is this times N·M (channels N, positions M)."""
+    features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], -1, shape[3]])
+    size = tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+    return tf.matmul(flat, flat, transpose_a=True) / size
+
+
+def sum_squares(x):
+    """Sum of squares per sample."""
+    return tf.reduce_sum(tf.reshape(tf.square(tf.cast(x, tf.float32)), [tf.shape(x)[0], -1]), axis=1)
+
+
+def mse(a, b):
+    """Mean squared error per sample."""
+    return _per_sample_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+
+
+def total_variation(images):
+    """Sum of squared differences between neighbouring pixels per sample (the smoothness
+    regulariser of Mahendran & Vedaldi with beta 2, as in Johnson et al.'s code)."""
+    images = tf.cast(images, tf.float32)
+    return sum_squares(images[:, 1:, :, :] - images[:, :-1, :, :]) + sum_squares(images[:, :, 1:, :] - images[:, :, :-1, :])

@@ -20,27 +20,44 @@ def resnet_generator(
     filters: int = 64,
     n_blocks: int = 9,
     n_down: int = 2,
+    outer_kernel: int = 7,
+    conditions: int = 0,
     norm_kind: str = "instance",
     name: str = "resnet_generator",
 ) -> keras.Model:
-    """Johnson et al.'s ResNet generator as CycleGAN uses it (Zhu et al. 2017, appendix 7.2).
+    """Johnson et al.'s ResNet generator, as CycleGAN uses it (Zhu et al. 2017, appendix 7.2)
+    and as fast style transfer does (Johnson et al. 2016: ``filters=32, n_blocks=5,
+    outer_kernel=9``, c9s1-32, d64, d128, 5 residual blocks, u64, u32, c9s1-3).
 
     c7s1-64, d128, d256, ``n_blocks`` residual blocks (9 for 256x256, 6 for 128x128),
     u128, u64, c7s1-3; reflection padding, instance norm, ReLU, tanh output in [-1, 1].
-    Down-sampling factor: ``2 ** n_down``.
+    Down-sampling factor: ``2 ** n_down``. With ``conditions`` > 0 (Yanai & Tanno's
+    conditional network) a second input, a per-pixel weight map of that many channels at
+    the image's size, is average-pooled to the bottleneck, concatenated with the features
+    as constant planes and fused by a 1x1 convolution and ReLU (no norm) before the residual
+    blocks.
     """
     inputs = keras.Input((None, None, in_channels), name="image")
-    x = conv_block(inputs, filters, 7, name="c7s1", pad="reflect", norm_kind=norm_kind)
+    x = conv_block(inputs, filters, outer_kernel, name=f"c{outer_kernel}s1", pad="reflect", norm_kind=norm_kind)
     for i in range(n_down):
         x = conv_block(x, filters * 2 ** (i + 1), 3, stride=2, name=f"d{i + 1}", norm_kind=norm_kind)
     width = filters * 2**n_down
+    model_inputs = inputs
+    if conditions:
+        weights = keras.Input((None, None, conditions), name="style_weights")
+        pooled = layers.AveragePooling2D(2**n_down, name="condition_pool")(weights)
+        x = layers.Concatenate(name="condition_concat")([x, pooled])
+        # No norm here: a constant plane through a 1x1 convolution only shifts each channel,
+        # which instance norm would subtract again; before the ReLU the shift gates features.
+        x = conv_block(x, width, 1, name="condition", pad="valid", norm_kind="none")
+        model_inputs = [inputs, weights]
     for i in range(n_blocks):
         x = residual_block(x, width, name=f"r{i + 1}", norm_kind=norm_kind)
     for i in reversed(range(n_down)):
         x = conv_block(x, filters * 2**i, 3, stride=2, transpose=True, name=f"u{n_down - i}", norm_kind=norm_kind)
-    x = conv_block(x, out_channels, 7, name="out", pad="reflect", norm_kind="none", act=None)
+    x = conv_block(x, out_channels, outer_kernel, name="out", pad="reflect", norm_kind="none", act=None)
     outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(model_inputs, outputs, name=name)
 
 
 def unet_depth(size: int) -> int:

@@ -16,4 +16,8 @@ def load(kind: str, cfg):
         from tf_translate.data import paired
 
         return paired.load(cfg)
+    if kind == "photos":
+        from tf_translate.data import photos
+
+        return photos.load(cfg.data)
     raise ValueError(f"unknown data kind {kind!r}")

@@ -1,0 +1,94 @@
+"""One domain of photos: the content images of fast style transfer.
+
+A folder with ``train/`` (and optionally ``test/``) inside, or a flat folder of images (its
+last tenth held out), or ``tfds:NAME`` (its ``train`` and ``test`` splits). Without data:
+the 60 public-domain photos shipped with the package (the photo side of the CycleGAN
+sample), 50 to train on and 10 held out. Images are resized to a load-size square, as
+Johnson et al. resized COCO to 256x256, then randomly cropped and flipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from tf_translate.config import DataConfig
+from tf_translate.data import pipeline, sources
+from tf_translate.data.images import DataError
+
+DEFAULT_SAMPLE = sources.SAMPLES / "cartoon2photo"
+
+
+@dataclasses.dataclass
+class PhotoData:
+    train: sources.ImageSource
+    test: sources.ImageSource | None
+    crop_size: int
+
+    @property
+    def steps_per_epoch_samples(self) -> int:
+        return len(self.train)
+
+    def complete(self, cfg):
+        """``cfg`` with its style images (fast style) as absolute paths, the default one named,
+        so that the run can be resumed or exported from any folder."""
+        styles = getattr(cfg.model, "style", ())
+        if styles is None:
+            from tf_translate.methods.fast_style import default_style
+
+            styles = (default_style(),)
+        resolved = tuple(str(Path(p).expanduser().resolve()) for p in styles)
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, style=resolved)) if styles else cfg
+
+    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int):
+        """Batches of photos in [-1, 1] for global steps ``first_step .. first_step+steps-1``."""
+        def sample(j):
+            (image,) = pipeline.jitter([pipeline.read(self.train, pipeline.pick(self.train, j, seed, 0))],
+                                       crop_size=self.crop_size, flip=flip, seed=seed, sample=j)
+            return pipeline.to_float(image)
+
+        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample)
+
+    def held_out(self, limit: int | None = None) -> tuple[np.ndarray]:
+        """(held-out photos,), centre-cropped, float [-1, 1]."""
+        if self.test is None:
+            raise DataError("no held-out photos to validate on")
+        return (_first(self.test, limit, self.crop_size),)
+
+    def preview(self, n: int) -> tuple[np.ndarray]:
+        return (_first(self.test or self.train, n, self.crop_size),)
+
+
+def _first(src: sources.ImageSource, limit: int | None, crop: int) -> np.ndarray:
+    n = len(src) if limit is None else min(limit, len(src))
+    return np.stack([pipeline.center_crop(src.load(i), crop) for i in range(n)]).astype(np.float32) / 127.5 - 1.0
+
+
+def load(cfg: DataConfig) -> PhotoData:
+    size = cfg.load_size
+    folder = lambda path, name, least: sources.folder_source(  # noqa: E731
+        path, name, size=size, max_pixels=cfg.max_pixels, min_images=least)
+    if cfg.data is None:
+        return PhotoData(folder(DEFAULT_SAMPLE / "trainB", "photos", 1), folder(DEFAULT_SAMPLE / "testB", "photos", 1),
+                         cfg.crop_size)
+    spec = sources.tfds_spec(cfg.data)
+    if spec is not None:
+        train = sources.tfds_source(spec, "train", "photos", size=size)
+        try:
+            test = sources.tfds_source(spec, "test", "photos", size=size)
+        except DataError:
+            test = None
+        return PhotoData(train, test, cfg.crop_size)
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder (expected photos, or train/ [test/] folders of photos)")
+    if (root / "train").is_dir():
+        test = folder(root / "test", "photos", 1) if (root / "test").is_dir() else None
+        return PhotoData(folder(root / "train", "photos", cfg.min_images), test, cfg.crop_size)
+    every = folder(root, "photos", max(2, cfg.min_images))
+    cut = len(every) - max(1, len(every) // 10)
+    part = lambda items: sources.ImageSource("photos", items, size=size, loader=every._loader,  # noqa: E731
+                                             describe=str(root))
+    return PhotoData(part(every.items[:cut]), part(every.items[cut:]), cfg.crop_size)

@@ -1,0 +1,147 @@
+"""Fast style transfer: a feed-forward transform network trained with perceptual losses."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tf_translate import losses, networks, perceptual, seeding
+from tf_translate.config import opt
+from tf_translate.layers import NORMS
+from tf_translate.methods.base import TranslationModel
+from tf_translate.registry import register
+
+STYLE_CHOICE = 7  # seeding purpose: which style a training sample is stylised in
+
+
+@dataclasses.dataclass(frozen=True)
+class FastStyleConfig:
+    style: tuple[str, ...] | None = opt(None, "style image(s), comma-separated; several train one conditional "
+                                              "multi-style network (Yanai & Tanno 2017). Default: scikit-image's "
+                                              "ihc.png")
+    style_size: int | None = opt(None, "longer side the style image is scaled to for its Gram matrices "
+                                       "(default: the crop size); smaller = larger strokes")
+    filters: int = opt(32, "filters of the first layer (c9s1-32)")
+    n_blocks: int = opt(5, "residual blocks of 128 filters at 1/4 size")
+    norm: str = opt("instance", f"{' | '.join(NORMS)}: instance (Ulyanov et al.) improves on the paper's batch")
+    content_weight: float = opt(1.0, "weight of the content loss at relu2_2 (Johnson's code: 1)")
+    style_weight: float = opt(5.0, "weight of the style loss at relu1_2, relu2_2, relu3_3, relu4_3 (Johnson's "
+                                   "code: 5); raise content/style ratio to keep more of the subject")
+    tv_weight: float = opt(1e-6, "total variation weight on 0-255 pixels (Johnson's code: 1e-6)")
+    weights: str = opt("torchvision", "VGG-16 weights of the loss network: torchvision (offline) | keras")
+
+
+@register("fast_style", config=FastStyleConfig, data_kind="photos",
+          overrides={"data": {"load_size": 256, "crop_size": 256, "batch_size": 4},
+                     "train": {"lr": 1e-3, "beta_1": 0.9, "epochs": 2, "decay_epochs": 0}},
+          demo={"data": {"load_size": 144, "crop_size": 128, "batch_size": 4},
+                "train": {"epochs": 40, "decay_epochs": 0, "sample_every": 100, "checkpoint_every": 100,
+                          "validate_every": 100}})
+class FastStyle(TranslationModel):
+    """Perceptual-loss style transfer (Johnson, Alahi, Fei-Fei, ECCV 2016, arXiv 1603.08155),
+    and its conditional multi-style form (Yanai & Tanno, ICMR 2017) with several styles.
+
+    G: the ResNet transform network (c9s1-32, d64, d128, 5 residual blocks, u64, u32,
+    c9s1-3; instance norm). Loss: ``content_weight`` * ℓ_feat(relu2_2) + ``style_weight`` *
+    Σ ℓ_style(relu1_2, relu2_2, relu3_3, relu4_3) + ``tv_weight`` * TV, from the frozen
+    VGG-16 of :mod:`tf_translate.features` (which is not part of the model's weights). With
+    N styles G takes a second input, a per-pixel N-channel style-weight map; each training
+    photo is stylised in one style drawn at random.
+    """
+
+    loss_names = ("total", "content", "style", "tv")
+    generator_roles = ("G",)
+    discriminator_roles = ()
+    validation_key = "val_loss"
+    validation_mode = "min"
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        m = config.model
+        self.styles = tuple(m.style or (default_style(),))
+        self.G = networks.resnet_generator(filters=m.filters, n_blocks=m.n_blocks, n_down=2, outer_kernel=9,
+                                           conditions=len(self.styles) if len(self.styles) > 1 else 0,
+                                           norm_kind=m.norm, name="G")
+        self.nets = {"G": self.G}
+        # A plain object, not an attribute Keras tracks: the VGG is no part of the checkpoints.
+        self.perceptual = perceptual.PerceptualLoss("johnson", weights=m.weights)
+        crop = config.data.crop_size
+        self.perceptual.check_size(crop, crop, f"the crop size {crop}")
+        from tf_translate.gatys import load
+
+        targets = [self.perceptual.style_targets(load(path, m.style_size or crop)) for path in self.styles]
+        self.style_grams = {n: tf.concat([t[n] for t in targets], 0) for n in targets[0]}
+        self.panel_titles = ("photo", *(f"style {k}" for k in range(len(self.styles))))
+
+    @property
+    def conditional(self) -> bool:
+        return len(self.styles) > 1
+
+    def call(self, x, training=False):
+        """G(x) in the first style."""
+        return self.stylize(x, tf.zeros(tf.shape(x)[:1], tf.int32), training=training)
+
+    def stylize(self, x, style_index, training=False):
+        """G(x) in the styles ``style_index`` (one per sample)."""
+        if not self.conditional:
+            return self.G(x, training=training)
+        x = tf.convert_to_tensor(x)
+        return self.G([x, one_hot_map(style_index, x, len(self.styles))], training=training)
+
+    def terms(self, x, fake, style_index) -> dict:
+        """Weighted per-sample loss terms of ``fake`` = G(x) in styles ``style_index``."""
+        m = self.run_config.model
+        found = self.perceptual.features(fake)
+        content_targets = self.perceptual.features(x)
+        targets = {n: tf.gather(g, style_index) for n, g in self.style_grams.items()}
+        return {"content": m.content_weight * self.perceptual.content(found, content_targets),
+                "style": m.style_weight * self.perceptual.style(found, targets),
+                "tv": m.tv_weight * 127.5**2 * losses.total_variation(fake)}
+
+    def train_step(self, x):
+        n = tf.shape(x)[0]
+        key = seeding.derive(self.seed, STYLE_CHOICE, self.step)
+        style_index = tf.random.stateless_uniform([n], key, 0, len(self.styles), dtype=tf.int32)
+        with tf.GradientTape() as tape:
+            fake = self.stylize(x, style_index, training=True)
+            terms = {k: self.reduce(v, x) for k, v in self.terms(x, fake, style_index).items()}
+            total = tf.add_n(list(terms.values()))
+        finite = self.apply_gradients(self.g_optimizer, tape, total, self.generator_roles)
+        return self.record({"total": total, **terms}, finite)
+
+    def generators(self) -> dict:
+        return {"translate": (self.G, 3)}
+
+    def down_factor(self) -> int:
+        return 4
+
+    def sample_rows(self, batch):
+        (x,) = batch
+        columns = [self.stylize(x, tf.fill([len(x)], k)).numpy() for k in range(len(self.styles))]
+        return [[x[i], *(c[i] for c in columns)] for i in range(len(x))]
+
+    def validate(self, held_out) -> dict:
+        """Mean weighted perceptual loss on held-out photos, each in every style (lower is better)."""
+        (x,) = held_out
+        values = []
+        for k in range(len(self.styles)):
+            for i in range(len(x)):
+                index = tf.fill([1], k)
+                terms = self.terms(x[i: i + 1], self.stylize(x[i: i + 1], index), index)
+                values.append(float(tf.add_n(list(terms.values()))[0]))
+        return {self.validation_key: float(np.mean(values))}
+
+
+def one_hot_map(style_index, like, n: int):
+    """Per-pixel style weights at ``like``'s size: one-hot ``style_index`` per sample."""
+    shape = tf.shape(like)
+    planes = tf.one_hot(style_index, n, dtype=like.dtype)[:, None, None, :]
+    return tf.tile(planes, [1, shape[1], shape[2], 1])
+
+
+def default_style() -> str:
+    from tf_translate.gatys import sample_image
+
+    return str(sample_image("ihc.png"))
