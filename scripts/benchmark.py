@@ -28,6 +28,10 @@ when TensorFlow starts, so each repeat runs every setting in a child process of 
 A single value (``--onednn on``) sets ``TF_ENABLE_ONEDNN_OPTS`` for this process; the default
 is what ``tf_translate`` itself chooses (on, unless the environment says otherwise).
 
+``--inference EXPORT_DIR`` measures inference instead: milliseconds per image of an exported
+version's float SavedModel signature and of each TFLite file beside it (``model.tflite``,
+``model_float16.tflite``, ...), batch 1, at each of ``--sizes``, interleaved in the same way.
+
 Writes OUTPUT.json (machine, settings, every step time, summaries) and OUTPUT.md (tables),
 and prints the tables. Batch size is 1, so images/s = 1 / median step time.
 """
@@ -71,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--output", default="benchmarks/train_throughput", help="writes OUTPUT.json and OUTPUT.md")
     p.add_argument("--torch", action="store_true",
                    help="also time the PyTorch reference implementation's step (benchmarks/torch_cyclegan.py)")
+    p.add_argument("--inference", metavar="EXPORT_DIR",
+                   help="time inference of this exported version (SavedModel and every .tflite) instead of training")
     p.add_argument("--onednn", default="default",
                    help="TensorFlow's oneDNN CPU kernels: default (tf_translate's choice), on, off, or off,on "
                         "to compare both in child processes")
@@ -276,6 +282,60 @@ def compare_onednn(args) -> int:
     return 0
 
 
+def inference(args, tf, keras) -> int:
+    """ms per image of the SavedModel's float signature and of each TFLite variant, batch 1."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    folder = Path(args.inference)
+    loaded = tf.saved_model.load(str(folder))
+    name = next(n for n in loaded.signatures if n != "serving_default" and not n.endswith(("_bytes", "_map")))
+    fn = loaded.signatures[name]
+    inputs = fn.structured_input_signature[1]
+    channels = inputs["images"].shape[-1]
+    extra = {k: np.full((1, v.shape[-1]), 1.0 / v.shape[-1], np.float32) for k, v in inputs.items() if k != "images"}
+    variants = [("SavedModel", None)] + [(f.stem.replace("model_", "TFLite ").replace("model", "TFLite float32"), f)
+                                         for f in sorted(folder.glob("*.tflite"))]
+    env = machine(tf, keras)
+    runs = []
+    for size in args.sizes:
+        image = np.random.default_rng(size).random((1, size, size, channels), dtype=np.float32)
+        for label, path in variants:
+            if path is None:
+                call = lambda image=image: fn(images=tf.constant(image), **extra)["images"].numpy()  # noqa: E731
+            else:
+                interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
+                runner = interpreter.get_signature_runner(name)
+                call = lambda image=image, runner=runner: runner(images=image, **extra)["images"]  # noqa: E731
+            v = {"size": size, "variant": label, "runs": [], "cpu": []}
+            v["warmup_s"] = [step(call) for _ in range(max(1, args.warmup))]
+            v["run"] = call
+            runs.append(v)
+            print(f"{size}px {label}: warm-up {', '.join(f'{t:.3f}' for t in v['warmup_s'])} s", file=sys.stderr)
+    for r in range(args.repeats):
+        for v in runs[r % len(runs):] + runs[:r % len(runs)]:
+            v["runs"].append([step(v["run"], v["cpu"]) for _ in range(args.steps)])
+    lines = ["| size | variant | median ms/image | min | max | IQR % | cores busy |", "|---:|---|---:|---:|---:|---:|---:|"]
+    results = []
+    for v in runs:
+        m = summarize(v["runs"], v["cpu"])
+        results.append({"size": v["size"], "variant": v["variant"], "step_times_s": v["runs"], "summary": m})
+        lines.append(f"| {v['size']} | {v['variant']} | {1000 * m['median_s']:.1f} | {1000 * m['min_s']:.1f} | "
+                     f"{1000 * m['max_s']:.1f} | {m['iqr_pct']:.1f} | {m['cores_busy']:.2f} |")
+    table = "\n".join(lines)
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps({"command": command, "model": str(folder), "signature": name,
+                                               "machine": env, "results": results}, indent=2) + "\n")
+    Path(f"{out}.md").write_text(
+        f"# Inference latency of {folder}\n\n`{command}`  \nTF {env['tensorflow']}, {env['cpu']}, {env['cores']} "
+        f"cores, oneDNN {'on' if env['onednn'] else 'off'}; signature `{name}`, batch 1, {args.repeats} x "
+        f"{args.steps} timed calls per variant after {args.warmup} warm-up, interleaved.\n\n{table}\n")
+    print(table)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if len(args.onednn) > 1:
@@ -295,6 +355,8 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
+    if args.inference:
+        return inference(args, tf, keras)
     env = machine(tf, keras)
     if make_torch_step is not None:
         import torch

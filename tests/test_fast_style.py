@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,34 @@ def test_style_weights_choose_and_blend(two_styles):
         model(images.numpy())
     parity = json.loads((version / "tflite_parity.json").read_text())
     assert parity["signatures"]["translate"]["max_abs_error"] < 1e-3
+
+
+def test_tflite_variants_are_quantized_and_reported(trained_fast_style):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, version = trained_fast_style
+    parity = json.loads((version / "tflite_parity.json").read_text())
+    assert set(parity["variants"]) == {"float16", "int8"}
+    for variant, limit in (("float16", 0.05), ("int8", 0.5)):
+        scores = parity["variants"][variant]["translate"]
+        assert scores["max_abs_error"] < limit and scores["psnr_db"] > 10, (variant, scores)
+    sizes = {v: (version / f).stat().st_size for v, f in (("float32", "model.tflite"), ("float16", "model_float16.tflite"),
+                                                          ("int8", "model_int8.tflite"))}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    interpreter = Interpreter(model_path=str(version / "model_int8.tflite"))
+    assert any(t["dtype"] == np.int8 for t in interpreter.get_tensor_details())  # int8 activations, not only weights
+
+
+def test_evaluate_compares_the_network_with_per_photo_optimisation(trained_fast_style, tmp_path):
+    from tf_translate import evaluate
+
+    _, version = trained_fast_style
+    report = evaluate.evaluate(version, pictures=tmp_path)
+    (style,) = report["styles"].values()
+    assert report["photos"] == 2 and len(style["photos"]) == 2
+    for photo in style["photos"]:
+        # the optimiser starts from the photo and never accepts a worse point; the network is
+        # barely trained, so the optimum of its own loss is lower than what it makes
+        assert photo["optimised"]["total"] < photo["network"]["total"] and photo["ratio"] > 1
+    assert Path(style["sheet"]).exists()
+    assert "mean ratio" in evaluate.markdown(report)

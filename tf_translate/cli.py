@@ -161,8 +161,9 @@ def cmd_evaluate(argv):
     args = parser.parse_args(argv)
     from tf_translate import evaluate
 
-    report = evaluate.evaluate(args.model, args.data)
-    json_path, md_path = evaluate.write_report(report, args.output or Path(args.model) / "evaluation")
+    output = Path(args.output or Path(args.model) / "evaluation")
+    report = evaluate.evaluate(args.model, args.data, pictures=output.parent)
+    json_path, md_path = evaluate.write_report(report, output)
     print(md_path.read_text())
     print(f"report: {json_path}")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from tf_translate import data as tf_data, registry
 from tf_translate.data.frames import blend_weights, is_crossfade
@@ -67,8 +68,9 @@ def _uint8(images01: np.ndarray) -> np.ndarray:
     return np.asarray(to_uint8(images01 * 2.0 - 1.0))
 
 
-def evaluate(model_dir: str | Path, source: str | None = None) -> dict:
-    """Score an exported model on the held-out split of ``source`` (default: its training data)."""
+def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | Path | None = None) -> dict:
+    """Score an exported model on the held-out split of ``source`` (default: its training data);
+    contact sheets, where a method has them, go to ``pictures``."""
     model = Exported(model_dir)
     cfg = model.config
     if source is not None:
@@ -77,7 +79,54 @@ def evaluate(model_dir: str | Path, source: str | None = None) -> dict:
     dataset = tf_data.load(spec.data_kind, cfg)
     report = {"model": str(model_dir), "method": cfg.method, "data": cfg.data.data or "embedded default",
               "size": cfg.data.crop_size}
-    report.update(_paired(model, dataset) if spec.data_kind == "paired" else _unpaired(model, dataset, cfg))
+    if spec.data_kind == "photos":
+        report.update(_perceptual(model, dataset, cfg, pictures))
+    else:
+        report.update(_paired(model, dataset) if spec.data_kind == "paired" else _unpaired(model, dataset, cfg))
+    return report
+
+
+def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations: int = 100) -> dict:
+    """Fast style's quality reference: on each held-out photo, the trained network's weighted
+    perceptual loss (content, style, TV, exactly as in training) beside that of a per-image
+    optimisation of the same loss (Gatys-style L-BFGS from the photo, ``iterations`` steps),
+    which is what the network approximates in one pass. A ratio near 1 = as good as optimising.
+    With ``pictures``, writes the contact sheet (photo | network | optimised) per style."""
+    from tf_translate import gatys
+    from tf_translate.callbacks import panel
+
+    (x,) = dataset.held_out()
+    m = cfg.model
+    report = {"photos": len(x), "optimiser_iterations": iterations, "styles": {}}
+    for k, style_path in enumerate(m.style):
+        weights = np.eye(len(m.style), dtype=np.float32)[k] if len(m.style) > 1 else None
+        gcfg = gatys.GatysConfig(preset="johnson", size=cfg.data.crop_size, style_size=m.style_size,
+                                 iterations=iterations, content_weight=m.content_weight, style_weight=m.style_weight,
+                                 tv_weight=m.tv_weight, weights=m.weights, init="content")
+        objective = gatys.Objective(gatys.resolved(gcfg), gatys.load(style_path, m.style_size or cfg.data.crop_size))
+        rows, per_photo = [], []
+        for photo in x:
+            made = model((photo[None] + 1.0) / 2.0, style_weights=weights) * 2.0 - 1.0
+            objective.set_content(tf.constant(photo[None]))
+            network = {key: float(v) for key, v in objective.terms(tf.constant(made, tf.float32)).items()}
+            network["total"] = sum(network.values())
+            final, history, _ = gatys.optimise(gcfg, tf.constant(photo[None]), objective=objective)
+            best = history[-1]
+            optimised = {key: best[key] for key in network}
+            per_photo.append({"network": network, "optimised": optimised,
+                              "ratio": network["total"] / optimised["total"]})
+            rows.append([photo, made[0], final[0]])
+        report["styles"][Path(style_path).name] = {
+            "photos": per_photo,
+            "mean_ratio": float(np.mean([p["ratio"] for p in per_photo])),
+            "max_ratio": float(np.max([p["ratio"] for p in per_photo])),
+            **{f"mean_{who}_{term}": float(np.mean([p[who][term] for p in per_photo]))
+               for who in ("network", "optimised") for term in ("content", "style", "total")}}
+        if pictures is not None:
+            sheet = Path(pictures) / f"style_{k}_sheet.png"
+            sheet.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(panel(rows, ("photo", "network", f"optimised ({iterations} L-BFGS)"))).save(sheet)
+            report["styles"][Path(style_path).name]["sheet"] = str(sheet)
     return report
 
 
@@ -135,6 +184,8 @@ def _paired(model: Exported, dataset) -> dict:
 
 
 def markdown(report: dict) -> str:
+    if "styles" in report:
+        return _style_markdown(report)
     lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
              "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 |", "|---|---|---|---|---|---|"]
     for key, value in report.items():
@@ -142,6 +193,21 @@ def markdown(report: dict) -> str:
             for compared, s in value.items():
                 lines.append(f"| {key} | {compared.replace('_', ' ')} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
                              f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _style_markdown(report: dict) -> str:
+    lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
+             f"Weighted perceptual loss on {report['photos']} held-out photos: the network's single pass against "
+             f"a per-photo optimisation of the same loss ({report['optimiser_iterations']} L-BFGS iterations "
+             "from the photo). Ratio = network / optimised (1 = as good as optimising).", "",
+             "| style | network content | network style | network total | optimised content | optimised style | "
+             "optimised total | mean ratio | max ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, s in report["styles"].items():
+        lines.append(f"| {name} | {s['mean_network_content']:.4g} | {s['mean_network_style']:.4g} | "
+                     f"{s['mean_network_total']:.4g} | {s['mean_optimised_content']:.4g} | "
+                     f"{s['mean_optimised_style']:.4g} | {s['mean_optimised_total']:.4g} | {s['mean_ratio']:.2f} | "
+                     f"{s['max_ratio']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

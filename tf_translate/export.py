@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -156,13 +157,32 @@ def planes(style_weights, like):
     return tf.tile(style_weights[:, None, None, :], [1, shape[1], shape[2], 1])
 
 
+def calibration(module: ServingModule, images) -> dict | None:
+    """Representative inputs per float signature from training images in [-1, 1] (one image
+    per call, as a phone runs the model; a multi-style model's images in each style in turn)."""
+    if images is None:
+        return None
+    out = {}
+    for name in module.nets:
+        n = module.conditions[name]
+        inputs = []
+        for k, image in enumerate(np.asarray(images, np.float32)):
+            values = {"images": (image[None] + 1.0) / 2.0}
+            if n:
+                values["style_weights"] = np.eye(n, dtype=np.float32)[k % n][None]
+            inputs.append(values)
+        out[name] = inputs
+    return out
+
+
 def next_version(root: Path) -> int:
     versions = [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.exists() else []
     return max(versions, default=0) + 1
 
 
-def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = None) -> Path:
-    """Write the next version of ``model``'s generators; returns the version folder."""
+def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = None, representative=None) -> Path:
+    """Write the next version of ``model``'s generators; returns the version folder.
+    ``representative``: training images (float [-1, 1]) to calibrate an int8 TFLite variant."""
     root = Path(export_dir or cfg.export_dir)
     root.mkdir(parents=True, exist_ok=True)
     version = next_version(root)
@@ -176,7 +196,8 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         cfg.save(tmp / "config.json")
         if cfg.export.tflite:
-            write_tflite(tmp, list(module.nets), examples, check=not cfg.export.test_dropout)
+            write_tflite(tmp, list(module.nets), examples, check=not cfg.export.test_dropout,
+                         variants=cfg.export.tflite_variants, representative=calibration(module, representative))
         final = root / str(version)
         os.rename(tmp, final)
     except BaseException:
@@ -186,19 +207,58 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
     return final
 
 
-def write_tflite(saved_model: Path, names: list[str], examples=None, check: bool = True) -> dict | None:
-    """Convert the float signatures to ``model.tflite`` (builtin ops only) and check parity
-    (not for a model with test-time dropout, whose outputs differ on every call)."""
+TFLITE_VARIANTS = ("float32", "float16", "dynamic-int8", "int8")
+
+
+def tflite_file(variant: str) -> str:
+    return "model.tflite" if variant == "float32" else f"model_{variant}.tflite"
+
+
+def convert_tflite(saved_model: Path, names: list[str], variant: str, representative=None) -> bytes:
+    """One TFLite variant of the float signatures, builtin ops only: float32; float16 weights;
+    dynamic-int8 (int8 weights, float activations); int8 (weights and activations, calibrated
+    on ``representative``: {signature: [input dicts]}, float in and out)."""
+    if variant not in TFLITE_VARIANTS:
+        raise ExportError(f"unknown TFLite variant {variant!r}; expected one of {', '.join(TFLITE_VARIANTS)}")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=names)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    flat = converter.convert()
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if variant == "int8":
+        if not representative:
+            raise ExportError("int8 TFLite needs representative images (from the training data)")
+
+        def samples():
+            for name, inputs in representative.items():
+                for values in inputs:
+                    yield (name, values) if len(names) > 1 else values
+
+        converter.representative_dataset = samples
+    with warnings.catch_warnings():  # int8 calibration runs TF's own deprecated interpreter inside
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        flat = converter.convert()
     flex = flex_ops(flat)
     if flex:
         raise ExportError(f"TFLite model needs Flex (TF) ops {', '.join(flex)}; only builtin ops are allowed")
-    (saved_model / "model.tflite").write_bytes(flat)
+    return flat
+
+
+def write_tflite(saved_model: Path, names: list[str], examples=None, check: bool = True,
+                 variants=("float32",), representative=None) -> dict | None:
+    """Convert the float signatures to each TFLite variant (``model.tflite`` is float32) and
+    check them against the SavedModel (not for a model with test-time dropout, whose outputs
+    differ on every call): float32 must agree within PARITY_TOLERANCE; the quantized variants'
+    max error and PSNR are reported in ``tflite_parity.json``."""
+    for variant in variants:
+        (saved_model / tflite_file(variant)).write_bytes(
+            convert_tflite(saved_model, names, variant, representative))
     if not check:
         return None
     report = tflite_parity(saved_model, names, examples)
+    report["variants"] = {v: tflite_parity(saved_model, names, examples, variant=v)["signatures"]
+                          for v in variants if v != "float32"}
     (saved_model / "tflite_parity.json").write_text(json.dumps(report, indent=2))
     worst = max(r["max_abs_error"] for r in report["signatures"].values())
     if not worst <= PARITY_TOLERANCE:  # NaN fails too
@@ -227,11 +287,11 @@ def run_tflite(interpreter, name: str, images: np.ndarray, **inputs) -> np.ndarr
     return runner(images=images.astype(np.float32), **{k: v.astype(np.float32) for k, v in inputs.items()})["images"]
 
 
-def tflite_parity(saved_model: Path, names: list[str], examples=None) -> dict:
-    """Max and mean |TFLite - SavedModel| per signature on ``examples`` (float [-1, 1] batches
-    per signature input) or, without them, on a fixed random image of an odd size."""
+def tflite_parity(saved_model: Path, names: list[str], examples=None, variant: str = "float32") -> dict:
+    """Max and mean |TFLite - SavedModel| and PSNR per signature on ``examples`` (float [-1, 1]
+    batches per signature input) or, without them, on a fixed random image of an odd size."""
     loaded = tf.saved_model.load(str(saved_model))
-    interpreter = litert_interpreter((saved_model / "model.tflite").read_bytes())
+    interpreter = litert_interpreter((saved_model / tflite_file(variant)).read_bytes())
     report = {"tolerance": PARITY_TOLERANCE, "signatures": {}}
     for i, name in enumerate(names):
         fn = loaded.signatures[name]
@@ -250,7 +310,9 @@ def tflite_parity(saved_model: Path, names: list[str], examples=None) -> dict:
             got = run_tflite(interpreter, name, image[None], **extra)[0]
             errors.append(np.abs(got - want))
         errors = np.stack(errors)
+        mse = float(np.mean(errors**2))
         report["signatures"][name] = {"max_abs_error": float(errors.max()), "mean_abs_error": float(errors.mean()),
+                                      "psnr_db": float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"),
                                       "images": int(len(images)), "shape": list(images.shape[1:])}
     return report
 
@@ -325,4 +387,9 @@ def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, bes
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output=str(run_dir)))
     if test_dropout is not None:
         cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, test_dropout=test_dropout))
-    return export_model(trainer.restore(cfg, best), cfg, export_dir=export_dir)
+    representative = None
+    if "int8" in cfg.export.tflite_variants:
+        from tf_translate import data as tf_data, registry
+
+        representative = trainer.representative(tf_data.load(registry.get(cfg.method).data_kind, cfg), cfg)
+    return export_model(trainer.restore(cfg, best), cfg, export_dir=export_dir, representative=representative)

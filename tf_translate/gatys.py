@@ -37,7 +37,8 @@ CAFFE_MEAN_RGB = np.asarray(features.CAFFE_MEAN_BGR[::-1], np.float32)
 @dataclasses.dataclass(frozen=True)
 class GatysConfig:
     preset: str = opt("gatys", "loss preset: gatys (the paper: relu1_1..relu5_1 Gram, relu4_2 content) | "
-                      "chainer-gogh (pre-ReLU conv1_2..conv4_3 Gram, conv3_3 + conv4_3 content)")
+                      "chainer-gogh (pre-ReLU conv1_2..conv4_3 Gram, conv3_3 + conv4_3 content) | "
+                      "johnson (fast style's perceptual loss)")
     size: int = opt(256, "longer side of the output in px (the content image is scaled to it)")
     style_size: int | None = opt(None, "longer side the style image is scaled to (default: --size); "
                                        "smaller = larger brush strokes")
@@ -48,7 +49,8 @@ class GatysConfig:
     content_weight: float | None = opt(None, "alpha, chainer-gogh's --lam (default: the preset's; raise it "
                                              "to keep more of the subject)")
     style_weight: float | None = opt(None, "beta (default: the preset's)")
-    tv_weight: float = opt(0.0, "total-variation weight, on 0-255 pixel values (e.g. 1e-5 smooths noise)")
+    tv_weight: float | None = opt(None, "total-variation weight, on 0-255 pixel values (default: the preset's, "
+                                        "0 but for johnson; e.g. 1e-5 smooths noise)")
     init: str | None = opt(None, "noise (uniform +-20 of 255 about the mean pixel, as chainer-gogh) | content "
                                  "(default: the preset's)")
     weights: str = opt("torchvision", "VGG-16 weights: torchvision (offline, scripts/fetch_weights.py) | "
@@ -62,6 +64,9 @@ class GatysConfig:
 PRESET_DEFAULTS = {
     "gatys": {"lr": 4.0 / 127.5, "content_weight": 1.0, "style_weight": 1e3, "init": "noise"},  # alpha/beta 1e-3
     "chainer-gogh": {"lr": 4.0 / 127.5, "content_weight": 0.005, "style_weight": 1.0, "init": "noise"},  # lam
+    # Johnson et al.'s perceptual loss, with fast style's defaults: what a transform network
+    # minimises, optimised per image instead (the fast-style quality reference).
+    "johnson": {"lr": 4.0 / 127.5, "content_weight": 1.0, "style_weight": 1e-4, "tv_weight": 1e-6, "init": "content"},
 }
 
 
@@ -71,8 +76,8 @@ def resolved(cfg: GatysConfig) -> GatysConfig:
         raise ValueError(f"unknown preset {cfg.preset!r}; expected one of {', '.join(PRESET_DEFAULTS)}")
     if cfg.optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"optimizer {cfg.optimizer!r}: expected adam or lbfgs")
-    out = dataclasses.replace(cfg, **{k: v for k, v in PRESET_DEFAULTS[cfg.preset].items()
-                                      if getattr(cfg, k) is None})
+    defaults = {"tv_weight": 0.0, **PRESET_DEFAULTS[cfg.preset]}
+    out = dataclasses.replace(cfg, **{k: v for k, v in defaults.items() if getattr(cfg, k) is None})
     if out.init not in ("noise", "content"):
         raise ValueError(f"init {out.init!r}: expected noise or content")
     if out.iterations < 1 or out.size < 1 or out.save_every < 1:
@@ -121,33 +126,69 @@ def start(cfg: GatysConfig, content: tf.Tensor) -> np.ndarray:
 
 class Objective:
     """L = content_weight * L_content + style_weight * L_style + tv_weight * TV(0-255 pixels),
-    and its gradient with respect to the image."""
+    and its gradient with respect to the image. One objective serves several content images
+    (``set_content``) of the same style: the compiled gradient is reused while sizes repeat."""
 
-    def __init__(self, cfg: GatysConfig, content: tf.Tensor, style: tf.Tensor):
+    def __init__(self, cfg: GatysConfig, style: tf.Tensor, content: tf.Tensor | None = None):
         self.cfg = cfg
         self.loss = perceptual.PerceptualLoss(cfg.preset, weights=cfg.weights)
-        self.loss.check_size(*content.shape[1:3], "the content image")
         self.loss.check_size(*style.shape[1:3], "the style image")
+        self.style_targets = self.loss.style_targets(style)
+        self._value_and_grad = tf.function(self._compute, jit_compile=True)
+        self.content_targets = None
+        if content is not None:
+            self.set_content(content)
+
+    def set_content(self, content: tf.Tensor) -> None:
+        self.loss.check_size(*content.shape[1:3], "the content image")
         found = self.loss.features(content)
         self.content_targets = {n: tf.cast(found[n], tf.float32) for n in self.loss.preset.content_layers}
-        self.style_targets = self.loss.style_targets(style)
-        self.value_and_grad = tf.function(self._value_and_grad, jit_compile=True)
 
-    def terms(self, image) -> dict:
+    def terms(self, image, content_targets=None) -> dict:
         found = self.loss.features(image)
         c = self.cfg
-        terms = {"content": c.content_weight * self.loss.content(found, self.content_targets)[0],
+        terms = {"content": c.content_weight * self.loss.content(found, content_targets or self.content_targets)[0],
                  "style": c.style_weight * self.loss.style(found, self.style_targets)[0]}
         if c.tv_weight:
             terms["tv"] = c.tv_weight * 127.5**2 * losses.total_variation(image)[0]
         return terms
 
-    def _value_and_grad(self, image):
+    def value_and_grad(self, image):
+        return self._value_and_grad(image, self.content_targets)
+
+    def _compute(self, image, content_targets):
         with tf.GradientTape() as tape:
             tape.watch(image)
-            terms = self.terms(image)
+            terms = self.terms(image, content_targets)
             total = tf.add_n(list(terms.values()))
         return total, terms, tape.gradient(total, image)
+
+
+def optimise(cfg: GatysConfig, content: tf.Tensor, style: tf.Tensor | None = None, on_iteration=None, *,
+             objective: Objective | None = None):
+    """Optimises one image for (1, H, W, 3) ``content`` and ``style`` in [-1, 1] (or an
+    ``objective`` already made for the style); calls ``on_iteration(iteration, image, history)``
+    after each iteration (and for the start, 0). Returns (final image, history of the loss
+    terms per iteration, loss evaluations)."""
+    cfg = resolved(cfg)
+    objective = objective or Objective(cfg, style)
+    objective.set_content(content)
+    x0 = start(cfg, content)
+    lo, hi = bounds(cfg.preset, x0.shape)
+    x0 = np.clip(x0, lo, hi)
+    history, started = [], time.perf_counter()
+
+    def record(iteration: int, image: np.ndarray, total, terms) -> None:
+        history.append({"iteration": iteration, "seconds": time.perf_counter() - started, "total": float(total),
+                        **{k: float(v) for k, v in terms.items()}})
+        if on_iteration is not None:
+            on_iteration(iteration, image, history)
+
+    total, terms, _ = objective.value_and_grad(tf.constant(x0))
+    record(0, x0, total, terms)
+    run = _adam if cfg.optimizer == "adam" else _lbfgs
+    final, evaluations = run(cfg, objective, x0, lo, hi, record)
+    return final, history, evaluations
 
 
 def stylize(cfg: GatysConfig, content_path, style_path, output: Path, *, log=print) -> dict:
@@ -158,28 +199,18 @@ def stylize(cfg: GatysConfig, content_path, style_path, output: Path, *, log=pri
     (output / "steps").mkdir(parents=True, exist_ok=True)
     content = load(content_path, cfg.size)
     style = load(style_path, cfg.style_size or cfg.size)
-    objective = Objective(cfg, content, style)
-    x0 = start(cfg, content)
-    lo, hi = bounds(cfg.preset, x0.shape)
-    x0 = np.clip(x0, lo, hi)
-    history, frames, started = [], [], time.perf_counter()
+    frames, started = [], time.perf_counter()
 
-    def record(iteration: int, image: np.ndarray, total, terms) -> None:
-        history.append({"iteration": iteration, "seconds": time.perf_counter() - started, "total": float(total),
-                        **{k: float(v) for k, v in terms.items()}})
+    def save(iteration: int, image: np.ndarray, history: list) -> None:
         if iteration % cfg.save_every == 0 or iteration == cfg.iterations:
             picture = np.asarray(to_uint8(image[0]))
             Image.fromarray(picture).save(output / "steps" / f"iteration_{iteration:05d}.png")
             frames.append(picture)
-            log(f"iteration {iteration}/{cfg.iterations}: loss {float(total):.4g} ("
-                + ", ".join(f"{k} {float(v):.3g}" for k, v in terms.items()) + ")")
+            log(f"iteration {iteration}/{cfg.iterations}: loss {history[-1]['total']:.4g} ("
+                + ", ".join(f"{k} {v:.3g}" for k, v in history[-1].items()
+                            if k not in ("iteration", "seconds", "total")) + ")")
 
-    total, terms, _ = objective.value_and_grad(tf.constant(x0))
-    record(0, x0, total, terms)
-    if cfg.optimizer == "adam":
-        final, evaluations = _adam(cfg, objective, x0, lo, hi, record)
-    else:
-        final, evaluations = _lbfgs(cfg, objective, x0, lo, hi, record)
+    final, history, evaluations = optimise(cfg, content, style, save)
     seconds = time.perf_counter() - started
     Image.fromarray(np.asarray(to_uint8(final[0]))).save(output / "result.png")
     save_gif(output / "optimisation.gif", frames, ms_per_frame=120)

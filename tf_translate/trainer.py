@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_translate import callbacks, data as tf_data, registry
@@ -18,7 +19,8 @@ RESUMABLE_CHANGES = {
     ("train", "epochs"), ("train", "decay_epochs"), ("train", "output"), ("train", "jit_compile"),
     ("train", "log_every"), ("train", "sample_every"), ("train", "checkpoint_every"),
     ("train", "validate_every"), ("train", "keep_checkpoints"),
-    ("export", "export_dir"), ("export", "export"), ("export", "tflite"), ("export", "test_dropout"), ("data", "data"),
+    ("export", "export_dir"), ("export", "export"), ("export", "tflite"), ("export", "tflite_variants"),
+    ("export", "test_dropout"), ("data", "data"),
 }
 
 
@@ -105,7 +107,7 @@ def run(cfg: RunConfig, strategy=None) -> Path:
         return run_dir
     from tf_translate import export
 
-    return export.export_model(model, cfg, examples=data.preview(4))
+    return export.export_model(model, cfg, examples=data.preview(4), representative=representative(data, cfg))
 
 
 def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch) -> None:
@@ -138,6 +140,15 @@ def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch) -> None:
         raise TrainingError(
             f"non-finite gradients at step {model.nonfinite_step}; training stopped without saving them. "
             f"Resume from the last checkpoint in {latest.directory} with a lower --lr")
+
+
+def representative(data, cfg: RunConfig, n: int = 16):
+    """Training inputs (random crops, float [-1, 1]) to calibrate an int8 TFLite export; None
+    when no int8 variant is asked for."""
+    if "int8" not in cfg.export.tflite_variants:
+        return None
+    batches = data.training(batch_size=1, flip=False, seed=cfg.train.seed, first_step=0, steps=n)
+    return np.concatenate([(b[0] if isinstance(b, tuple) else b).numpy() for b in batches])
 
 
 def restore(cfg: RunConfig, best: bool = False):

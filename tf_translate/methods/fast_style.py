@@ -27,18 +27,21 @@ class FastStyleConfig:
     n_blocks: int = opt(5, "residual blocks of 128 filters at 1/4 size")
     norm: str = opt("instance", f"{' | '.join(NORMS)}: instance (Ulyanov et al.) improves on the paper's batch")
     content_weight: float = opt(1.0, "weight of the content loss at relu2_2 (Johnson's code: 1)")
-    style_weight: float = opt(5.0, "weight of the style loss at relu1_2, relu2_2, relu3_3, relu4_3 (Johnson's "
-                                   "code: 5); raise content/style ratio to keep more of the subject")
+    style_weight: float = opt(1e-4, "weight of the style loss at relu1_2, relu2_2, relu3_3, relu4_3 (the paper's "
+                                    "squared Frobenius norms; Johnson's code takes their mean over the C x C "
+                                    "entries with weight 5, which on these layers and photos amounts to 1e-4 "
+                                    "here); lower it to keep more of the subject")
     tv_weight: float = opt(1e-6, "total variation weight on 0-255 pixels (Johnson's code: 1e-6)")
     weights: str = opt("torchvision", "VGG-16 weights of the loss network: torchvision (offline) | keras")
 
 
 @register("fast_style", config=FastStyleConfig, data_kind="photos",
           overrides={"data": {"load_size": 256, "crop_size": 256, "batch_size": 4},
-                     "train": {"lr": 1e-3, "beta_1": 0.9, "epochs": 2, "decay_epochs": 0}},
-          demo={"data": {"load_size": 144, "crop_size": 128, "batch_size": 4},
-                "train": {"epochs": 40, "decay_epochs": 0, "sample_every": 100, "checkpoint_every": 100,
-                          "validate_every": 100}})
+                     "train": {"lr": 1e-3, "beta_1": 0.9, "epochs": 2, "decay_epochs": 0},
+                     "export": {"tflite_variants": ("float32", "float16", "int8")}},
+          demo={"data": {"load_size": 144, "crop_size": 128, "batch_size": 2},
+                "train": {"epochs": 12, "decay_epochs": 0, "sample_every": 60, "checkpoint_every": 60,
+                          "validate_every": 60}})
 class FastStyle(TranslationModel):
     """Perceptual-loss style transfer (Johnson, Alahi, Fei-Fei, ECCV 2016, arXiv 1603.08155),
     and its conditional multi-style form (Yanai & Tanno, ICMR 2017) with several styles.
