@@ -86,6 +86,8 @@ def parse_args(argv=None):
     args.onednn = [o.strip() for o in args.onednn.split(",")]
     if any(j not in ("off", "on") for j in args.jit):
         p.error("--jit takes off and/or on")
+    if args.steps < 2 or args.repeats < 1:
+        p.error("--steps must be at least 2 (the spread needs two timings) and --repeats at least 1")
     if any(o not in ("default", "off", "on") for o in args.onednn) or (len(args.onednn) > 1 and "default" in args.onednn):
         p.error("--onednn takes default, on, off, or off,on")
     if len(args.onednn) > 1 and args.torch:
@@ -221,10 +223,21 @@ def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], me
     return "\n".join(out)
 
 
+def command_line() -> str:
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def write(output: str, report: dict, markdown: str) -> None:
+    """OUTPUT.json (everything measured) and OUTPUT.md (the tables)."""
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(report, indent=2) + "\n")
+    Path(f"{out}.md").write_text(markdown)
+
+
 def compare_onednn(args) -> int:
     """Each repeat runs every oneDNN setting in a child process (this script, one repeat each,
     settings in a rotating order); merges their step times and writes one report."""
-    out = Path(args.output)
     merged: dict[tuple, dict] = {}
     machines = {}
     with tempfile.TemporaryDirectory(prefix="benchmark_onednn_") as tmpdir:
@@ -268,12 +281,10 @@ def compare_onednn(args) -> int:
               for q in ratios]
     table = "\n".join(lines)
     env = machines[args.onednn[0]]
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.json").write_text(json.dumps({"command": command, "settings": vars(args), "machines": machines,
-                                               "results": results, "onednn_ratios": ratios}, indent=2) + "\n")
-    Path(f"{out}.md").write_text(
-        f"# {args.method} training throughput, oneDNN off against on\n\n`{command}`  \n"
+    command = command_line()
+    write(args.output, {"command": command, "settings": vars(args), "machines": machines, "results": results,
+                        "onednn_ratios": ratios},
+          f"# {args.method} training throughput, oneDNN off against on\n\n`{command}`  \n"
         f"TF {env['tensorflow']}, Keras {env['keras']}, {env['cpu']}, {env['cores']} cores, batch 1, "
         f"{env['dtype_policy']}, {args.repeats} repeats x {args.steps} timed steps per variant after "
         f"{args.warmup} warm-up; each repeat runs each oneDNN setting in its own process, alternating.\n\n"
@@ -323,13 +334,10 @@ def inference(args, tf, keras) -> int:
         lines.append(f"| {v['size']} | {v['variant']} | {1000 * m['median_s']:.1f} | {1000 * m['min_s']:.1f} | "
                      f"{1000 * m['max_s']:.1f} | {m['iqr_pct']:.1f} | {m['cores_busy']:.2f} |")
     table = "\n".join(lines)
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.json").write_text(json.dumps({"command": command, "model": str(folder), "signature": name,
-                                               "machine": env, "results": results}, indent=2) + "\n")
-    Path(f"{out}.md").write_text(
-        f"# Inference latency of {folder}\n\n`{command}`  \nTF {env['tensorflow']}, {env['cpu']}, {env['cores']} "
+    command = command_line()
+    write(args.output, {"command": command, "model": str(folder), "signature": name, "machine": env,
+                        "results": results},
+          f"# Inference latency of {folder}\n\n`{command}`  \nTF {env['tensorflow']}, {env['cpu']}, {env['cores']} "
         f"cores, oneDNN {'on' if env['onednn'] else 'off'}; signature `{name}`, batch 1, {args.repeats} x "
         f"{args.steps} timed calls per variant after {args.warmup} warm-up, interleaved.\n\n{table}\n")
     print(table)
@@ -410,21 +418,18 @@ def main(argv=None) -> int:
     table = tables(results, ratios, torch_ratios, args.method, args.n_blocks)
     settings = {k: getattr(args, k)
                 for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks", "filters", "torch", "onednn")}
-    report = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "settings": settings, "machine": env,
+    report = {"command": command_line(), "settings": settings, "machine": env,
               "load_average_at_end": os.getloadavg(), "results": results, "xla_ratios": ratios,
               "torch_ratios": torch_ratios,
               "references_s_per_step": {k: {"size": s, "jit": j, "s": t} for k, (s, j, t) in REFERENCES.items()},
               "references_source": "design notes, another machine of this type; not measured in this run",
               "target": {"size": TARGET[0], "jit": TARGET[1], "max_s": TARGET[2]}}
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.json").write_text(json.dumps(report, indent=2) + "\n")
     header = (f"# {args.method} training throughput\n\n`{report['command']}`  \n"
               f"TF {env['tensorflow']}, Keras {env['keras']}, {env['cpu']}, {env['cores']} cores, "
               f"oneDNN {'on' if env['onednn'] else 'off'}, batch 1, {env['dtype_policy']}, "
               + (f"PyTorch reference: torch {env['torch']}, {env['torch_threads']} threads, " if "torch" in env else "")
               + f"{args.repeats} x {args.steps} timed steps per variant after {args.warmup} warm-up, interleaved.\n\n")
-    Path(f"{out}.md").write_text(header + table + "\n")
+    write(args.output, report, header + table + "\n")
     print(table)
     return 1 if any("error" in r for r in results) else 0
 

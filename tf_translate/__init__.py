@@ -8,8 +8,9 @@ from __future__ import annotations
 import os as _os
 
 # TensorFlow uses its oneDNN CPU kernels by default only on CPUs with AVX-512 VNNI/BF16 or AMX.
-# On AVX2 CPUs they make training steps faster too (pix2pix 1.4x, CycleGAN 1.05x:
-# benchmarks/onednn.md), so they are on unless the user set TF_ENABLE_ONEDNN_OPTS (0 = off).
+# On AVX2 CPUs they make training steps faster too (pix2pix at 128 px 1.17x with XLA, 1.25x
+# without: benchmarks/pix2pix_onednn.md), so they are on unless the user set
+# TF_ENABLE_ONEDNN_OPTS (0 = off).
 # Effective only when tf_translate is imported before TensorFlow, as the scripts do.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
