@@ -2,8 +2,8 @@
 
 A folder with ``train/`` (and optionally ``test/``) inside, or a flat folder of images (its
 last tenth held out), or ``tfds:NAME`` (its ``train`` and ``test`` splits). Without data:
-the 60 public-domain photos shipped with the package (the photo side of the CycleGAN
-sample), 50 to train on and 10 held out. Images are resized to a load-size square, as
+the public-domain photos shipped with the package (the photo side of the CycleGAN
+sample): 60 to train on, 8 held out. Images are resized to a load-size square, as
 Johnson et al. resized COCO to 256x256, then randomly cropped and flipped.
 """
 
