@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tf_translate import gatys  # noqa: E402
+from tf_translate import gatys, perceptual  # noqa: E402
 from tf_translate.callbacks import panel  # noqa: E402
 
 STYLES = ROOT.parent / "shared" / "data" / "styles"
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         report["styles"][k] = {key: summary[key] for key in ("iterations", "loss_evaluations", "seconds",
                                                               "iterations_per_s", "size")}
         report["styles"][k]["final"] = summary["history"][-1]
-        tile = lambda path: gatys.load(path, args.size)[0].numpy()  # noqa: E731
+        tile = lambda path: perceptual.load_image(path, args.size)[0].numpy()  # noqa: E731
         rows.append([square(tile(content), args.size), square(tile(style), args.size),
                      square(tile(data / "chainer_gogh_results" / f"im{k}.png"), args.size),
                      square(tile(out / f"style_{k}" / "result.png"), args.size)])

@@ -196,7 +196,7 @@ immunohistochemistry stain (ihc). Needs the VGG-16 weights: scripts/fetch_weight
 
 
 def cmd_stylize(argv):
-    from tf_translate import gatys
+    from tf_translate import gatys, perceptual
 
     parser = argparse.ArgumentParser(prog="stylize", description=STYLIZE_HELP)
     parser.add_argument("--content", help="content image (default: scikit-image's chelsea.png)")
@@ -205,7 +205,7 @@ def cmd_stylize(argv):
     _add_fields(parser.add_argument_group("optimisation"), "gatys", gatys.GatysConfig, {})
     args = parser.parse_args(argv)
     values = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("gatys.") and v is not None}
-    content, style = args.content or gatys.sample_image("chelsea.png"), args.style or gatys.sample_image("ihc.png")
+    content, style = args.content or perceptual.sample_image("chelsea.png"), args.style or perceptual.sample_image("ihc.png")
     print(f"stylizing {content} in the style of {style} -> {args.output}", file=sys.stderr)
     gatys.stylize(gatys.GatysConfig(**values), content, style, Path(args.output),
                   log=lambda message: print(message, file=sys.stderr))

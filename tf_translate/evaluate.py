@@ -92,7 +92,7 @@ def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations
     optimisation of the same loss (Gatys-style L-BFGS from the photo, ``iterations`` steps),
     which is what the network approximates in one pass. A ratio near 1 = as good as optimising.
     With ``pictures``, writes the contact sheet (photo | network | optimised) per style."""
-    from tf_translate import gatys
+    from tf_translate import gatys, perceptual
     from tf_translate.callbacks import panel
 
     (x,) = dataset.held_out()
@@ -103,7 +103,7 @@ def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations
         gcfg = gatys.GatysConfig(preset="johnson", size=cfg.data.crop_size, style_size=m.style_size,
                                  iterations=iterations, content_weight=m.content_weight, style_weight=m.style_weight,
                                  tv_weight=m.tv_weight, weights=m.weights, init="content")
-        objective = gatys.Objective(gatys.resolved(gcfg), gatys.load(style_path, m.style_size or cfg.data.crop_size))
+        objective = gatys.Objective(gatys.resolved(gcfg), perceptual.load_image(style_path, m.style_size or cfg.data.crop_size))
         rows, per_photo = [], []
         for photo in x:
             made = model((photo[None] + 1.0) / 2.0, style_weights=weights) * 2.0 - 1.0

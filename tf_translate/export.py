@@ -103,6 +103,13 @@ class ServingModule(tf.Module):
             out = self.nets[name]([both[..., :c], both[..., c:]], training=False)
         return (tf.cast(out[:, :height, :width, :], tf.float32) + 1.0) / 2.0
 
+    def png(self, name: str, data, style_weights=None):
+        """One encoded image translated, as PNG bytes (``style_weights`` [N] for a conditional net)."""
+        image = decode_rgb(data)[None]
+        style_map = None if style_weights is None else planes(style_weights[None], image)
+        result = self.translate(name, image, style_map)[0]
+        return tf.io.encode_png(tf.image.convert_image_dtype(result, tf.uint8, saturate=True))
+
     def signatures(self) -> dict:
         out = {}
         for name, net in self.nets.items():
@@ -121,27 +128,16 @@ class ServingModule(tf.Module):
                     input_signature=[image_spec, tf.TensorSpec([None, None, None, n], tf.float32, name="style_map")])
                 out[f"{name}_map"] = maps.get_concrete_function()
 
-                def one(args, name=name):
-                    image = decode_rgb(args[0])[None]
-                    result = self.translate(name, image, planes(args[1][None], image))[0]
-                    return tf.io.encode_png(tf.image.convert_image_dtype(result, tf.uint8, saturate=True))
-
                 encoded = tf.function(
-                    lambda image_bytes, style_weights, one=one: {
-                        "output_bytes": tf.map_fn(one, (image_bytes, style_weights), fn_output_signature=tf.string)},
+                    lambda image_bytes, style_weights, name=name: {"output_bytes": tf.map_fn(
+                        lambda args: self.png(name, *args), (image_bytes, style_weights), fn_output_signature=tf.string)},
                     input_signature=[bytes_spec, weights_spec])
             else:
                 floats = tf.function(lambda images, name=name: {"images": self.translate(name, images)},
                                      input_signature=[image_spec])
-
-                def one(data, name=name):
-                    image = decode_rgb(data)[None]
-                    result = self.translate(name, image)[0]
-                    return tf.io.encode_png(tf.image.convert_image_dtype(result, tf.uint8, saturate=True))
-
                 encoded = tf.function(
-                    lambda image_bytes, one=one: {"output_bytes": tf.map_fn(one, image_bytes,
-                                                                            fn_output_signature=tf.string)},
+                    lambda image_bytes, name=name: {"output_bytes": tf.map_fn(
+                        lambda data: self.png(name, data), image_bytes, fn_output_signature=tf.string)},
                     input_signature=[bytes_spec])
             out[name] = floats.get_concrete_function()
             if has_bytes:

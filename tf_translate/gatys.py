@@ -23,11 +23,10 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from tf_translate import features, losses, perceptual
+from tf_translate import features, perceptual
 from tf_translate.config import opt
 from tf_translate.callbacks import save_gif
 from tf_translate.data.pipeline import to_uint8
-from tf_translate.data.images import read_image
 
 # Caffe's mean pixel (RGB, 0-255): chainer-gogh's image is mean-subtracted, starts as uniform
 # noise in [-20, 20] around it and is clipped to [-120, 136] about it after each step.
@@ -85,26 +84,6 @@ def resolved(cfg: GatysConfig) -> GatysConfig:
     return out
 
 
-def sample_image(name: str) -> Path:
-    """A photo that scikit-image ships in its wheel (``skimage/data``), e.g. chelsea.png."""
-    import skimage
-
-    path = Path(skimage.__file__).parent / "data" / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not in this scikit-image installation")
-    return path
-
-
-def load(path, longer_side: int) -> tf.Tensor:
-    """An image file as (1, H, W, 3) in [-1, 1], scaled so that its longer side is ``longer_side``."""
-    pixels = read_image(path)
-    h, w = pixels.shape[:2]
-    scale = longer_side / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    image = tf.image.resize(tf.constant(pixels[None], tf.float32), size, method="bicubic", antialias=True)
-    return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
-
-
 def bounds(preset: str, shape) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel lower and upper bounds: chainer-gogh's [-120, 136] about Caffe's mean pixel,
     else the valid range [-1, 1]."""
@@ -145,13 +124,11 @@ class Objective:
         self.content_targets = {n: tf.cast(found[n], tf.float32) for n in self.loss.preset.content_layers}
 
     def terms(self, image, content_targets=None) -> dict:
-        found = self.loss.features(image)
         c = self.cfg
-        terms = {"content": c.content_weight * self.loss.content(found, content_targets or self.content_targets)[0],
-                 "style": c.style_weight * self.loss.style(found, self.style_targets)[0]}
-        if c.tv_weight:
-            terms["tv"] = c.tv_weight * 127.5**2 * losses.total_variation(image)[0]
-        return terms
+        terms = self.loss.weighted(image, self.loss.features(image), content_targets or self.content_targets,
+                                   self.style_targets, content_weight=c.content_weight,
+                                   style_weight=c.style_weight, tv_weight=c.tv_weight or None)
+        return {k: v[0] for k, v in terms.items()}
 
     def value_and_grad(self, image):
         return self._value_and_grad(image, self.content_targets)
@@ -197,8 +174,8 @@ def stylize(cfg: GatysConfig, content_path, style_path, output: Path, *, log=pri
     cfg = resolved(cfg)
     output = Path(output)
     (output / "steps").mkdir(parents=True, exist_ok=True)
-    content = load(content_path, cfg.size)
-    style = load(style_path, cfg.style_size or cfg.size)
+    content = perceptual.load_image(content_path, cfg.size)
+    style = perceptual.load_image(style_path, cfg.style_size or cfg.size)
     frames, started = [], time.perf_counter()
 
     def save(iteration: int, image: np.ndarray, history: list) -> None:

@@ -13,10 +13,12 @@ weight set, calibrated once (see below), and the sources' weights keep their mea
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import tensorflow as tf
 
 from tf_translate import features, losses
+from tf_translate.data.images import read_image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +99,17 @@ class PerceptualLoss:
         return content_loss(self.preset, found, targets)
 
 
+    def weighted(self, image, found: dict, content_targets: dict, style_targets: dict, *,
+                 content_weight: float, style_weight: float, tv_weight: float | None) -> dict:
+        """Per-sample weighted terms of ``image`` (whose features are ``found``): content, style
+        and, unless ``tv_weight`` is None, total variation on 0-255 pixel values."""
+        terms = {"content": content_weight * self.content(found, content_targets),
+                 "style": style_weight * self.style(found, style_targets)}
+        if tv_weight is not None:
+            terms["tv"] = tv_weight * 127.5**2 * losses.total_variation(image)
+        return terms
+
+
 def style_loss(p: Preset, found: dict, targets: dict):
     """The preset's style term, per sample: Gram matrices of ``found`` features against ``targets``."""
     return tf.add_n([p.style_scale * _reduced(p.style_reduce, losses.gram(found[n]) - targets[n])
@@ -107,3 +120,23 @@ def content_loss(p: Preset, found: dict, targets: dict):
     """The preset's content term, per sample: ``found`` features against ``targets``."""
     return tf.add_n([p.content_scale * _reduced(p.content_reduce, tf.cast(found[n], tf.float32) - targets[n])
                      for n in p.content_layers])
+
+
+def sample_image(name: str) -> Path:
+    """A photo that scikit-image ships in its wheel (``skimage/data``), e.g. chelsea.png."""
+    import skimage
+
+    path = Path(skimage.__file__).parent / "data" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not in this scikit-image installation")
+    return path
+
+
+def load_image(path, longer_side: int) -> tf.Tensor:
+    """An image file as (1, H, W, 3) in [-1, 1], scaled so that its longer side is ``longer_side``."""
+    pixels = read_image(path)
+    h, w = pixels.shape[:2]
+    scale = longer_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    image = tf.image.resize(tf.constant(pixels[None], tf.float32), size, method="bicubic", antialias=True)
+    return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import losses, networks, perceptual, seeding
+from tf_translate import networks, perceptual, seeding
 from tf_translate.config import opt
 from tf_translate.layers import NORMS
 from tf_translate.methods.base import TranslationModel
@@ -72,9 +72,8 @@ class FastStyle(TranslationModel):
         self.perceptual = perceptual.PerceptualLoss("johnson", weights=m.weights)
         crop = config.data.crop_size
         self.perceptual.check_size(crop, crop, f"the crop size {crop}")
-        from tf_translate.gatys import load
-
-        targets = [self.perceptual.style_targets(load(path, m.style_size or crop)) for path in self.styles]
+        targets = [self.perceptual.style_targets(perceptual.load_image(path, m.style_size or crop))
+                   for path in self.styles]
         self.style_grams = {n: tf.concat([t[n] for t in targets], 0) for n in targets[0]}
         self.panel_titles = ("photo", *(f"style {k}" for k in range(len(self.styles))))
 
@@ -96,12 +95,10 @@ class FastStyle(TranslationModel):
     def terms(self, x, fake, style_index) -> dict:
         """Weighted per-sample loss terms of ``fake`` = G(x) in styles ``style_index``."""
         m = self.run_config.model
-        found = self.perceptual.features(fake)
-        content_targets = self.perceptual.features(x)
         targets = {n: tf.gather(g, style_index) for n, g in self.style_grams.items()}
-        return {"content": m.content_weight * self.perceptual.content(found, content_targets),
-                "style": m.style_weight * self.perceptual.style(found, targets),
-                "tv": m.tv_weight * 127.5**2 * losses.total_variation(fake)}
+        return self.perceptual.weighted(fake, self.perceptual.features(fake), self.perceptual.features(x), targets,
+                                        content_weight=m.content_weight, style_weight=m.style_weight,
+                                        tv_weight=m.tv_weight)
 
     def train_step(self, x):
         n = tf.shape(x)[0]
@@ -145,6 +142,4 @@ def one_hot_map(style_index, like, n: int):
 
 
 def default_style() -> str:
-    from tf_translate.gatys import sample_image
-
-    return str(sample_image("ihc.png"))
+    return str(perceptual.sample_image("ihc.png"))
