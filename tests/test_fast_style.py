@@ -122,10 +122,38 @@ def test_style_weights_choose_and_blend(two_styles):
     left_right[:, :, :22, 0] = left_right[:, :, 22:, 1] = 1  # style 0 on the left, 1 on the right
     spatial = loaded["translate_map"](images=images, style_map=left_right)["images"].numpy()
     assert spatial.shape == (2, 36, 44, 3)
+    np.testing.assert_allclose(model(images.numpy(), style_weights=left_right[0]), spatial, atol=1e-6)
     with pytest.raises(ValueError, match="blends 2 styles"):
         model(images.numpy())
+    with pytest.raises(ValueError, match="a style map of 36x40 for images of 36x44"):
+        model(images.numpy(), style_weights=left_right[0, :, :40])
+    with pytest.raises(ValueError, match=r"expected \(2,\) or \(height, width, 2\)"):
+        model(images.numpy(), style_weights=[1.0, 0.0, 0.0])
     parity = json.loads((version / "tflite_parity.json").read_text())
     assert parity["signatures"]["translate"]["max_abs_error"] < 1e-3
+
+
+def test_sweep_map_runs_through_the_styles_left_to_right():
+    from tf_translate.methods.fast_style import sweep_map
+
+    weights = sweep_map(2, 5, 3)
+    assert weights.shape == (2, 5, 3)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(weights[0, :, :], [[1, 0, 0], [0.5, 0.5, 0], [0, 1, 0], [0, 0.5, 0.5], [0, 0, 1]])
+
+
+def test_evaluate_draws_the_blend_sheet_of_a_multi_style_network(two_styles, tmp_path):
+    from PIL import Image
+
+    from tf_translate import evaluate
+
+    _, version = two_styles
+    report = evaluate.evaluate(version, pictures=tmp_path)
+    assert len(report["styles"]) == 2
+    sheet = np.asarray(Image.open(report["blend_sheet"]))
+    # columns: photo, style 0, style 1, even blend, sweep; rows: the style images, then the held-out photos
+    assert sheet.shape[1] == 2 + 5 * (32 + 2) and sheet.shape[0] == 14 + 2 + (1 + report["photos"]) * (32 + 2)
+    assert "blend_sheet.png" in evaluate.markdown(report)
 
 
 def test_tflite_variants_are_quantized_and_reported(trained_fast_style):

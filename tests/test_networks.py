@@ -31,9 +31,9 @@ def test_instance_norm_graph_has_no_square_or_moments():
     assert not ops & {"Square", "SquaredDifference", "Neg"}
 
 
-@pytest.mark.parametrize("height,width", [(32, 32), (48, 64)])
-def test_resnet_generator_shape_and_range(height, width):
-    g = networks.resnet_generator(filters=4, n_blocks=2)
+@pytest.mark.parametrize("height,width,upsample", [(32, 32, "transpose"), (48, 64, "transpose"), (48, 64, "resize")])
+def test_resnet_generator_shape_and_range(height, width, upsample):
+    g = networks.resnet_generator(filters=4, n_blocks=2, upsample=upsample)
     x = np.random.default_rng(1).uniform(-1, 1, (2, height, width, 3)).astype(np.float32)
     y = g(x).numpy()
     assert y.shape == x.shape
@@ -46,6 +46,24 @@ def test_resnet_generator_has_paper_layout():
     # c7s1-64, d128, d256, 9 x (2 convs of 256), u128, u64, c7s1-3
     assert [c.filters for c in convs] == [64, 128, 256] + [256] * 18 + [128, 64, 3]
     assert convs[0].kernel_size == (7, 7) and convs[-1].kernel_size == (7, 7)
+
+
+def test_nearest_upsampling_repeats_each_pixel_2x2():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    np.testing.assert_array_equal(layers.NearestUpsampling2D()(x), x.repeat(2, axis=1).repeat(2, axis=2))
+
+
+def test_resnet_generator_resize_upsampling_replaces_only_the_transposed_convolutions():
+    kinds = lambda g: [type(l).__name__ for l in g.layers  # noqa: E731
+                       if isinstance(l, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, layers.NearestUpsampling2D))]
+    transpose = kinds(networks.resnet_generator(filters=8, n_blocks=2))
+    resize = kinds(networks.resnet_generator(filters=8, n_blocks=2, upsample="resize"))
+    assert transpose.count("Conv2DTranspose") == 2 and "Conv2DTranspose" not in resize
+    # each u-block: nearest 2x resize followed by an ordinary 3x3 convolution
+    assert resize[:-5] == transpose[:-3]
+    assert resize[-5:] == ["NearestUpsampling2D", "Conv2D", "NearestUpsampling2D", "Conv2D", "Conv2D"]
+    with pytest.raises(ValueError, match="upsample must be one of transpose, resize"):
+        networks.resnet_generator(filters=8, n_blocks=2, upsample="bilinear")
 
 
 def test_patch_discriminator_receptive_field_is_70():

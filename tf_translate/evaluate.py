@@ -127,7 +127,30 @@ def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations
             sheet.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(panel(rows, ("photo", "network", f"optimised ({iterations} L-BFGS)"))).save(sheet)
             report["styles"][Path(style_path).name]["sheet"] = str(sheet)
+    if pictures is not None and len(m.style) > 1:
+        report["blend_sheet"] = str(_blend_sheet(model, x[:4], m.style, Path(pictures) / "blend_sheet.png"))
     return report
+
+
+def _blend_sheet(model: Exported, photos: np.ndarray, styles: tuple[str, ...], path: Path) -> Path:
+    """A multi-style network's style weights at work on ``photos`` ([-1, 1]): each style
+    alone (one-hot), an even global blend, and a per-pixel map sweeping left to right
+    through the styles; the first row shows the style images."""
+    from tf_translate import perceptual
+    from tf_translate.callbacks import panel
+    from tf_translate.methods.fast_style import sweep_map
+
+    n, (height, width) = len(styles), photos.shape[1:3]
+    weights = [*np.eye(n, dtype=np.float32), np.full(n, 1.0 / n, np.float32), sweep_map(height, width, n)]
+    blank = np.ones((height, width, 3), np.float32)
+    tiles = [tf.image.resize_with_crop_or_pad(perceptual.load_image(s, max(height, width)), height, width)[0].numpy()
+             for s in styles]
+    rows = [[blank, *tiles, blank, blank]]
+    rows += [[photo, *(model((photo[None] + 1.0) / 2.0, style_weights=w)[0] * 2.0 - 1.0 for w in weights)]
+             for photo in photos]
+    titles = ("photo", *(f"style {k}" for k in range(n)), "even blend", f"sweep 0 to {n - 1}")
+    Image.fromarray(panel(rows, titles)).save(path)
+    return path
 
 
 def _unpaired(model: Exported, dataset, cfg) -> dict:
@@ -208,6 +231,10 @@ def _style_markdown(report: dict) -> str:
                      f"{s['mean_network_total']:.4g} | {s['mean_optimised_content']:.4g} | "
                      f"{s['mean_optimised_style']:.4g} | {s['mean_optimised_total']:.4g} | {s['mean_ratio']:.2f} | "
                      f"{s['max_ratio']:.2f} |")
+    pictures = [s["sheet"] for s in report["styles"].values() if "sheet" in s] + \
+        ([report["blend_sheet"]] if "blend_sheet" in report else [])
+    if pictures:
+        lines += ["", "Contact sheets: " + ", ".join(f"`{p}`" for p in pictures)]
     return "\n".join(lines) + "\n"
 
 

@@ -352,20 +352,28 @@ class Exported:
         return int(inputs["style_weights"].shape[-1]) if "style_weights" in inputs else 0
 
     def __call__(self, images: np.ndarray, to: str | None = None, style_weights=None) -> np.ndarray:
-        """float [0, 1] NHWC -> float [0, 1] NHWC; ``style_weights`` (N,) for a multi-style model."""
-        fn = self.module.signatures[self.signature_for(to)]
+        """float [0, 1] NHWC -> float [0, 1] NHWC. A multi-style model takes ``style_weights``:
+        (N,) blends its styles globally, (height, width, N) per pixel (the ``_map`` signature)."""
+        name = self.signature_for(to)
         extra = {}
         if self.styles:
             if style_weights is None:
                 raise ValueError(f"this model blends {self.styles} styles: give style weights "
                                  f"(e.g. {','.join(['1'] + ['0'] * (self.styles - 1))})")
-            weights = np.asarray(style_weights, np.float32).reshape(-1)
-            if weights.shape != (self.styles,):
-                raise ValueError(f"{len(weights)} style weight(s) for a model of {self.styles} styles")
-            extra["style_weights"] = tf.constant(np.tile(weights, (len(images), 1)))
+            weights = np.asarray(style_weights, np.float32)
+            if weights.shape[-1:] != (self.styles,) or weights.ndim not in (1, 3):
+                raise ValueError(f"style weights of shape {weights.shape} for a model of {self.styles} styles: "
+                                 f"expected ({self.styles},) or (height, width, {self.styles})")
+            if weights.ndim == 3:
+                if weights.shape[:2] != np.shape(images)[1:3]:
+                    raise ValueError(f"a style map of {weights.shape[0]}x{weights.shape[1]} for images of "
+                                     f"{np.shape(images)[1]}x{np.shape(images)[2]}")
+                name, extra["style_map"] = f"{name}_map", tf.constant(np.stack([weights] * len(images)))
+            else:
+                extra["style_weights"] = tf.constant(np.tile(weights, (len(images), 1)))
         elif style_weights is not None:
             raise ValueError("this model has a single style: style weights do not apply")
-        return fn(images=tf.constant(images, tf.float32), **extra)["images"].numpy()
+        return self.module.signatures[name](images=tf.constant(images, tf.float32), **extra)["images"].numpy()
 
     def images(self, images: np.ndarray, to: str | None = None, style_weights=None) -> np.ndarray:
         """uint8 NHWC -> uint8 NHWC (rounded), e.g. decoded files or video frames."""

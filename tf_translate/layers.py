@@ -39,6 +39,20 @@ class ReflectionPadding2D(layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+class NearestUpsampling2D(layers.Layer):
+    """2x nearest-neighbour up-sampling as one resize op. Keras' ``UpSampling2D`` repeats
+    along each axis, which on dynamic shapes loses the channel count the TFLite converter
+    needs for the convolution that follows; ``tf.image.resize`` becomes TFLite's builtin
+    RESIZE_NEAREST_NEIGHBOR (with half-pixel centres, output pixel i is input pixel i // 2)."""
+
+    def call(self, x):
+        return tf.image.resize(x, tf.shape(x)[1:3] * 2, method="nearest")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
+
+
 class InstanceNorm(layers.Layer):
     """Instance normalisation (Ulyanov et al. 2016): per sample and channel, over H and W.
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tf_translate.layers import (FrameBlend, StatelessDropout, activation, conv_block, norm, residual_block,
-                                 weight_init)
+from tf_translate.layers import (FrameBlend, NearestUpsampling2D, StatelessDropout, activation, conv_block, norm,
+                                 residual_block, weight_init)
+
+UPSAMPLE = ("transpose", "resize")
 
 
 def resnet_generator(
@@ -23,6 +25,7 @@ def resnet_generator(
     outer_kernel: int = 7,
     conditions: int = 0,
     norm_kind: str = "instance",
+    upsample: str = "transpose",
     name: str = "resnet_generator",
 ) -> keras.Model:
     """Johnson et al.'s ResNet generator, as CycleGAN uses it (Zhu et al. 2017, appendix 7.2)
@@ -36,7 +39,14 @@ def resnet_generator(
     the image's size, is average-pooled to the bottleneck, concatenated with the features
     as constant planes and fused by a 1x1 convolution and ReLU (no norm) before the residual
     blocks.
+
+    ``upsample``: ``transpose`` (the papers' fractionally strided 3x3 convolutions) or
+    ``resize`` (nearest-neighbour 2x resize, then a 3x3 convolution: Odena, Dumoulin & Olah,
+    "Deconvolution and Checkerboard Artifacts", Distill 2016), which avoids the checkerboard
+    a transposed convolution's uneven kernel overlap paints into stylised images.
     """
+    if upsample not in UPSAMPLE:
+        raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE)}, not {upsample!r}")
     inputs = keras.Input((None, None, in_channels), name="image")
     x = conv_block(inputs, filters, outer_kernel, name=f"c{outer_kernel}s1", pad="reflect", norm_kind=norm_kind)
     for i in range(n_down):
@@ -54,7 +64,12 @@ def resnet_generator(
     for i in range(n_blocks):
         x = residual_block(x, width, name=f"r{i + 1}", norm_kind=norm_kind)
     for i in reversed(range(n_down)):
-        x = conv_block(x, filters * 2**i, 3, stride=2, transpose=True, name=f"u{n_down - i}", norm_kind=norm_kind)
+        name_u = f"u{n_down - i}"
+        if upsample == "resize":
+            x = NearestUpsampling2D(name=f"{name_u}_resize")(x)
+            x = conv_block(x, filters * 2**i, 3, name=name_u, pad="reflect", norm_kind=norm_kind)
+        else:
+            x = conv_block(x, filters * 2**i, 3, stride=2, transpose=True, name=name_u, norm_kind=norm_kind)
     x = conv_block(x, out_channels, outer_kernel, name="out", pad="reflect", norm_kind="none", act=None)
     outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
     return keras.Model(model_inputs, outputs, name=name)

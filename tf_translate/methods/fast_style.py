@@ -26,6 +26,8 @@ class FastStyleConfig:
     filters: int = opt(32, "filters of the first layer (c9s1-32)")
     n_blocks: int = opt(5, "residual blocks of 128 filters at 1/4 size")
     norm: str = opt("instance", f"{' | '.join(NORMS)}: instance (Ulyanov et al.) improves on the paper's batch")
+    upsample: str = opt("resize", "resize (nearest 2x resize + 3x3 conv: no checkerboard) | transpose (the "
+                                  "paper's fractionally strided convolutions)")
     content_weight: float = opt(1.0, "weight of the content loss at relu2_2 (Johnson's code: 1)")
     style_weight: float = opt(1e-4, "weight of the style loss at relu1_2, relu2_2, relu3_3, relu4_3 (the paper's "
                                     "squared Frobenius norms; Johnson's code takes their mean over the C x C "
@@ -47,9 +49,10 @@ class FastStyle(TranslationModel):
     and its conditional multi-style form (Yanai & Tanno, ICMR 2017) with several styles.
 
     G: the ResNet transform network (c9s1-32, d64, d128, 5 residual blocks, u64, u32,
-    c9s1-3; instance norm). Loss: ``content_weight`` * ℓ_feat(relu2_2) + ``style_weight`` *
-    Σ ℓ_style(relu1_2, relu2_2, relu3_3, relu4_3) + ``tv_weight`` * TV, from the frozen
-    VGG-16 of :mod:`tf_translate.features` (which is not part of the model's weights). With
+    c9s1-3; instance norm; u64 and u32 as resize-convolutions unless ``upsample=transpose``).
+    Loss: ``content_weight`` * ℓ_feat(relu2_2) + ``style_weight`` * Σ ℓ_style(relu1_2,
+    relu2_2, relu3_3, relu4_3) + ``tv_weight`` * TV, from the frozen VGG-16 of
+    :mod:`tf_translate.features` (which is not part of the model's weights). With
     N styles G takes a second input, a per-pixel N-channel style-weight map; each training
     photo is stylised in one style drawn at random.
     """
@@ -66,7 +69,7 @@ class FastStyle(TranslationModel):
         self.styles = tuple(m.style or (default_style(),))
         self.G = networks.resnet_generator(filters=m.filters, n_blocks=m.n_blocks, n_down=2, outer_kernel=9,
                                            conditions=len(self.styles) if len(self.styles) > 1 else 0,
-                                           norm_kind=m.norm, name="G")
+                                           norm_kind=m.norm, upsample=m.upsample, name="G")
         self.nets = {"G": self.G}
         # A plain object, not an attribute Keras tracks: the VGG is no part of the checkpoints.
         self.perceptual = perceptual.PerceptualLoss("johnson", weights=m.weights)
@@ -139,6 +142,14 @@ def one_hot_map(style_index, like, n: int):
     shape = tf.shape(like)
     planes = tf.one_hot(style_index, n, dtype=like.dtype)[:, None, None, :]
     return tf.tile(planes, [1, shape[1], shape[2], 1])
+
+
+def sweep_map(height: int, width: int, n: int) -> np.ndarray:
+    """A (height, width, n) style map going left to right through styles 0 … n-1, each
+    column a linear blend of its two nearest styles (spatial blending's demonstration)."""
+    position = np.linspace(0.0, n - 1.0, width)
+    weights = np.clip(1.0 - np.abs(position[:, None] - np.arange(n)[None, :]), 0.0, 1.0)
+    return np.broadcast_to(weights[None], (height, width, n)).astype(np.float32)
 
 
 def default_style() -> str:
