@@ -52,6 +52,18 @@ def test_nearest_upsampling_repeats_each_pixel_2x2():
     x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
     np.testing.assert_array_equal(layers.NearestUpsampling2D()(x), x.repeat(2, axis=1).repeat(2, axis=2))
 
+    @tf.function(jit_compile=True)  # training runs under XLA: the gradient must compile there
+    def grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layers.NearestUpsampling2D()(x)
+            loss = tf.reduce_sum(y * tf.reshape(tf.range(tf.size(y), dtype=tf.float32), tf.shape(y)))
+        return tape.gradient(loss, x)
+
+    weights = np.arange(2 * 6 * 8 * 5, dtype=np.float32).reshape(2, 6, 8, 5)
+    expected = weights.reshape(2, 3, 2, 4, 2, 5).sum(axis=(2, 4))  # each input pixel feeds its 2x2 block
+    np.testing.assert_allclose(grad(tf.constant(x)), expected)
+
 
 def test_resnet_generator_resize_upsampling_replaces_only_the_transposed_convolutions():
     kinds = lambda g: [type(l).__name__ for l in g.layers  # noqa: E731

@@ -40,13 +40,14 @@ class ReflectionPadding2D(layers.Layer):
 
 
 class NearestUpsampling2D(layers.Layer):
-    """2x nearest-neighbour up-sampling as one resize op. Keras' ``UpSampling2D`` repeats
-    along each axis, which on dynamic shapes loses the channel count the TFLite converter
-    needs for the convolution that follows; ``tf.image.resize`` becomes TFLite's builtin
-    RESIZE_NEAREST_NEIGHBOR (with half-pixel centres, output pixel i is input pixel i // 2)."""
+    """2x nearest-neighbour up-sampling as a channel concatenation and a depth-to-space.
+    Keras' ``UpSampling2D`` repeats along each axis, which on dynamic shapes loses the
+    channel count the TFLite converter needs for the convolution that follows, and
+    ``tf.image.resize``'s gradient has no XLA kernel; CONCATENATION and DEPTH_TO_SPACE are
+    TFLite builtins (int8 too) and differentiate under XLA."""
 
     def call(self, x):
-        return tf.image.resize(x, tf.shape(x)[1:3] * 2, method="nearest")
+        return tf.nn.depth_to_space(tf.concat([x] * 4, axis=-1), 2)
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
