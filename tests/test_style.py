@@ -236,3 +236,17 @@ def test_stylize_with_a_broken_style_image_is_one_line(tmp_path, style_pair, cap
     assert cli.main(argv, command="stylize") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "style.jpg" in err[-1]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "I;16"])
+def test_style_images_of_other_modes_load_as_rgb(tmp_path, mode):
+    ramp = np.tile(np.linspace(0, 255, 30), (20, 1))
+    if mode == "I;16":
+        image = Image.fromarray((ramp * 257).astype(np.uint16))
+    else:
+        image = Image.fromarray(ramp.astype(np.uint8)).convert(mode)
+    image.save(tmp_path / "style.png")
+    loaded = perceptual.load_image(tmp_path / "style.png", 15).numpy()
+    assert loaded.shape == (1, 10, 15, 3)
+    np.testing.assert_allclose(loaded[..., 0], loaded[..., 2], atol=1e-6)  # grey stays grey
+    assert loaded[0, :, 0].mean() < -0.8 and loaded[0, :, -1].mean() > 0.8  # the ramp survives (16-bit scaled)
