@@ -68,3 +68,28 @@ def total_variation(images):
     regulariser of Mahendran & Vedaldi with beta 2, as in Johnson et al.'s code)."""
     images = tf.cast(images, tf.float32)
     return sum_squares(images[:, 1:, :, :] - images[:, :-1, :, :]) + sum_squares(images[:, :, 1:, :] - images[:, :, :-1, :])
+
+
+def gradient_penalty(critic, real, fake, alpha):
+    """WGAN-GP's penalty per sample (Gulrajani et al. 2017): (‖∇ critic(x̂)‖₂ − 1)² at
+    x̂ = α·real + (1 − α)·fake, ``alpha`` one uniform number per sample; ``critic`` maps
+    images to scores whose sum per sample is differentiated (a PatchGAN's patch scores, as
+    StarGAN's code does)."""
+    real, fake = tf.cast(real, tf.float32), tf.cast(fake, tf.float32)
+    mixed = alpha[:, None, None, None] * real + (1.0 - alpha[:, None, None, None]) * fake
+    with tf.GradientTape() as tape:
+        tape.watch(mixed)
+        scores = tf.cast(critic(mixed), tf.float32)
+    grads = tape.gradient(scores, mixed)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(grads, [tf.shape(grads)[0], -1])), axis=1) + 1e-12)
+    return tf.square(norms - 1.0)
+
+
+def domain_classification(logits, labels, multi_label: bool):
+    """StarGAN's domain classification loss per sample: softmax cross-entropy against a
+    one-hot target domain (single-label), or the sum of sigmoid cross-entropies over binary
+    attributes (multi-label, as for CelebA)."""
+    logits, labels = tf.cast(logits, tf.float32), tf.cast(labels, tf.float32)
+    if multi_label:
+        return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=1)
+    return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)

@@ -24,13 +24,18 @@ def resnet_generator(
     n_down: int = 2,
     outer_kernel: int = 7,
     conditions: int = 0,
+    condition_at: str = "bottleneck",
     norm_kind: str = "instance",
     upsample: str = "transpose",
+    sampling_kernel: int = 3,
+    pad: str = "reflect",
     name: str = "resnet_generator",
 ) -> keras.Model:
     """Johnson et al.'s ResNet generator, as CycleGAN uses it (Zhu et al. 2017, appendix 7.2)
     and as fast style transfer does (Johnson et al. 2016: ``filters=32, n_blocks=5,
-    outer_kernel=9``, c9s1-32, d64, d128, 5 residual blocks, u64, u32, c9s1-3).
+    outer_kernel=9``, c9s1-32, d64, d128, 5 residual blocks, u64, u32, c9s1-3) and StarGAN's
+    G(x, c) (Choi et al. 2018: ``n_blocks=6, sampling_kernel=4, pad="zero",
+    condition_at="input"``).
 
     c7s1-64, d128, d256, ``n_blocks`` residual blocks (9 for 256x256, 6 for 128x128),
     u128, u64, c7s1-3; reflection padding, instance norm, ReLU, tanh output in [-1, 1].
@@ -38,39 +43,48 @@ def resnet_generator(
     conditional network) a second input, a per-pixel weight map of that many channels at
     the image's size, is average-pooled to the bottleneck, concatenated with the features
     as constant planes and fused by a 1x1 convolution and ReLU (no norm) before the residual
-    blocks.
+    blocks; with ``condition_at="input"`` (StarGAN's G(x, c): the label tiled into planes)
+    the map is concatenated to the image instead.
 
     ``upsample``: ``transpose`` (the papers' fractionally strided 3x3 convolutions) or
     ``resize`` (nearest-neighbour 2x resize, then a 3x3 convolution: Odena, Dumoulin & Olah,
     "Deconvolution and Checkerboard Artifacts", Distill 2016), which avoids the checkerboard
     a transposed convolution's uneven kernel overlap paints into stylised images.
+    ``sampling_kernel`` is the kernel of the down- and up-sampling convolutions (StarGAN: 4)
+    and ``pad`` the padding of the others (StarGAN: ``zero``).
     """
     if upsample not in UPSAMPLE:
         raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE)}, not {upsample!r}")
+    if condition_at not in ("bottleneck", "input"):
+        raise ValueError(f"condition_at must be bottleneck or input, not {condition_at!r}")
     inputs = keras.Input((None, None, in_channels), name="image")
-    x = conv_block(inputs, filters, outer_kernel, name=f"c{outer_kernel}s1", pad="reflect", norm_kind=norm_kind)
-    for i in range(n_down):
-        x = conv_block(x, filters * 2 ** (i + 1), 3, stride=2, name=f"d{i + 1}", norm_kind=norm_kind)
-    width = filters * 2**n_down
-    model_inputs = inputs
+    model_inputs, x = inputs, inputs
     if conditions:
-        weights = keras.Input((None, None, conditions), name="style_weights")
-        pooled = layers.AveragePooling2D(2**n_down, name="condition_pool")(weights)
+        condition = keras.Input((None, None, conditions), name="condition")
+        model_inputs = [inputs, condition]
+        if condition_at == "input":
+            x = layers.Concatenate(name="condition_concat")([inputs, condition])
+    x = conv_block(x, filters, outer_kernel, name=f"c{outer_kernel}s1", pad=pad, norm_kind=norm_kind)
+    for i in range(n_down):
+        x = conv_block(x, filters * 2 ** (i + 1), sampling_kernel, stride=2, name=f"d{i + 1}", norm_kind=norm_kind)
+    width = filters * 2**n_down
+    if conditions and condition_at == "bottleneck":
+        pooled = layers.AveragePooling2D(2**n_down, name="condition_pool")(condition)
         x = layers.Concatenate(name="condition_concat")([x, pooled])
         # No norm here: a constant plane through a 1x1 convolution only shifts each channel,
         # which instance norm would subtract again; before the ReLU the shift gates features.
         x = conv_block(x, width, 1, name="condition", pad="valid", norm_kind="none")
-        model_inputs = [inputs, weights]
     for i in range(n_blocks):
-        x = residual_block(x, width, name=f"r{i + 1}", norm_kind=norm_kind)
+        x = residual_block(x, width, name=f"r{i + 1}", norm_kind=norm_kind, pad=pad)
     for i in reversed(range(n_down)):
         name_u = f"u{n_down - i}"
         if upsample == "resize":
             x = NearestUpsampling2D(name=f"{name_u}_resize")(x)
-            x = conv_block(x, filters * 2**i, 3, name=name_u, pad="reflect", norm_kind=norm_kind)
+            x = conv_block(x, filters * 2**i, 3, name=name_u, pad=pad, norm_kind=norm_kind)
         else:
-            x = conv_block(x, filters * 2**i, 3, stride=2, transpose=True, name=name_u, norm_kind=norm_kind)
-    x = conv_block(x, out_channels, outer_kernel, name="out", pad="reflect", norm_kind="none", act=None)
+            x = conv_block(x, filters * 2**i, sampling_kernel, stride=2, transpose=True, name=name_u,
+                           norm_kind=norm_kind)
+    x = conv_block(x, out_channels, outer_kernel, name="out", pad=pad, norm_kind="none", act=None)
     outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
     return keras.Model(model_inputs, outputs, name=name)
 
@@ -162,3 +176,36 @@ def patch_discriminator(
     outputs = layers.Activation("linear", name="score", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
+
+
+def stargan_discriminator(
+    *,
+    image_size: int,
+    n_domains: int,
+    in_channels: int = 3,
+    filters: int = 64,
+    n_layers: int = 6,
+    max_filters: int = 2048,
+    name: str = "stargan_discriminator",
+) -> keras.Model:
+    """StarGAN's discriminator (Choi et al., CVPR 2018, appendix): ``n_layers`` 4x4 stride-2
+    convolutions (64 -> 2048 channels), LeakyReLU 0.01, no normalisation (the gradient
+    penalty wants none), and two heads: D_src, a 3x3 convolution to one real/fake score per
+    patch, and D_cls, a convolution with kernel ``image_size / 2 ** n_layers`` (valid
+    padding) to ``n_domains`` logits. D_cls's kernel ties D to the training size.
+    Outputs ``[src (B, h, w, 1), cls (B, n_domains)]``.
+    """
+    if image_size % 2**n_layers:
+        raise ValueError(f"the discriminator needs an image size that is a multiple of {2 ** n_layers} "
+                         f"({n_layers} stride-2 layers), not {image_size}")
+    inputs = keras.Input((image_size, image_size, in_channels), name="image")
+    x = inputs
+    for i in range(n_layers):
+        x = conv_block(x, min(filters * 2**i, max_filters), 4, stride=2, name=f"c{i + 1}", norm_kind="none",
+                       act="lrelu0.01")
+    src = layers.Conv2D(1, 3, padding="same", use_bias=False, kernel_initializer=weight_init(), name="D_src")(x)
+    kernel = image_size // 2**n_layers
+    cls = layers.Conv2D(n_domains, kernel, use_bias=False, kernel_initializer=weight_init(), name="D_cls")(x)
+    src = layers.Activation("linear", name="src", dtype="float32")(src)
+    cls = layers.Activation("linear", name="cls", dtype="float32")(layers.Reshape((n_domains,), name="cls_flat")(cls))
+    return keras.Model(inputs, [src, cls], name=name)
