@@ -64,3 +64,13 @@ def test_generator_with_the_label_at_the_input():
     planes = lambda k: np.broadcast_to(np.eye(3, dtype=np.float32)[k], (2, 24, 32, 3))  # noqa: E731
     a, b = g([x, planes(0)]).numpy(), g([x, planes(2)]).numpy()
     assert a.shape == x.shape and not np.allclose(a, b, atol=1e-4)
+
+
+def test_label_planes_tile_each_sample_s_vector_over_its_image():
+    from tf_translate.layers import label_planes
+
+    labels = tf.constant([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]])
+    tiled = label_planes(labels, tf.zeros((2, 3, 5, 7))).numpy()
+    assert tiled.shape == (2, 3, 5, 3)
+    for i in range(2):
+        np.testing.assert_array_equal(tiled[i].reshape(-1, 3), np.repeat(labels.numpy()[i:i + 1], 15, axis=0))

@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_translate.data.pipeline import to_uint8
-from tf_translate.layers import StatelessDropout
+from tf_translate.layers import StatelessDropout, label_planes
 
 PARITY_TOLERANCE = 1e-3  # max |TFLite - SavedModel| on [0, 1] outputs for the float32 model
 
@@ -106,7 +106,7 @@ class ServingModule(tf.Module):
     def png(self, name: str, data, style_weights=None):
         """One encoded image translated, as PNG bytes (``style_weights`` [N] for a conditional net)."""
         image = decode_rgb(data)[None]
-        style_map = None if style_weights is None else planes(style_weights[None], image)
+        style_map = None if style_weights is None else label_planes(style_weights[None], image)
         result = self.translate(name, image, style_map)[0]
         return tf.io.encode_png(tf.image.convert_image_dtype(result, tf.uint8, saturate=True))
 
@@ -121,7 +121,7 @@ class ServingModule(tf.Module):
                 weights_spec = tf.TensorSpec([None, n], tf.float32, name="style_weights")
                 floats = tf.function(
                     lambda images, style_weights, name=name: {
-                        "images": self.translate(name, images, planes(style_weights, images))},
+                        "images": self.translate(name, images, label_planes(style_weights, images))},
                     input_signature=[image_spec, weights_spec])
                 maps = tf.function(
                     lambda images, style_map, name=name: {"images": self.translate(name, images, style_map)},
@@ -145,12 +145,6 @@ class ServingModule(tf.Module):
         first = next(iter(self.nets))
         out["serving_default"] = out[first]
         return out
-
-
-def planes(style_weights, like):
-    """Style weights [batch, N] as constant planes at ``like``'s height and width."""
-    shape = tf.shape(like)
-    return tf.tile(style_weights[:, None, None, :], [1, shape[1], shape[2], 1])
 
 
 def calibration(module: ServingModule, images) -> dict | None:

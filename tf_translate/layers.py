@@ -54,6 +54,13 @@ class NearestUpsampling2D(layers.Layer):
         return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
 
 
+def label_planes(vectors, like):
+    """Vectors [batch, N] (style weights, domain labels) as constant planes [batch, H, W, N]
+    at ``like``'s height and width, the form a conditional generator takes them in."""
+    shape = tf.shape(like)
+    return tf.tile(vectors[:, None, None, :], [1, shape[1], shape[2], 1])
+
+
 class InstanceNorm(layers.Layer):
     """Instance normalisation (Ulyanov et al. 2016): per sample and channel, over H and W.
 

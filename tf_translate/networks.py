@@ -177,7 +177,6 @@ def patch_discriminator(
     return keras.Model(inputs, outputs, name=name)
 
 
-
 def stargan_discriminator(
     *,
     image_size: int,

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tf_translate import networks, perceptual, seeding
 from tf_translate.config import opt
-from tf_translate.layers import NORMS
+from tf_translate.layers import NORMS, label_planes
 from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
 
@@ -139,9 +139,7 @@ class FastStyle(TranslationModel):
 
 def one_hot_map(style_index, like, n: int):
     """Per-pixel style weights at ``like``'s size: one-hot ``style_index`` per sample."""
-    shape = tf.shape(like)
-    planes = tf.one_hot(style_index, n, dtype=like.dtype)[:, None, None, :]
-    return tf.tile(planes, [1, shape[1], shape[2], 1])
+    return label_planes(tf.one_hot(style_index, n, dtype=like.dtype), like)
 
 
 def sweep_map(height: int, width: int, n: int) -> np.ndarray:
