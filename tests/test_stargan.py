@@ -74,3 +74,109 @@ def test_label_planes_tile_each_sample_s_vector_over_its_image():
     assert tiled.shape == (2, 3, 5, 3)
     for i in range(2):
         np.testing.assert_array_equal(tiled[i].reshape(-1, 3), np.repeat(labels.numpy()[i:i + 1], 15, axis=0))
+
+
+# --- data: a folder per domain, or an attribute table ---------------------------------------
+
+def _coloured(folder, colours: dict[str, tuple[int, int, int]], n: int, names=None):
+    """``n`` flat images of each domain's colour in ``folder/<domain>/`` (no file extension,
+    as the Yale faces have none)."""
+    from PIL import Image
+
+    for domain, colour in colours.items():
+        (folder / domain).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (40, 36), colour).save(folder / domain / f"{(names or 's')}{i:02d}", format="PNG")
+
+
+COLOURS = {"red": (250, 0, 0), "green": (0, 250, 0), "blue": (0, 0, 250)}
+
+
+def _data_config(source, **values):
+    from tf_translate.config import DataConfig
+
+    return DataConfig(**{"data": str(source), "load_size": 36, "crop_size": 32, "domains": (), **values})
+
+
+def test_a_folder_per_domain_gives_one_hot_labels_with_the_images(tmp_path):
+    from tf_translate.data import domains
+
+    _coloured(tmp_path, COLOURS, 10)
+    data = domains.load(_data_config(tmp_path))
+    assert data.domains == ("blue", "green", "red") and not data.multi_label
+    assert (len(data.train), len(data.test)) == (27, 3)  # the last tenth of each domain held out
+    batch = next(iter(data.training(batch_size=8, flip=True, seed=0, first_step=0, steps=1)))
+    images, labels = batch[0].numpy(), batch[1].numpy()
+    assert labels.shape == (8, 3) and np.all(labels.sum(1) == 1)
+    for image, label in zip(images, labels):  # each image arrives with its own domain's label
+        colour = np.argmax(image.mean(axis=(0, 1)))  # 0 red, 1 green, 2 blue
+        assert data.domains[int(np.argmax(label))] == ("red", "green", "blue")[colour]
+    held, held_labels = data.held_out()
+    assert held.shape == (3, 32, 32, 3) and held_labels.tolist() == np.eye(3).tolist()
+    chosen = domains.load(_data_config(tmp_path, domains=("red", "blue")))
+    assert chosen.domains == ("red", "blue") and len(chosen.train) == 18
+
+
+def test_train_and_test_domain_folders(tmp_path):
+    from tf_translate.data import domains
+
+    _coloured(tmp_path / "train", COLOURS, 4)
+    _coloured(tmp_path / "test", {"red": COLOURS["red"]}, 2)
+    data = domains.load(_data_config(tmp_path))
+    assert (len(data.train), len(data.test)) == (12, 2)
+    assert data.test_labels.tolist() == [[0, 0, 1], [0, 0, 1]]
+
+
+def test_bad_domain_folders_are_named(tmp_path):
+    from tf_translate.data import DataError, domains
+
+    _coloured(tmp_path, {"red": COLOURS["red"]}, 3)
+    with pytest.raises(DataError, match="at least two domain folders"):
+        domains.load(_data_config(tmp_path))
+    with pytest.raises(DataError, match="no folder for domain.* happy"):
+        domains.load(_data_config(tmp_path, domains=("red", "happy")))
+
+
+def _celeba(folder, rows, names=("Black_Hair", "Blond_Hair", "Male")):
+    from PIL import Image
+
+    (folder / "img_align_celeba").mkdir(parents=True)
+    for file, _ in rows:
+        Image.new("RGB", (40, 36), (120, 80, 40)).save(folder / "img_align_celeba" / file)
+    lines = [str(len(rows)), " ".join(names)] + [f"{f} " + " ".join(f"{v:2d}" for v in values) for f, values in rows]
+    (folder / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_celeba_attribute_table_gives_multi_labels(tmp_path):
+    from tf_translate.data import domains
+
+    rows = [(f"{i:06d}.jpg", [1 if i % 2 else -1, -1 if i % 2 else 1, 1 if i % 3 == 0 else -1]) for i in range(10)]
+    _celeba(tmp_path, rows)
+    data = domains.load(_data_config(tmp_path, domains=("Male", "Black_Hair")))
+    assert data.multi_label and data.domains == ("Male", "Black_Hair")
+    assert (len(data.train), len(data.test)) == (9, 1)
+    assert data.train_labels[:4].tolist() == [[1, 0], [0, 1], [0, 0], [1, 1]]
+    assert domains.load(_data_config(tmp_path / "list_attr_celeba.txt")).domains == ("Black_Hair", "Blond_Hair", "Male")
+
+
+def test_attribute_csv_and_its_errors(tmp_path):
+    from PIL import Image
+
+    from tf_translate.data import DataError, domains
+
+    for i in range(4):
+        Image.new("RGB", (40, 36), (i * 50, 0, 0)).save(tmp_path / f"f{i}.png")
+    (tmp_path / "attributes.csv").write_text("file,smiling,glasses\nf0.png,1,0\nf1.png,0,1\nf2.png,1,1\nf3.png,0,0\n")
+    data = domains.load(_data_config(tmp_path))
+    assert data.domains == ("smiling", "glasses") and data.train_labels.tolist() == [[1, 0], [0, 1], [1, 1]]
+    with pytest.raises(DataError, match="no attribute Young .*it has: smiling, glasses"):
+        domains.load(_data_config(tmp_path, domains=("Young",)))
+    (tmp_path / "attributes.csv").write_text("file,smiling\nf0.png,1\nmissing.png,0\n")
+    with pytest.raises(DataError, match="1 listed image.* not found .*missing.png"):
+        domains.load(_data_config(tmp_path))
+    (tmp_path / "attributes.csv").write_text("file,smiling\nf0.png,yes\n")
+    with pytest.raises(DataError, match="line 2: attribute values must be 0/1 or -1/1"):
+        domains.load(_data_config(tmp_path))
+    (tmp_path / "attributes.csv").write_text("file,smiling,glasses\nf0.png,1\n")
+    with pytest.raises(DataError, match="line 2: 1 values for 2 attributes"):
+        domains.load(_data_config(tmp_path))

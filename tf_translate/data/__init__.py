@@ -20,4 +20,8 @@ def load(kind: str, cfg):
         from tf_translate.data import photos
 
         return photos.load(cfg.data)
+    if kind == "domains":
+        from tf_translate.data import domains
+
+        return domains.load(cfg.data)
     raise ValueError(f"unknown data kind {kind!r}")
