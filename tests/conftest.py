@@ -17,7 +17,8 @@ from tf_translate import config, registry  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_MODEL = {"cyclegan": {"filters": 4, "n_blocks": 1, "disc_filters": 4},
               "pix2pix": {"filters": 4, "disc_filters": 4, "frames_per_image": 3},
-              "fast_style": {"filters": 4, "n_blocks": 1}}
+              "fast_style": {"filters": 4, "n_blocks": 1},
+              "stargan": {"filters": 4, "n_blocks": 1, "disc_filters": 4, "disc_layers": 5, "n_critic": 2}}
 
 
 def tiny_config(method: str, tmp: Path, source: str | None, **sections) -> config.RunConfig:
@@ -59,6 +60,15 @@ def unpaired_dir(tmp_path_factory) -> Path:
     write_images(root / "trainB", 6, seed=1)
     write_images(root / "testA", 2, seed=2, names=["s1.png", "s2.png"])
     write_images(root / "testB", 2, seed=3, names=["s1.png", "s2.png"])
+    return root
+
+
+@pytest.fixture(scope="session")
+def domains_dir(tmp_path_factory) -> Path:
+    """Three domain folders of 4 images each (the last of each held out)."""
+    root = tmp_path_factory.mktemp("domains")
+    for seed, domain in enumerate(("happy", "sad", "sleepy")):
+        write_images(root / domain, 4, seed=10 + seed)
     return root
 
 
@@ -108,7 +118,8 @@ def frames_video(tmp_path_factory) -> Path:
     return coded_video(tmp_path_factory.mktemp("video") / "coded.mp4", 40)
 
 
-DATA_FIXTURES = {"cyclegan": "unpaired_dir", "pix2pix": "strips_dir", "fast_style": "photos_dir"}
+DATA_FIXTURES = {"cyclegan": "unpaired_dir", "pix2pix": "strips_dir", "fast_style": "photos_dir",
+                 "stargan": "domains_dir"}
 NEEDS_VGG = {"fast_style"}
 
 

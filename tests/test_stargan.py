@@ -180,3 +180,76 @@ def test_attribute_csv_and_its_errors(tmp_path):
     (tmp_path / "attributes.csv").write_text("file,smiling,glasses\nf0.png,1\n")
     with pytest.raises(DataError, match="line 2: 1 values for 2 attributes"):
         domains.load(_data_config(tmp_path))
+
+
+# --- the method -------------------------------------------------------------------------------
+
+def test_n_critic_schedule_counts_discriminator_and_generator_updates(tmp_path, domains_dir):
+    from tests.conftest import tiny_config
+    from tf_translate import data as tf_data, registry, trainer
+
+    cfg = tiny_config("stargan", tmp_path, str(domains_dir), model={"n_critic": 3})
+    data = tf_data.load("domains", cfg)
+    cfg = data.complete(cfg)
+    model = trainer.build_model(cfg, registry.get("stargan"), steps_per_epoch=6)
+    batch = next(iter(data.training(batch_size=2, flip=True, seed=0, first_step=0, steps=1)))
+    g_before = [w.numpy().copy() for w in model.G.trainable_weights]
+    changed = []
+    for step in range(7):
+        logs = model.train_step(batch)
+        g_now = [w.numpy().copy() for w in model.G.trainable_weights]
+        changed.append(any(not np.array_equal(a, b) for a, b in zip(g_before, g_now)))
+        g_before = g_now
+        assert float(logs["finite"]) == 1.0
+    assert changed == [True, False, False, True, False, False, True]  # G at steps 0, 3, 6
+    assert int(model.d_optimizer.iterations.numpy()) == 7 and int(model.g_optimizer.iterations.numpy()) == 3
+    # the generator's learning rate follows global epochs (6 steps, then decay over 1 more):
+    # its 3 updates reach step 9, epoch 1, half the rate; counted as its own epochs they would not
+    lr = cfg.train.lr
+    assert float(model.g_optimizer.learning_rate) == pytest.approx(lr / 2)
+    assert float(model.d_optimizer.learning_rate) == pytest.approx(lr / 2)
+
+
+def test_targets_are_other_domains_or_shuffled_attributes(tmp_path, domains_dir):
+    from tests.conftest import tiny_config
+    from tf_translate import data as tf_data, registry, trainer
+
+    cfg = tiny_config("stargan", tmp_path, str(domains_dir))
+    cfg = tf_data.load("domains", cfg).complete(cfg)
+    model = trainer.build_model(cfg, registry.get("stargan"), steps_per_epoch=2)
+    labels = tf.one_hot([0, 1, 2, 0, 1, 2, 0, 1], 3)
+    for step in range(5):
+        model.step.assign(step)
+        targets = model.target_labels(labels).numpy()
+        assert np.all(targets.sum(1) == 1) and not np.any(np.argmax(targets, 1) == np.argmax(labels, 1))
+    model.multi_label = True
+    attributes = tf.constant([[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0]], tf.float32)
+    shuffled = model.target_labels(attributes).numpy()
+    assert sorted(map(tuple, shuffled)) == sorted(map(tuple, attributes.numpy()))
+
+
+@pytest.fixture(scope="module")
+def trained_stargan(tmp_path_factory, domains_dir):
+    from tests.conftest import tiny_config
+    from tf_translate import trainer
+
+    tmp = tmp_path_factory.mktemp("stargan")
+    cfg = tiny_config("stargan", tmp, str(domains_dir), data={"batch_size": 2}, train={"validate_every": 2})
+    return cfg, trainer.run(cfg)
+
+
+def test_trained_stargan_validates_samples_and_exports_with_parity(trained_stargan):
+    import json
+
+    from tf_translate.export import Exported
+
+    cfg, version = trained_stargan
+    best = json.loads((cfg.run_dir / "best" / "best.json").read_text())
+    assert np.isfinite(best["val_rec_l1"])
+    assert sorted((cfg.run_dir / "samples").glob("*.png"))
+    parity = json.loads((version / "tflite_parity.json").read_text())
+    assert parity["signatures"]["translate"]["max_abs_error"] < 1e-3
+    model = Exported(version)
+    image = np.random.default_rng(0).random((1, 48, 40, 3), dtype=np.float32)  # larger than training's 32
+    outs = [model(image, style_weights=np.eye(3)[k]) for k in range(3)]
+    assert outs[0].shape == (1, 48, 40, 3) and not np.allclose(outs[0], outs[2], atol=1e-5)

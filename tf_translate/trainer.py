@@ -60,9 +60,9 @@ def build_model(cfg: RunConfig, spec, steps_per_epoch: int):
     keras.utils.set_random_seed(cfg.train.seed)  # the initial weights
     model = spec.model(cfg)
     t = cfg.train
-    adam = lambda: keras.optimizers.Adam(  # noqa: E731
-        LinearDecay(t.lr, t.epochs, t.decay_epochs, steps_per_epoch), beta_1=t.beta_1, beta_2=t.beta_2)
-    model.compile(g_optimizer=adam(), d_optimizer=adam(), jit_compile=resolve_jit(t.jit_compile))
+    adam = lambda every=1: keras.optimizers.Adam(  # noqa: E731
+        LinearDecay(t.lr, t.epochs, t.decay_epochs, steps_per_epoch, every), beta_1=t.beta_1, beta_2=t.beta_2)
+    model.compile(g_optimizer=adam(model.generator_every), d_optimizer=adam(), jit_compile=resolve_jit(t.jit_compile))
     return model
 
 

@@ -75,17 +75,30 @@ def _first(src: sources.ImageSource, limit: int | None, crop: int) -> np.ndarray
     return np.stack([pipeline.center_crop(src.load(i), crop) for i in range(n)]).astype(np.float32) / 127.5 - 1.0
 
 
+def table(source: str | None) -> Path | None:
+    """The attribute table ``source`` names (itself, or one of TABLES in that folder), if any."""
+    if source is None:
+        return None
+    root = Path(source)
+    if root.is_file():
+        return root
+    return next((root / name for name in TABLES if (root / name).is_file()), None)
+
+
+def is_table(source: str | None) -> bool:
+    """Whether ``source`` is multi-label data (an attribute table) rather than domain folders."""
+    return table(source) is not None
+
+
 def load(cfg: DataConfig) -> DomainData:
     if cfg.data is None:
         raise DataError("StarGAN needs --data: a folder per domain, or an attribute table")
+    attributes = table(cfg.data)
+    if attributes is not None:
+        return _from_table(attributes, cfg)
     root = Path(cfg.data)
-    if root.is_file():
-        return _from_table(root, cfg)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder or attribute table")
-    for name in TABLES:
-        if (root / name).is_file():
-            return _from_table(root / name, cfg)
     return _from_folders(root, cfg)
 
 

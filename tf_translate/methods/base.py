@@ -14,20 +14,23 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Constant ``lr`` for ``epochs`` epochs, then linear decay towards 0 over ``decay_epochs``,
     changing once per epoch as in the CycleGAN/pix2pix reference code:
     lr(e) = lr * (1 - max(0, e + 1 - epochs) / (decay_epochs + 1)), e the 0-based epoch.
-    ``steps_per_epoch`` counts this optimizer's own updates in an epoch.
+    ``steps_per_epoch`` counts the global steps of an epoch, and this optimizer updates once
+    ``every`` steps (StarGAN's generator: once per ``n_critic``), so its update i is at
+    global step i * ``every``.
     """
 
-    def __init__(self, lr: float, epochs: int, decay_epochs: int, steps_per_epoch: int):
+    def __init__(self, lr: float, epochs: int, decay_epochs: int, steps_per_epoch: int, every: int = 1):
         self.lr, self.epochs, self.decay_epochs, self.steps_per_epoch = lr, epochs, decay_epochs, steps_per_epoch
+        self.every = every
 
     def __call__(self, iterations):
-        epoch = tf.cast(iterations // self.steps_per_epoch, tf.float32)
+        epoch = tf.cast(iterations * self.every // self.steps_per_epoch, tf.float32)
         decayed = tf.maximum(0.0, epoch + 1.0 - self.epochs) / float(self.decay_epochs + 1)
         return self.lr * tf.maximum(0.0, 1.0 - decayed)
 
     def get_config(self):
         return {"lr": self.lr, "epochs": self.epochs, "decay_epochs": self.decay_epochs,
-                "steps_per_epoch": self.steps_per_epoch}
+                "steps_per_epoch": self.steps_per_epoch, "every": self.every}
 
 
 class TranslationModel(keras.Model):
@@ -39,6 +42,7 @@ class TranslationModel(keras.Model):
 
     method_name = "base"
     loss_names: tuple[str, ...] = ()
+    generator_every = 1  # global steps per generator update (StarGAN: n_critic)
     # The validation measure on held-out data and whether larger is better.
     validation_key = "val_loss"
     validation_mode = "min"
@@ -77,12 +81,13 @@ class TranslationModel(keras.Model):
         optimizer.apply_gradients(zip(grads, variables))
         return finite
 
-    def record(self, losses: dict, finite) -> dict:
+    def record(self, losses: dict, finite, weights: dict | None = None) -> dict:
         """Update trackers with the global-batch value of each loss (reduce() gives this
-        replica's share), return the logs, with ``loss`` and the finiteness flag."""
+        replica's share), return the logs, with ``loss`` and the finiteness flag. ``weights``
+        (0 or 1 per loss) leave out the steps where a loss was not computed."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for name, value in losses.items():
-            self.trackers[name].update_state(value * replicas)
+            self.trackers[name].update_state(value * replicas, sample_weight=(weights or {}).get(name))
         logs = {name: tracker.result() for name, tracker in self.trackers.items()}
         logs["loss"] = logs[self.loss_names[0]]
         logs["finite"] = tf.cast(finite, tf.float32)

@@ -1,0 +1,181 @@
+"""StarGAN: one generator for many domains."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tf_translate import losses, networks, seeding
+from tf_translate.config import opt
+from tf_translate.data import domains
+from tf_translate.layers import label_planes
+from tf_translate.methods.base import TranslationModel
+from tf_translate.registry import register
+
+TARGET_LABELS, GP_MIX = 11, 12  # seeding purposes: the target domains, the penalty's mixing weights
+GENERATORS = ("stargan", "fast_style")
+
+
+@dataclasses.dataclass(frozen=True)
+class StarGANConfig:
+    generator: str = opt("stargan", "stargan (c7s1-64, d128, d256, residual blocks, u128, u64, c7s1-3, zero "
+                                    "padding, 4x4 sampling) | fast_style (Johnson's c9s1-32 network, as the "
+                                    "founding write-up used); the label enters as planes beside the image")
+    filters: int = opt(64, "generator filters of the first layer")
+    n_blocks: int = opt(6, "residual blocks of the generator")
+    disc_filters: int = opt(64, "discriminator filters of the first layer")
+    disc_layers: int = opt(6, "4x4 stride-2 discriminator layers; the image size must be a multiple of 2^layers")
+    lambda_cls: float = opt(1.0, "weight of the domain classification losses")
+    lambda_rec: float = opt(10.0, "weight of the reconstruction L1 |x - G(G(x, c), c')|")
+    lambda_gp: float = opt(10.0, "weight of WGAN-GP's gradient penalty")
+    n_critic: int = opt(5, "discriminator updates per generator update")
+
+
+@register("stargan", config=StarGANConfig, data_kind="domains",
+          overrides={"data": {"load_size": 128, "crop_size": 128, "batch_size": 16, "domains": ()},
+                     "train": {"lr": 1e-4, "beta_1": 0.5, "beta_2": 0.999, "epochs": 10, "decay_epochs": 10}})
+class StarGAN(TranslationModel):
+    """StarGAN (Choi, Choi, Kim, Ha, Kim, Choo, CVPR 2018, arXiv 1711.09020).
+
+    G(x, c): the target label c tiled into planes beside the image; D: six 4x4 stride-2
+    convolutions without norm, heads D_src (real/fake per patch) and D_cls (domain logits).
+    D: -D_src(x) + D_src(G(x, c)) + ``lambda_gp`` GP + ``lambda_cls`` cls(D_cls(x), c');
+    G, every ``n_critic``-th step: -D_src(G(x, c)) + ``lambda_cls`` cls(D_cls(G(x, c)), c) +
+    ``lambda_rec`` |x - G(G(x, c), c')|, c' the original label. Single-label domains use
+    softmax cross-entropy, attributes sigmoid. Targets: a random other domain (single-label),
+    or the labels of the batch shuffled (attributes, as StarGAN's code does).
+    """
+
+    loss_names = ("G_total", "G_adv", "G_cls", "rec", "D_total", "D_adv", "D_cls", "gp")
+    generator_roles = ("G",)
+    discriminator_roles = ("D",)
+    validation_key = "val_rec_l1"
+    validation_mode = "min"
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        m, data = config.model, config.data
+        if m.generator not in GENERATORS:
+            raise ValueError(f"--generator {m.generator!r}: expected one of {', '.join(GENERATORS)}")
+        if m.n_critic < 1:
+            raise ValueError(f"--n-critic must be at least 1, not {m.n_critic}")
+        self.domain_names = tuple(data.domains)
+        self.multi_label = domains.is_table(data.data)  # attribute tables: multi-label
+        n = len(self.domain_names)
+        shape = dict(filters=m.filters, n_blocks=m.n_blocks, conditions=n, condition_at="input")
+        if m.generator == "stargan":
+            shape.update(outer_kernel=7, sampling_kernel=4, pad="zero")
+        else:
+            shape.update(outer_kernel=9)
+        self.G = networks.resnet_generator(**shape, name="G")
+        self.D = networks.stargan_discriminator(image_size=data.crop_size, n_domains=n, filters=m.disc_filters,
+                                                n_layers=m.disc_layers, name="D")
+        self.nets = {"G": self.G, "D": self.D}
+        self.generator_every = m.n_critic
+        self.panel_titles = ("input", *self.domain_names)
+
+    def call(self, x, training=False):
+        """G(x) to the first domain."""
+        x = tf.convert_to_tensor(x)
+        return self.translate(x, tf.one_hot(tf.zeros(tf.shape(x)[:1], tf.int32), len(self.domain_names)), training)
+
+    def translate(self, x, labels, training=False):
+        """G(x, c) for label vectors ``labels`` (batch, domains)."""
+        return self.G([x, label_planes(tf.cast(labels, x.dtype), x)], training=training)
+
+    def target_labels(self, labels):
+        """Targets for a batch: a random other domain each (single-label), or the batch's own
+        labels in a random order (attributes)."""
+        key = seeding.derive(self.seed, TARGET_LABELS, self.step)
+        n = tf.shape(labels)[0]
+        if self.multi_label:
+            order = tf.argsort(tf.random.stateless_uniform([n], key))
+            return tf.gather(labels, order)
+        k = len(self.domain_names)
+        shift = tf.random.stateless_uniform([n], key, 1, k, dtype=tf.int32)
+        return tf.one_hot((tf.argmax(labels, axis=1, output_type=tf.int32) + shift) % k, k)
+
+    def classification(self, logits, labels):
+        return losses.domain_classification(logits, labels, self.multi_label)
+
+    def train_step(self, data):
+        x, c_org = data
+        c_trg = self.target_labels(c_org)
+        m = self.run_config.model
+        reduce = lambda per_sample: self.reduce(per_sample, x)  # noqa: E731
+        wgan = lambda scores, real: losses.gan_loss("wgan", scores, real)  # noqa: E731
+        alpha = tf.random.stateless_uniform(tf.shape(x)[:1], seeding.derive(self.seed, GP_MIX, self.step))
+        with tf.GradientTape() as tape:
+            src_real, cls_real = self.D(x, training=True)
+            fake = tf.stop_gradient(self.translate(x, c_trg, training=True))
+            src_fake, _ = self.D(fake, training=True)
+            d_adv = wgan(src_real, True) + wgan(src_fake, False)
+            d_cls = self.classification(cls_real, c_org)
+            gp = losses.gradient_penalty(lambda images: self.D(images, training=True)[0], x, fake, alpha)
+            d_total = reduce(d_adv + m.lambda_cls * d_cls + m.lambda_gp * gp)
+        finite_d = self.apply_gradients(self.d_optimizer, tape, d_total, self.discriminator_roles)
+
+        def generator_step():
+            with tf.GradientTape() as g_tape:
+                fake = self.translate(x, c_trg, training=True)
+                src, cls = self.D(fake, training=True)
+                g_adv, g_cls = wgan(src, True), self.classification(cls, c_trg)
+                rec = losses.l1(self.translate(fake, c_org, training=True), x)
+                g_total = reduce(g_adv + m.lambda_cls * g_cls + m.lambda_rec * rec)
+            finite = self.apply_gradients(self.g_optimizer, g_tape, g_total, self.generator_roles)
+            return finite, g_total, reduce(g_adv), reduce(g_cls), reduce(rec)
+
+        def skip():
+            zero = tf.zeros([], tf.float32)
+            return tf.constant(True), zero, zero, zero, zero
+
+        updated = self.step % m.n_critic == 0
+        finite_g, *g_losses = tf.cond(updated, generator_step, skip)
+        values = {"D_total": d_total, "D_adv": reduce(d_adv), "D_cls": reduce(d_cls), "gp": reduce(gp),
+                  **dict(zip(("G_total", "G_adv", "G_cls", "rec"), g_losses))}
+        # G's trackers average over the steps that updated G only
+        g_weight = tf.cast(updated, tf.float32)
+        return self.record(values, tf.logical_and(finite_d, finite_g),
+                           weights={k: g_weight for k in ("G_total", "G_adv", "G_cls", "rec")})
+
+    def generators(self) -> dict:
+        return {"translate": (self.G, 3)}
+
+    def down_factor(self) -> int:
+        return 4
+
+    def columns(self) -> np.ndarray:
+        """The label of each panel column: each domain (single-label), or each attribute
+        switched on (attributes; the others as in the input)."""
+        return np.eye(len(self.domain_names), dtype=np.float32)
+
+    def sample_rows(self, batch):
+        x, labels = batch
+        rows = []
+        for i in range(len(x)):
+            targets = self.columns()
+            if self.multi_label:
+                targets = np.where(targets > 0, 1.0 - labels[i], labels[i]).astype(np.float32)
+            outs = self.translate(tf.repeat(x[i: i + 1], len(targets), axis=0), targets).numpy()
+            rows.append([x[i], *outs])
+        return rows
+
+    def validate(self, held_out) -> dict:
+        """On held-out images translated to every domain: the reconstruction L1 back to the
+        original label (lower is better), and how often D_cls names the target."""
+        x, labels = held_out
+        errors, hits = [], []
+        for i in range(len(x)):
+            targets = self.columns()
+            image = tf.repeat(x[i: i + 1], len(targets), axis=0)
+            fake = self.translate(image, targets)
+            back = self.translate(fake, tf.repeat(labels[i: i + 1], len(targets), axis=0))
+            errors.append(float(tf.reduce_mean(tf.abs(back - image))))
+            logits = self.D(fake)[1].numpy()
+            if self.multi_label:
+                hits.append(float(np.mean((logits > 0) == (targets > 0))))
+            else:
+                hits.append(float(np.mean(np.argmax(logits, 1) == np.arange(len(targets)))))
+        return {self.validation_key: float(np.mean(errors)), "val_target_accuracy": float(np.mean(hits))}
