@@ -60,7 +60,7 @@ class DomainData:
         """(held-out images centre-cropped in [-1, 1], their labels)."""
         if self.test is None:
             raise DataError("no held-out images to validate on")
-        return _first(self.test, limit, self.crop_size), self.test_labels[: limit or len(self.test)]
+        return pipeline.first_images(self.test, limit, self.crop_size), self.test_labels[: limit or len(self.test)]
 
     def preview(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """One image of each of the first ``n`` domains (of the held-out images if any)."""
@@ -68,11 +68,6 @@ class DomainData:
         picks = [int(np.argmax(labels[:, k])) for k in range(len(self.domains)) if labels[:, k].any()][:n]
         images = np.stack([pipeline.center_crop(source.load(i), self.crop_size) for i in picks])
         return images.astype(np.float32) / 127.5 - 1.0, labels[picks]
-
-
-def _first(src: sources.ImageSource, limit: int | None, crop: int) -> np.ndarray:
-    n = len(src) if limit is None else min(limit, len(src))
-    return np.stack([pipeline.center_crop(src.load(i), crop) for i in range(n)]).astype(np.float32) / 127.5 - 1.0
 
 
 def table(source: str | None) -> Path | None:

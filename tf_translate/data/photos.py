@@ -55,15 +55,10 @@ class PhotoData:
         """(held-out photos,), centre-cropped, float [-1, 1]."""
         if self.test is None:
             raise DataError("no held-out photos to validate on")
-        return (_first(self.test, limit, self.crop_size),)
+        return (pipeline.first_images(self.test, limit, self.crop_size),)
 
     def preview(self, n: int) -> tuple[np.ndarray]:
-        return (_first(self.test or self.train, n, self.crop_size),)
-
-
-def _first(src: sources.ImageSource, limit: int | None, crop: int) -> np.ndarray:
-    n = len(src) if limit is None else min(limit, len(src))
-    return np.stack([pipeline.center_crop(src.load(i), crop) for i in range(n)]).astype(np.float32) / 127.5 - 1.0
+        return (pipeline.first_images(self.test or self.train, n, self.crop_size),)
 
 
 def load(cfg: DataConfig) -> PhotoData:

@@ -48,6 +48,13 @@ def center_crop(images: np.ndarray, size: int) -> np.ndarray:
     return images[..., top: top + size, left: left + size, :]
 
 
+def first_images(source: ImageSource, limit: int | None, crop: int) -> np.ndarray:
+    """The first ``limit`` (default: all) images of ``source``, centre-cropped, float [-1, 1]:
+    the fixed held-out and preview images."""
+    n = len(source) if limit is None else min(limit, len(source))
+    return np.stack([center_crop(source.load(i), crop) for i in range(n)]).astype(np.float32) / 127.5 - 1.0
+
+
 def to_float(image) -> tf.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1]."""
     return tf.cast(image, tf.float32) / 127.5 - 1.0

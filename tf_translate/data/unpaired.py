@@ -48,18 +48,12 @@ class UnpairedData:
         """Test images of both domains, centre-cropped to the crop size, float [-1, 1]."""
         if self.test is None:
             raise DataError("no test split (testA/ and testB/) to validate on")
-        return _first(self.test[0], limit, self.crop_size), _first(self.test[1], limit, self.crop_size)
+        return pipeline.first_images(self.test[0], limit, self.crop_size), pipeline.first_images(self.test[1], limit, self.crop_size)
 
     def preview(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Fixed images for sample panels: held-out ones when there is a test split."""
         a, b = self.test or self.train
-        return _first(a, n, self.crop_size), _first(b, n, self.crop_size)
-
-
-def _first(src: sources.ImageSource, limit: int | None, crop: int) -> np.ndarray:
-    n = len(src) if limit is None else min(limit, len(src))
-    images = np.stack([pipeline.center_crop(src.load(i), crop) for i in range(n)])
-    return images.astype(np.float32) / 127.5 - 1.0
+        return pipeline.first_images(a, n, self.crop_size), pipeline.first_images(b, n, self.crop_size)
 
 
 def load(cfg: DataConfig) -> UnpairedData:

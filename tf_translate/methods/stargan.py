@@ -100,45 +100,52 @@ class StarGAN(TranslationModel):
     def classification(self, logits, labels):
         return losses.domain_classification(logits, labels, self.multi_label)
 
-    def train_step(self, data):
-        x, c_org = data
-        c_trg = self.target_labels(c_org)
+    def compile(self, g_optimizer, d_optimizer=None, jit_compile=False, **kwargs):
+        """XLA compiles the discriminator and the generator update each on its own, around a
+        plain graph step: the generator's update sits in the ``tf.cond`` of the n_critic
+        schedule, and XLA on CPU ran the convolutions inside that conditional many times
+        slower (a 64 px step: 4.2 s with n_critic 5, 17.7 s with 1, against 0.6 s for D's update alone)."""
+        self.update_d = tf.function(self.discriminator_update, jit_compile=jit_compile)
+        self.update_g = tf.function(self.generator_update, jit_compile=jit_compile)
+        super().compile(g_optimizer, d_optimizer, jit_compile=False, **kwargs)
+
+    def discriminator_update(self, x, c_org, c_trg, alpha):
         m = self.run_config.model
-        reduce = lambda per_sample: self.reduce(per_sample, x)  # noqa: E731
-        wgan = lambda scores, real: losses.gan_loss("wgan", scores, real)  # noqa: E731
-        alpha = tf.random.stateless_uniform(tf.shape(x)[:1], seeding.derive(self.seed, GP_MIX, self.step))
         with tf.GradientTape() as tape:
             src_real, cls_real = self.D(x, training=True)
             fake = tf.stop_gradient(self.translate(x, c_trg, training=True))
             src_fake, _ = self.D(fake, training=True)
-            d_adv = wgan(src_real, True) + wgan(src_fake, False)
-            d_cls = self.classification(cls_real, c_org)
+            adv = losses.gan_loss("wgan", src_real, True) + losses.gan_loss("wgan", src_fake, False)
+            cls = self.classification(cls_real, c_org)
             gp = losses.gradient_penalty(lambda images: self.D(images, training=True)[0], x, fake, alpha)
-            d_total = reduce(d_adv + m.lambda_cls * d_cls + m.lambda_gp * gp)
-        finite_d = self.apply_gradients(self.d_optimizer, tape, d_total, self.discriminator_roles)
+            total = self.reduce(adv + m.lambda_cls * cls + m.lambda_gp * gp, x)
+        finite = self.apply_gradients(self.d_optimizer, tape, total, self.discriminator_roles)
+        return finite, {"D_total": total, **{k: self.reduce(v, x) for k, v in (("D_adv", adv), ("D_cls", cls),
+                                                                              ("gp", gp))}}
 
-        def generator_step():
-            with tf.GradientTape() as g_tape:
-                fake = self.translate(x, c_trg, training=True)
-                src, cls = self.D(fake, training=True)
-                g_adv, g_cls = wgan(src, True), self.classification(cls, c_trg)
-                rec = losses.l1(self.translate(fake, c_org, training=True), x)
-                g_total = reduce(g_adv + m.lambda_cls * g_cls + m.lambda_rec * rec)
-            finite = self.apply_gradients(self.g_optimizer, g_tape, g_total, self.generator_roles)
-            return finite, g_total, reduce(g_adv), reduce(g_cls), reduce(rec)
+    def generator_update(self, x, c_org, c_trg):
+        m = self.run_config.model
+        with tf.GradientTape() as tape:
+            fake = self.translate(x, c_trg, training=True)
+            src, cls = self.D(fake, training=True)
+            adv, cls = losses.gan_loss("wgan", src, True), self.classification(cls, c_trg)
+            rec = losses.l1(self.translate(fake, c_org, training=True), x)
+            total = self.reduce(adv + m.lambda_cls * cls + m.lambda_rec * rec, x)
+        finite = self.apply_gradients(self.g_optimizer, tape, total, self.generator_roles)
+        return finite, {"G_total": total, **{k: self.reduce(v, x) for k, v in (("G_adv", adv), ("G_cls", cls),
+                                                                              ("rec", rec))}}
 
-        def skip():
-            zero = tf.zeros([], tf.float32)
-            return tf.constant(True), zero, zero, zero, zero
-
-        updated = self.step % m.n_critic == 0
-        finite_g, *g_losses = tf.cond(updated, generator_step, skip)
-        values = {"D_total": d_total, "D_adv": reduce(d_adv), "D_cls": reduce(d_cls), "gp": reduce(gp),
-                  **dict(zip(("G_total", "G_adv", "G_cls", "rec"), g_losses))}
+    def train_step(self, data):
+        x, c_org = data
+        c_trg = self.target_labels(c_org)
+        alpha = tf.random.stateless_uniform(tf.shape(x)[:1], seeding.derive(self.seed, GP_MIX, self.step))
+        finite_d, d_losses = self.update_d(x, c_org, c_trg, alpha)
+        updated = self.step % self.run_config.model.n_critic == 0
+        skipped = lambda: (tf.constant(True), {k: tf.zeros([]) for k in ("G_total", "G_adv", "G_cls", "rec")})  # noqa: E731
+        finite_g, g_losses = tf.cond(updated, lambda: self.update_g(x, c_org, c_trg), skipped)
         # G's trackers average over the steps that updated G only
-        g_weight = tf.cast(updated, tf.float32)
-        return self.record(values, tf.logical_and(finite_d, finite_g),
-                           weights={k: g_weight for k in ("G_total", "G_adv", "G_cls", "rec")})
+        return self.record({**d_losses, **g_losses}, tf.logical_and(finite_d, finite_g),
+                           weights={k: tf.cast(updated, tf.float32) for k in g_losses})
 
     def generators(self) -> dict:
         return {"translate": (self.G, 3)}
