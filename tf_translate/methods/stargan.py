@@ -21,8 +21,10 @@ GENERATORS = ("stargan", "fast_style")
 @dataclasses.dataclass(frozen=True)
 class StarGANConfig:
     generator: str = opt("stargan", "stargan (c7s1-64, d128, d256, residual blocks, u128, u64, c7s1-3, zero "
-                                    "padding, 4x4 sampling) | fast_style (Johnson's c9s1-32 network, as the "
-                                    "founding write-up used); the label enters as planes beside the image")
+                                    "padding, 4x4 sampling) | fast_style (Johnson's transform network, as the "
+                                    "founding write-up used: 9x9 outer and 3x3 sampling convolutions, reflection "
+                                    "padding; his sizes with --filters 32 --n-blocks 5); the label enters as "
+                                    "planes beside the image")
     filters: int = opt(64, "generator filters of the first layer")
     n_blocks: int = opt(6, "residual blocks of the generator")
     disc_filters: int = opt(64, "discriminator filters of the first layer")
