@@ -16,6 +16,7 @@ from tf_translate.registry import register
 
 TARGET_LABELS, GP_MIX = 11, 12  # seeding purposes: the target domains, the penalty's mixing weights
 GENERATORS = ("stargan", "fast_style")
+G_LOSSES, D_LOSSES = ("G_total", "G_adv", "G_cls", "rec"), ("D_total", "D_adv", "D_cls", "gp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +51,7 @@ class StarGAN(TranslationModel):
     or the labels of the batch shuffled (attributes, as StarGAN's code does).
     """
 
-    loss_names = ("G_total", "G_adv", "G_cls", "rec", "D_total", "D_adv", "D_cls", "gp")
+    loss_names = G_LOSSES + D_LOSSES
     generator_roles = ("G",)
     discriminator_roles = ("D",)
     validation_key = "val_rec_l1"
@@ -113,17 +114,16 @@ class StarGAN(TranslationModel):
 
     def discriminator_update(self, x, c_org, c_trg, alpha):
         m = self.run_config.model
+        fake = self.translate(x, c_trg, training=True)  # outside the tape: D's loss needs no gradient of G
         with tf.GradientTape() as tape:
             src_real, cls_real = self.D(x, training=True)
-            fake = tf.stop_gradient(self.translate(x, c_trg, training=True))
             src_fake, _ = self.D(fake, training=True)
             adv = losses.gan_loss("wgan", src_real, True) + losses.gan_loss("wgan", src_fake, False)
             cls = self.classification(cls_real, c_org)
             gp = losses.gradient_penalty(lambda images: self.D(images, training=True)[0], x, fake, alpha)
             total = self.reduce(adv + m.lambda_cls * cls + m.lambda_gp * gp, x)
         finite = self.apply_gradients(self.d_optimizer, tape, total, self.discriminator_roles)
-        return finite, {"D_total": total, **{k: self.reduce(v, x) for k, v in (("D_adv", adv), ("D_cls", cls),
-                                                                              ("gp", gp))}}
+        return finite, dict(zip(D_LOSSES, (total, *(self.reduce(v, x) for v in (adv, cls, gp)))))
 
     def generator_update(self, x, c_org, c_trg):
         m = self.run_config.model
@@ -134,8 +134,7 @@ class StarGAN(TranslationModel):
             rec = losses.l1(self.translate(fake, c_org, training=True), x)
             total = self.reduce(adv + m.lambda_cls * cls + m.lambda_rec * rec, x)
         finite = self.apply_gradients(self.g_optimizer, tape, total, self.generator_roles)
-        return finite, {"G_total": total, **{k: self.reduce(v, x) for k, v in (("G_adv", adv), ("G_cls", cls),
-                                                                              ("rec", rec))}}
+        return finite, dict(zip(G_LOSSES, (total, *(self.reduce(v, x) for v in (adv, cls, rec)))))
 
     def train_step(self, data):
         x, c_org = data
@@ -143,7 +142,7 @@ class StarGAN(TranslationModel):
         alpha = tf.random.stateless_uniform(tf.shape(x)[:1], seeding.derive(self.seed, GP_MIX, self.step))
         finite_d, d_losses = self.update_d(x, c_org, c_trg, alpha)
         updated = self.step % self.run_config.model.n_critic == 0
-        skipped = lambda: (tf.constant(True), {k: tf.zeros([]) for k in ("G_total", "G_adv", "G_cls", "rec")})  # noqa: E731
+        skipped = lambda: (tf.constant(True), {k: tf.zeros([]) for k in G_LOSSES})  # noqa: E731
         finite_g, g_losses = tf.cond(updated, lambda: self.update_g(x, c_org, c_trg), skipped)
         # G's trackers average over the steps that updated G only
         return self.record({**d_losses, **g_losses}, tf.logical_and(finite_d, finite_g),
@@ -155,18 +154,17 @@ class StarGAN(TranslationModel):
     def down_factor(self) -> int:
         return 4
 
-    def columns(self) -> np.ndarray:
-        """The label of each panel column: each domain (single-label), or each attribute
-        switched on (attributes; the others as in the input)."""
-        return np.eye(len(self.domain_names), dtype=np.float32)
+    def columns(self, label: np.ndarray) -> np.ndarray:
+        """Target labels, one per domain, for an input of ``label``: each domain
+        (single-label), or the input's attributes with that one switched (attributes)."""
+        one_hot = np.eye(len(self.domain_names), dtype=np.float32)
+        return np.where(one_hot > 0, 1.0 - label, label).astype(np.float32) if self.multi_label else one_hot
 
     def sample_rows(self, batch):
         x, labels = batch
         rows = []
         for i in range(len(x)):
-            targets = self.columns()
-            if self.multi_label:
-                targets = np.where(targets > 0, 1.0 - labels[i], labels[i]).astype(np.float32)
+            targets = self.columns(labels[i])
             outs = self.translate(tf.repeat(x[i: i + 1], len(targets), axis=0), targets).numpy()
             rows.append([x[i], *outs])
         return rows
@@ -177,7 +175,7 @@ class StarGAN(TranslationModel):
         x, labels = held_out
         errors, hits = [], []
         for i in range(len(x)):
-            targets = self.columns()
+            targets = self.columns(labels[i])
             image = tf.repeat(x[i: i + 1], len(targets), axis=0)
             fake = self.translate(image, targets)
             back = self.translate(fake, tf.repeat(labels[i: i + 1], len(targets), axis=0))
