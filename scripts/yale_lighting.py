@@ -46,7 +46,7 @@ UPSCALE = 3
 
 
 def fail(message: str) -> None:
-    print(f"yale_lighting: {message}", file=sys.stderr)
+    print(f"{Path(sys.argv[0]).stem}: {message}", file=sys.stderr)
     sys.exit(2)
 
 

@@ -127,7 +127,7 @@ def test_style_weights_choose_and_blend(two_styles):
         model(images.numpy())
     with pytest.raises(ValueError, match="a style map of 36x40 for images of 36x44"):
         model(images.numpy(), style_weights=left_right[0, :, :40])
-    with pytest.raises(ValueError, match=r"expected \(2,\) or \(height, width, 2\)"):
+    with pytest.raises(ValueError, match=r"expected \(2,\), \(batch, 2\) or \(height, width, 2\)"):
         model(images.numpy(), style_weights=[1.0, 0.0, 0.0])
     parity = json.loads((version / "tflite_parity.json").read_text())
     assert parity["signatures"]["translate"]["max_abs_error"] < 1e-3

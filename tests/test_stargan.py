@@ -135,6 +135,8 @@ def test_bad_domain_folders_are_named(tmp_path):
         domains.load(_data_config(tmp_path))
     with pytest.raises(DataError, match="no folder for domain.* happy"):
         domains.load(_data_config(tmp_path, domains=("red", "happy")))
+    with pytest.raises(DataError, match="--attrs Young: .* holds domain folders, not an attribute table"):
+        domains.load(_data_config(tmp_path), attrs=("Young",))
 
 
 def _celeba(folder, rows, names=("Black_Hair", "Blond_Hair", "Male")):
@@ -152,7 +154,7 @@ def test_celeba_attribute_table_gives_multi_labels(tmp_path):
 
     rows = [(f"{i:06d}.jpg", [1 if i % 2 else -1, -1 if i % 2 else 1, 1 if i % 3 == 0 else -1]) for i in range(10)]
     _celeba(tmp_path, rows)
-    data = domains.load(_data_config(tmp_path, domains=("Male", "Black_Hair")))
+    data = domains.load(_data_config(tmp_path), attrs=("Male", "Black_Hair"))
     assert data.multi_label and data.domains == ("Male", "Black_Hair")
     assert (len(data.train), len(data.test)) == (9, 1)
     assert data.train_labels[:4].tolist() == [[1, 0], [0, 1], [0, 0], [1, 1]]
@@ -170,7 +172,9 @@ def test_attribute_csv_and_its_errors(tmp_path):
     data = domains.load(_data_config(tmp_path))
     assert data.domains == ("smiling", "glasses") and data.train_labels.tolist() == [[1, 0], [0, 1], [1, 1]]
     with pytest.raises(DataError, match="no attribute Young .*it has: smiling, glasses"):
-        domains.load(_data_config(tmp_path, domains=("Young",)))
+        domains.load(_data_config(tmp_path), attrs=("Young",))
+    with pytest.raises(DataError, match="attribute table: choose its attributes with --attrs, not --domains smiling"):
+        domains.load(_data_config(tmp_path, domains=("smiling",)))
     (tmp_path / "attributes.csv").write_text("file,smiling\nf0.png,1\nmissing.png,0\n")
     with pytest.raises(DataError, match="1 listed image.* not found .*missing.png"):
         domains.load(_data_config(tmp_path))
@@ -249,7 +253,123 @@ def test_trained_stargan_validates_samples_and_exports_with_parity(trained_starg
     assert sorted((cfg.run_dir / "samples").glob("*.png"))
     parity = json.loads((version / "tflite_parity.json").read_text())
     assert parity["signatures"]["translate"]["max_abs_error"] < 1e-3
+
+
+def _png(image: np.ndarray) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_exported_stargan_takes_a_label_vector_a_domain_name_or_bytes_with_the_name(trained_stargan):
+    from io import BytesIO
+
+    from PIL import Image
+
+    from tf_translate.export import Exported, litert_interpreter, run_tflite
+
+    _, version = trained_stargan
     model = Exported(version)
-    image = np.random.default_rng(0).random((1, 48, 40, 3), dtype=np.float32)  # larger than training's 32
-    outs = [model(image, style_weights=np.eye(3)[k]) for k in range(3)]
+    assert model.condition == "labels" and model.domains == ("happy", "sad", "sleepy") and not model.multi_label
+    assert "classify" not in model.module.signatures  # single-label: the discriminator is not shipped
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 48, 40, 3), dtype=np.uint8)  # larger than training's 32
+    image = pixels.astype(np.float32) / 255.0
+    outs = [model(image, labels=np.eye(3)[k]) for k in range(3)]
     assert outs[0].shape == (1, 48, 40, 3) and not np.allclose(outs[0], outs[2], atol=1e-5)
+    np.testing.assert_array_equal(model(image, to="sad"), outs[1])
+    both = model(np.concatenate([image, image]), labels=np.eye(3)[[0, 2]])  # one label vector per image
+    np.testing.assert_allclose(both, np.concatenate([outs[0], outs[2]]), atol=1e-6)
+    # TFLite takes both inputs too
+    interpreter = litert_interpreter((version / "model.tflite").read_bytes())
+    np.testing.assert_allclose(run_tflite(interpreter, "translate", image, labels=np.eye(3, dtype=np.float32)[1:2]),
+                               outs[1], atol=1e-3)
+    # the bytes endpoint takes the domain by name
+    endpoint = model.module.signatures["translate_bytes"]
+    got = endpoint(image_bytes=tf.constant([_png(pixels[0])]), domain=tf.constant(["sad"]))["output_bytes"]
+    decoded = np.asarray(Image.open(BytesIO(got[0].numpy())))
+    assert np.abs(decoded.astype(int) - model.images(pixels, to="sad")[0]).max() <= 1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown domain in .*angry.*; this model knows: happy, sad, sleepy"):
+        endpoint(image_bytes=tf.constant([_png(pixels[0])]), domain=tf.constant(["angry"]))
+    with pytest.raises(ValueError, match="unknown domain 'angry'; this model's: happy, sad, sleepy"):
+        model(image, to="angry")
+    with pytest.raises(ValueError, match=r"labels of shape \(2,\) for a model of 3 domains \(happy, sad, sleepy\)"):
+        model(image, labels=[1.0, 0.0])
+    with pytest.raises(ValueError, match="name one target domain of happy, sad, sleepy"):
+        model(image)
+    with pytest.raises(ValueError, match="style_weights do not apply to this model .it takes labels"):
+        model(image, style_weights=[1.0, 0.0, 0.0])
+
+
+def test_translate_cli_by_domain_name_and_grid(trained_stargan, tmp_path, capsys):
+    from PIL import Image
+
+    from tf_translate import cli
+
+    _, version = trained_stargan
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(tmp_path / "face.jpg")
+    run = lambda *flags: cli.main(["--model", str(version), str(tmp_path / "face.jpg"), *flags],  # noqa: E731
+                                  command="translate")
+    assert run("--output", str(tmp_path / "out"), "--to", "sleepy") == 0
+    assert Image.open(tmp_path / "out" / "face.png").size == (56, 40)
+    assert run("--output", str(tmp_path / "grid"), "--grid") == 0
+    grid = Image.open(tmp_path / "grid" / "face_grid.png")
+    assert grid.width > 4 * 56 and grid.height > 40  # the input and three domains, titled
+    assert run("--output", str(tmp_path / "bad"), "--to", "angry") == 2
+    assert "unknown domain 'angry'" in capsys.readouterr().err and not (tmp_path / "bad" / "face.png").exists()
+    assert run("--output", str(tmp_path / "bad"), "--set", "happy=1") == 2
+    assert "name one target domain" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained_attributes(tmp_path_factory):
+    """A tiny multi-label model trained from an attributes.csv table."""
+    from tests.conftest import tiny_config, write_images
+    from tf_translate import trainer
+
+    tmp = tmp_path_factory.mktemp("attributes")
+    paths = write_images(tmp / "table", 8, seed=5)
+    rows = "".join(f"{p.name},{i % 2},{(i // 2) % 2},{int(i < 4)}\n" for i, p in enumerate(paths))
+    (tmp / "table" / "attributes.csv").write_text("file,smiling,glasses,young\n" + rows)
+    cfg = tiny_config("stargan", tmp, str(tmp / "table"), data={"batch_size": 2}, model={"attrs": ("glasses", "smiling")})
+    return cfg, trainer.run(cfg)
+
+
+def test_attribute_model_sets_and_unsets_over_what_it_reads_off_the_image(trained_attributes, tmp_path, capsys):
+    from io import BytesIO
+
+    from PIL import Image
+
+    from tf_translate import cli, config
+    from tf_translate.export import Exported
+
+    cfg, version = trained_attributes
+    assert config.load(cfg.run_dir / "config.json").model.attrs == ("glasses", "smiling")  # saved: multi-label
+    model = Exported(version)
+    assert model.multi_label and model.domains == ("glasses", "smiling")
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
+    image = pixels.astype(np.float32) / 255.0
+    read = model.classify(image)
+    assert read.shape == (2, 2) and np.all((read >= 0) & (read <= 1))
+    labels = model.labels_for(image, changes={"smiling": 1})
+    np.testing.assert_array_equal(labels[:, 0], np.round(read[:, 0]))  # glasses: as read off the image
+    np.testing.assert_array_equal(labels[:, 1], [1, 1])
+    np.testing.assert_array_equal(model.labels_for(image, to="glasses", changes={"smiling": 0})[:, :], [[1, 0], [1, 0]])
+    # the bytes endpoint: "smiling=1" over the attributes the model reads off the image
+    got = model.module.signatures["translate_bytes"](image_bytes=tf.constant([_png(pixels[0])]),
+                                                     domain=tf.constant(["smiling=1"]))["output_bytes"]
+    decoded = np.asarray(Image.open(BytesIO(got[0].numpy())))
+    assert np.abs(decoded.astype(int) - model.images(pixels[:1], labels=labels[0])[0]).max() <= 1
+    with pytest.raises(ValueError, match="unknown attribute 'Young'; this model's: glasses, smiling"):
+        model.labels_for(image, changes={"Young": 0})
+    Image.fromarray(pixels[0]).save(tmp_path / "face.png")
+    run = lambda *flags: cli.main(["--model", str(version), str(tmp_path / "face.png"), "--output",  # noqa: E731
+                                   str(tmp_path / "out"), *flags], command="translate")
+    assert run("--set", "smiling=1", "--unset", "glasses") == 0
+    written = np.asarray(Image.open(tmp_path / "out" / "face.png"))
+    np.testing.assert_array_equal(written, model.images(pixels[:1], labels=[0.0, 1.0])[0])
+    assert run("--grid") == 0 and (tmp_path / "out" / "face_grid.png").exists()
+    assert run("--set", "smiling=2") == 2 and "expected NAME, NAME=1 or NAME=0" in capsys.readouterr().err

@@ -137,9 +137,18 @@ def cmd_translate(argv):
     parser.add_argument("--model", required=True, help="an exported version folder (exported/METHOD/N)")
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--output", required=True, help="folder for the translated PNG files")
-    parser.add_argument("--to", help="target domain (CycleGAN: one of the two domain names; default the second)")
+    parser.add_argument("--to", help="target domain (CycleGAN: one of the two domain names, default the second; "
+                                     "StarGAN: any of its domains; attributes: the same as --set NAME=1)")
     parser.add_argument("--style-weights", help="multi-style fast style models: one weight per style, e.g. 1,0,0 "
                                                 "(a style) or 0.5,0.5,0 (a blend)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME[=0|1]",
+                        help="StarGAN attribute models: set an attribute (repeatable); the others stay as the "
+                             "model reads them off the image")
+    parser.add_argument("--unset", action="append", default=[], metavar="NAME",
+                        help="StarGAN attribute models: switch an attribute off (repeatable)")
+    parser.add_argument("--grid", action="store_true",
+                        help="write OUTPUT/<name>_grid.png instead: each image beside its translation to every "
+                             "domain (attributes: each switched in turn) or style")
     args = parser.parse_args(argv)
     from tf_translate import inference
 
@@ -149,8 +158,18 @@ def cmd_translate(argv):
             weights = [float(w) for w in args.style_weights.split(",")]
         except ValueError:
             raise ValueError(f"--style-weights {args.style_weights!r}: expected numbers separated by commas") from None
-    written = inference.translate_files(args.model, args.inputs, args.output, to=args.to, style_weights=weights)
+    changes = {**dict(attribute_setting(item) for item in args.set), **{name: 0 for name in args.unset}}
+    written = inference.translate_files(args.model, args.inputs, args.output, to=args.to, style_weights=weights,
+                                        changes=changes or None, grid=args.grid)
     print(f"wrote {len(written)} image(s) to {args.output}")
+
+
+def attribute_setting(text: str) -> tuple[str, int]:
+    """``--set NAME=1``, ``NAME=0`` or ``NAME`` -> (NAME, value)."""
+    name, _, value = text.partition("=")
+    if value.strip() not in ("", "0", "1"):
+        raise ValueError(f"--set {text!r}: expected NAME, NAME=1 or NAME=0")
+    return name.strip(), int(value.strip() or 1)
 
 
 def cmd_evaluate(argv):

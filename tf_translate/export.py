@@ -77,20 +77,40 @@ def decode_rgb(data) -> tf.Tensor:
     return color * alpha + (1.0 - alpha)
 
 
+@dataclasses.dataclass
+class DomainLabels:
+    """A generator conditioned on named domains (StarGAN): the label vector's entries, whether
+    they are attributes (multi-label), and, for attributes, the discriminator whose
+    classification head reads them off a photo (``classify``) with its training sizes."""
+    names: tuple[str, ...]
+    multi_label: bool
+    discriminator: object = None
+    load_size: int = 0
+    crop_size: int = 0
+
+
+MAP_INPUTS = {"style_weights": "style_map", "labels": "label_map"}  # a condition's per-pixel form
+CONDITIONS = set(MAP_INPUTS)
+
+
 class ServingModule(tf.Module):
     """The exported object: the generators and one float and one bytes function per direction."""
 
-    def __init__(self, generators: dict, multiple: int):
+    def __init__(self, generators: dict, multiple: int, labels: DomainLabels | None = None):
         super().__init__()
         self.nets = {name: net for name, (net, _) in generators.items()}
         self.channels = {name: c for name, (_, c) in generators.items()}
-        # Style weights (a second input) of a conditional generator; 0 = none.
+        # The second input of a conditional generator: style weights, or domain labels; 0 = none.
         self.conditions = {name: int(net.inputs[1].shape[-1]) if len(net.inputs) > 1 else 0
                            for name, net in self.nets.items()}
+        self.condition = "labels" if labels else "style_weights"
+        self.labels = labels
+        self.discriminator = labels.discriminator if labels and labels.multi_label else None
         self.multiple = multiple
         # The underlying tf.Variables, tracked explicitly as keras.export.ExportArchive does:
         # without this the TFLite converter reads every Keras 3 weight as NaN.
-        self.tf_variables = [v.value for net in self.nets.values() for v in net.variables]
+        nets = [*self.nets.values(), *([self.discriminator] if self.discriminator else [])]
+        self.tf_variables = [v.value for net in nets for v in net.variables]
 
     def translate(self, name: str, images, style_map=None):
         x = images * 2.0 - 1.0
@@ -103,35 +123,73 @@ class ServingModule(tf.Module):
             out = self.nets[name]([both[..., :c], both[..., c:]], training=False)
         return (tf.cast(out[:, :height, :width, :], tf.float32) + 1.0) / 2.0
 
-    def png(self, name: str, data, style_weights=None):
-        """One encoded image translated, as PNG bytes (``style_weights`` [N] for a conditional net)."""
+    def classify(self, images):
+        """Attribute probabilities of images in [0, 1] of any size, preprocessed as the held-out
+        images are (resized to the load size, centre-cropped to the training size)."""
+        load, crop = self.labels.load_size, self.labels.crop_size
+        x = tf.image.resize(images, [load, load], method="bicubic", antialias=True)
+        top = (load - crop) // 2
+        x = tf.clip_by_value(x[:, top: top + crop, top: top + crop, :], 0.0, 1.0) * 2.0 - 1.0
+        return tf.sigmoid(tf.cast(self.discriminator(x, training=False)[1], tf.float32))
+
+    def target(self, text, image):
+        """The label vector [N] that ``text`` names for ``image`` [1, H, W, 3]: a domain's name
+        (single-label), or attribute settings "A=1,B=0" ("A" alone = "A=1") over the attributes
+        the classifier reads off the image (multi-label). Unknown names fail, naming them."""
+        names = tf.constant(self.labels.names)
+        parts = tf.strings.split(tf.strings.split(tf.strings.strip(text), ","), "=")  # ragged [given, 1 or 2]
+        keys = tf.strings.strip(parts.to_tensor(default_value="", shape=[None, 2])[:, 0])
+        values = tf.strings.to_number(tf.where(parts.row_lengths() > 1, parts.to_tensor(shape=[None, 2])[:, 1], "1"))
+        matches = tf.cast(tf.equal(keys[:, None], names[None, :]), tf.float32)  # [given, N]
+        listing = ", ".join(self.labels.names)
+        checks = [tf.debugging.Assert(tf.reduce_all(tf.reduce_any(matches > 0, axis=1)),
+                                      [tf.strings.format("unknown domain in {}; this model knows: " + listing, text)])]
+        if not self.labels.multi_label:
+            checks.append(tf.debugging.Assert(tf.equal(tf.shape(keys)[0], 1), [
+                tf.strings.format("{}: name one domain of " + listing, text)]))
+        with tf.control_dependencies(checks):
+            given = tf.reduce_max(matches, axis=0)  # which entries the text sets
+            if not self.labels.multi_label:
+                return given
+            chosen = tf.reduce_sum(matches * tf.clip_by_value(values, 0.0, 1.0)[:, None], axis=0)
+            estimated = tf.round(self.classify(image)[0])
+            return tf.where(given > 0, chosen, estimated)
+
+    def png(self, name: str, data, condition=None):
+        """One encoded image translated, as PNG bytes; ``condition``: style weights [N], or the
+        target domain named as a string."""
         image = decode_rgb(data)[None]
-        style_map = None if style_weights is None else label_planes(style_weights[None], image)
+        if condition is not None and self.labels:
+            condition = self.target(condition, image)
+        style_map = None if condition is None else label_planes(condition[None], image)
         result = self.translate(name, image, style_map)[0]
         return tf.io.encode_png(tf.image.convert_image_dtype(result, tf.uint8, saturate=True))
 
     def signatures(self) -> dict:
         out = {}
+        key = self.condition
         for name, net in self.nets.items():
             channels, n = self.channels[name], self.conditions[name]
             image_spec = tf.TensorSpec([None, None, None, channels], tf.float32, name="images")
             bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
             has_bytes = channels == 3 and net.output_shape[-1] == 3  # images in and out
             if n:
-                weights_spec = tf.TensorSpec([None, n], tf.float32, name="style_weights")
                 floats = tf.function(
-                    lambda images, style_weights, name=name: {
-                        "images": self.translate(name, images, label_planes(style_weights, images))},
-                    input_signature=[image_spec, weights_spec])
+                    lambda images, condition, name=name: {
+                        "images": self.translate(name, images, label_planes(condition, images))},
+                    input_signature=[image_spec, tf.TensorSpec([None, n], tf.float32, name=key)])
                 maps = tf.function(
-                    lambda images, style_map, name=name: {"images": self.translate(name, images, style_map)},
-                    input_signature=[image_spec, tf.TensorSpec([None, None, None, n], tf.float32, name="style_map")])
+                    lambda images, condition, name=name: {"images": self.translate(name, images, condition)},
+                    input_signature=[image_spec, tf.TensorSpec([None, None, None, n], tf.float32,
+                                                               name=MAP_INPUTS[key])])
                 out[f"{name}_map"] = maps.get_concrete_function()
-
+                # the bytes endpoint takes style weights, or the target domain by name
+                condition_spec = (tf.TensorSpec([None], tf.string, name="domain") if self.labels
+                                  else tf.TensorSpec([None, n], tf.float32, name=key))
                 encoded = tf.function(
-                    lambda image_bytes, style_weights, name=name: {"output_bytes": tf.map_fn(
-                        lambda args: self.png(name, *args), (image_bytes, style_weights), fn_output_signature=tf.string)},
-                    input_signature=[bytes_spec, weights_spec])
+                    lambda image_bytes, condition, name=name: {"output_bytes": tf.map_fn(
+                        lambda args: self.png(name, *args), (image_bytes, condition), fn_output_signature=tf.string)},
+                    input_signature=[bytes_spec, condition_spec])
             else:
                 floats = tf.function(lambda images, name=name: {"images": self.translate(name, images)},
                                      input_signature=[image_spec])
@@ -142,6 +200,10 @@ class ServingModule(tf.Module):
             out[name] = floats.get_concrete_function()
             if has_bytes:
                 out[f"{name}_bytes"] = encoded.get_concrete_function()
+        if self.discriminator is not None:
+            out["classify"] = tf.function(
+                lambda images: {"probabilities": self.classify(images)},
+                input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]).get_concrete_function()
         first = next(iter(self.nets))
         out["serving_default"] = out[first]
         return out
@@ -159,7 +221,7 @@ def calibration(module: ServingModule, images) -> dict | None:
         for k, image in enumerate(np.asarray(images, np.float32)):
             values = {"images": (image[None] + 1.0) / 2.0}
             if n:
-                values["style_weights"] = np.eye(n, dtype=np.float32)[k % n][None]
+                values[module.condition] = np.eye(n, dtype=np.float32)[k % n][None]
             inputs.append(values)
         out[name] = inputs
     return out
@@ -178,7 +240,7 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
     version = next_version(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=root))
     try:
-        module = ServingModule(model.generators(), model.down_factor())
+        module = ServingModule(model.generators(), model.down_factor(), model.domain_labels())
         for net in module.nets.values():
             for layer in net.layers:
                 if isinstance(layer, StatelessDropout):
@@ -291,9 +353,9 @@ def tflite_parity(saved_model: Path, names: list[str], examples=None, variant: s
         else:
             images = np.random.default_rng(0).random((1, 37, 45, channels), dtype=np.float32)
         extra = {}
-        if "style_weights" in fn.structured_input_signature[1]:  # an even blend of every style
-            n = fn.structured_input_signature[1]["style_weights"].shape[-1]
-            extra["style_weights"] = np.full((1, n), 1.0 / n, np.float32)
+        for key in CONDITIONS.intersection(fn.structured_input_signature[1]):  # an even blend of all
+            n = fn.structured_input_signature[1][key].shape[-1]
+            extra[key] = np.full((1, n), 1.0 / n, np.float32)
         expected = [fn(images=tf.constant(image[None]), **extra)["images"].numpy()[0] for image in images]
         errors = []
         for image, want in zip(images, expected):
@@ -329,9 +391,29 @@ class Exported:
     def domains(self) -> tuple[str, ...]:
         return tuple(self.config.data.domains)
 
+    @property
+    def condition(self) -> str | None:
+        """The second input of a conditional model: "style_weights" (multi-style fast style),
+        "labels" (StarGAN's target domains); None for any other model."""
+        inputs = self.module.signatures[self.names[0]].structured_input_signature[1]
+        return next((key for key in sorted(CONDITIONS) if key in inputs), None)
+
+    @property
+    def styles(self) -> int:
+        """Number of styles a conditional (multi-style) model blends; 0 for any other model."""
+        if self.condition != "style_weights":
+            return 0
+        return int(self.module.signatures[self.names[0]].structured_input_signature[1]["style_weights"].shape[-1])
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether a StarGAN model's labels are attributes (several on at once)."""
+        return bool(getattr(self.config.model, "attrs", ()))
+
     def signature_for(self, to: str | None) -> str:
-        """The float signature whose target domain is ``to`` (default: serving_default's)."""
-        if to is None:
+        """The float signature whose target domain is ``to`` (default: serving_default's); a
+        StarGAN model has one signature for every domain."""
+        if to is None or self.condition == "labels":
             return self.names[0]
         matches = [n for n in self.names if n.endswith(f"2{to}")]
         if not matches:
@@ -339,39 +421,80 @@ class Exported:
             raise ValueError(f"unknown target domain {to!r}; this model translates to: {', '.join(targets)}")
         return matches[0]
 
-    @property
-    def styles(self) -> int:
-        """Number of styles a conditional (multi-style) model blends; 0 for any other model."""
-        inputs = self.module.signatures[self.names[0]].structured_input_signature[1]
-        return int(inputs["style_weights"].shape[-1]) if "style_weights" in inputs else 0
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        """A multi-label StarGAN model's attribute probabilities (its discriminator's
+        classification head) for float [0, 1] NHWC images of any size."""
+        if "classify" not in self.module.signatures:
+            raise ValueError(f"{self.path}: this model exports no attribute classifier (only multi-label StarGAN does)")
+        return self.module.signatures["classify"](images=tf.constant(images, tf.float32))["probabilities"].numpy()
 
-    def __call__(self, images: np.ndarray, to: str | None = None, style_weights=None) -> np.ndarray:
+    def labels_for(self, images: np.ndarray, to: str | None = None, changes: dict | None = None) -> np.ndarray:
+        """Target label vectors (batch, N) for a StarGAN model: the one-hot of domain ``to``
+        (single-label); or the attributes the model reads off each image with ``changes``
+        {name: 0 or 1} (and ``to`` = {to: 1}) applied (multi-label)."""
+        names = self.domains
+        changes = {**(changes or {}), **({to: 1} if to is not None else {})}
+        unknown = [name for name in changes if name not in names]
+        if unknown:
+            kind = "attribute" if self.multi_label else "domain"
+            raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))}; this model's: {', '.join(names)}")
+        if not self.multi_label:
+            if to is None or len(changes) != 1:
+                raise ValueError(f"name one target domain of {', '.join(names)} (--to NAME); setting and "
+                                 "unsetting is for attribute (multi-label) models")
+            return np.tile(np.eye(len(names), dtype=np.float32)[names.index(to)], (len(images), 1))
+        bad = {name: value for name, value in changes.items() if value not in (0, 1)}
+        if bad:
+            raise ValueError(f"attribute values are 0 or 1, not {bad}")
+        labels = np.round(self.classify(images)).astype(np.float32)
+        for name, value in changes.items():
+            labels[:, names.index(name)] = value
+        return labels
+
+    def __call__(self, images: np.ndarray, to: str | None = None, style_weights=None, labels=None) -> np.ndarray:
         """float [0, 1] NHWC -> float [0, 1] NHWC. A multi-style model takes ``style_weights``:
-        (N,) blends its styles globally, (height, width, N) per pixel (the ``_map`` signature)."""
+        (N,) blends its styles globally, (height, width, N) per pixel (the ``_map`` signature).
+        A StarGAN model takes ``labels`` of those shapes or (batch, N), or ``to``, a domain."""
         name = self.signature_for(to)
+        given = {"style_weights": style_weights, "labels": labels}
+        wrong = [key for key, value in given.items() if value is not None and key != self.condition]
+        if wrong:
+            raise ValueError(f"{wrong[0]} do not apply to this model" + (
+                f" (it takes {self.condition})" if self.condition else " (it has no second input)"))
+        if self.condition is None:
+            return self._run(name, images)
+        value = given[self.condition]
+        if value is None and self.condition == "labels":
+            value = self.labels_for(images, to)
+        if value is None:
+            raise ValueError(f"this model blends {self.styles} styles: give style weights "
+                             f"(e.g. {','.join(['1'] + ['0'] * (self.styles - 1))})")
+        return self._run(name, images, self.condition, np.asarray(value, np.float32))
+
+    def _run(self, name: str, images: np.ndarray, key: str | None = None, value=None) -> np.ndarray:
+        """Call signature ``name`` with condition ``key`` = ``value``: (N,) for every image,
+        (batch, N) one each, or (height, width, N) per pixel (the ``_map`` signature)."""
         extra = {}
-        if self.styles:
-            if style_weights is None:
-                raise ValueError(f"this model blends {self.styles} styles: give style weights "
-                                 f"(e.g. {','.join(['1'] + ['0'] * (self.styles - 1))})")
-            weights = np.asarray(style_weights, np.float32)
-            if weights.shape[-1:] != (self.styles,) or weights.ndim not in (1, 3):
-                raise ValueError(f"style weights of shape {weights.shape} for a model of {self.styles} styles: "
-                                 f"expected ({self.styles},) or (height, width, {self.styles})")
-            if weights.ndim == 3:
-                if weights.shape[:2] != np.shape(images)[1:3]:
-                    raise ValueError(f"a style map of {weights.shape[0]}x{weights.shape[1]} for images of "
+        if key is not None:
+            n = int(self.module.signatures[name].structured_input_signature[1][key].shape[-1])
+            of = f"{n} domains ({', '.join(self.domains)})" if key == "labels" else f"{n} styles"
+            per_image = value.ndim == 2 and len(value) == len(images)
+            if value.shape[-1:] != (n,) or not (value.ndim in (1, 3) or per_image):
+                raise ValueError(f"{key} of shape {value.shape} for a model of {of}: "
+                                 f"expected ({n},), (batch, {n}) or (height, width, {n})")
+            if value.ndim == 3:
+                if value.shape[:2] != np.shape(images)[1:3]:
+                    raise ValueError(f"a {MAP_INPUTS[key].replace('_', ' ')} of {value.shape[0]}x{value.shape[1]} for images of "
                                      f"{np.shape(images)[1]}x{np.shape(images)[2]}")
-                name, extra["style_map"] = f"{name}_map", tf.constant(np.stack([weights] * len(images)))
-            else:
-                extra["style_weights"] = tf.constant(np.tile(weights, (len(images), 1)))
-        elif style_weights is not None:
-            raise ValueError("this model has a single style: style weights do not apply")
+                name, key, value = f"{name}_map", MAP_INPUTS[key], np.stack([value] * len(images))
+            elif value.ndim == 1:
+                value = np.tile(value, (len(images), 1))
+            extra[key] = tf.constant(value)
         return self.module.signatures[name](images=tf.constant(images, tf.float32), **extra)["images"].numpy()
 
-    def images(self, images: np.ndarray, to: str | None = None, style_weights=None) -> np.ndarray:
+    def images(self, images: np.ndarray, to: str | None = None, style_weights=None, labels=None) -> np.ndarray:
         """uint8 NHWC -> uint8 NHWC (rounded), e.g. decoded files or video frames."""
-        out = self(images.astype(np.float32) / 255.0, to=to, style_weights=style_weights)
+        out = self(images.astype(np.float32) / 255.0, to=to, style_weights=style_weights, labels=labels)
         return np.asarray(to_uint8(out * 2.0 - 1.0))
 
 

@@ -32,15 +32,23 @@ def input_files(inputs: list[str]) -> list[Path]:
 
 
 def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str | None = None,
-                    style_weights=None) -> list[Path]:
+                    style_weights=None, changes: dict | None = None, grid: bool = False) -> list[Path]:
     """Translate every readable image to ``output/<stem>.png``; unreadable ones are named and skipped.
-    ``style_weights``: one weight per style of a multi-style model."""
+    ``style_weights``: one weight per style of a multi-style model. ``changes``: {attribute: 0
+    or 1} for a multi-label StarGAN model (the others as the model reads them off the image).
+    ``grid``: instead, ``output/<stem>_grid.png``, the image beside its translation to every
+    domain (StarGAN; attributes: each switched in turn) or style."""
     model = Exported(model_dir)
-    model.signature_for(to)  # an unknown --to fails before any work
-    model(np.zeros((1, 8, 8, model.in_channels), np.float32), to=to, style_weights=style_weights)  # and bad weights
     if model.in_channels != 3:
         raise DataError(f"{model.path}: this model takes {model.in_channels} channels (stacked frames), not one "
                         "RGB image; for frame interpolation use scripts/interpolate.py")
+    if grid and not model.condition:
+        raise DataError(f"{model.path}: --grid shows one column per domain or style; this model has one direction "
+                        "(use --to)")
+    probe = np.zeros((1, 8, 8, 3), np.float32)  # unknown domains and bad weights fail before any work
+    labels = (lambda images: model.labels_for(images, to, changes)) if model.condition == "labels" else None
+    if not grid:
+        model(probe, to=to, style_weights=style_weights, labels=labels(probe) if labels else None)
     files = input_files(inputs)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -53,10 +61,37 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
         except ImageError as e:
             tqdm.write(f"skipping {e}", file=sys.stderr)
             continue
-        target = output / f"{path.stem}.png"
-        Image.fromarray(model.images(image[None], to=to, style_weights=style_weights)[0]).save(target)
+        if grid:
+            target = output / f"{path.stem}_grid.png"
+            Image.fromarray(grid_picture(model, image)).save(target)
+        else:
+            target = output / f"{path.stem}.png"
+            x = image[None].astype(np.float32) / 255.0
+            out = model.images(image[None], to=to, style_weights=style_weights, labels=labels(x) if labels else None)
+            Image.fromarray(out[0]).save(target)
         written.append(target)
     return written
+
+
+def grid_picture(model: Exported, image: np.ndarray) -> np.ndarray:
+    """uint8 ``image`` beside its translation to every domain (attributes: the model's reading
+    of the image with each attribute switched in turn) or style, titled."""
+    from tf_translate.callbacks import panel
+    from tf_translate.methods.stargan import columns
+
+    x = image[None].astype(np.float32) / 255.0
+    if model.condition == "labels":
+        read = model.labels_for(x)[0] if model.multi_label else np.zeros(len(model.domains), np.float32)
+        targets = columns(model.multi_label, read)
+        titles = [("-" if on else "+") + name if model.multi_label else name
+                  for name, on in zip(model.domains, read)]
+        key = "labels"
+    else:
+        targets = np.eye(model.styles, dtype=np.float32)
+        titles = [f"style {k}" for k in range(model.styles)]
+        key = "style_weights"
+    outs = [model(x, **{key: t})[0] for t in targets]
+    return panel([[x[0] * 2.0 - 1.0, *(o * 2.0 - 1.0 for o in outs)]], ("input", *titles))
 
 
 def interpolation_gap(model: Exported) -> int:

@@ -23,5 +23,5 @@ def load(kind: str, cfg):
     if kind == "domains":
         from tf_translate.data import domains
 
-        return domains.load(cfg.data)
+        return domains.load(cfg.data, cfg.model.attrs)
     raise ValueError(f"unknown data kind {kind!r}")

@@ -2,11 +2,13 @@
 
 Single-label (softmax): a folder per domain, ``DIR/<domain>/`` (the last tenth of each
 held out), or ``DIR/train/<domain>/`` with ``DIR/test/<domain>/``; the label is one-hot.
-Multi-label (sigmoid): a table of binary attributes, CelebA's ``list_attr_celeba.txt`` (a
+Without --data: the embedded textures (``tf_translate/samples/textures``: brick, grass and
+gravel from scikit-image, CC0). Multi-label (sigmoid): a table of binary attributes, CelebA's ``list_attr_celeba.txt`` (a
 count, the attribute names, then ``file v1 v2 ...`` with -1/1) or a CSV (``file,attr,...``
 with 0/1), given as ``--data TABLE`` or as a folder holding one of those two names; the
 images are beside the table (or in CelebA's ``img_align_celeba/``); the last tenth is held
-out. ``--domains`` picks and orders the domains or attributes (default: all).
+out. ``--domains`` picks and orders the domain folders, ``--attrs`` the table's attributes
+(default: all).
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ class DomainData:
         return len(self.train)
 
     def complete(self, cfg):
-        """``cfg`` with the domain names in label order, as this data resolved them."""
-        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, domains=self.domains))
+        """``cfg`` with the domain names in label order, as this data resolved them (and, for
+        attributes, as ``model.attrs``: what makes a saved model multi-label)."""
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, domains=self.domains),
+                                   model=dataclasses.replace(cfg.model, attrs=self.domains if self.multi_label else ()))
 
     def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int):
         """Batches (images in [-1, 1], labels) for global steps ``first_step .. first_step+steps-1``."""
@@ -80,20 +84,22 @@ def table(source: str | None) -> Path | None:
     return next((root / name for name in TABLES if (root / name).is_file()), None)
 
 
-def is_table(source: str | None) -> bool:
-    """Whether ``source`` is multi-label data (an attribute table) rather than domain folders."""
-    return table(source) is not None
-
-
-def load(cfg: DataConfig) -> DomainData:
-    if cfg.data is None:
-        raise DataError("StarGAN needs --data: a folder per domain, or an attribute table")
-    attributes = table(cfg.data)
+def load(cfg: DataConfig, attrs: tuple[str, ...] = ()) -> DomainData:
+    """Domain folders (picked by ``cfg.domains``) or an attribute table (picked by ``attrs``);
+    without a source, the embedded textures (brick, grass, gravel)."""
+    source = sources.resolve(cfg.data, "textures")
+    attributes = table(source)
     if attributes is not None:
-        return _from_table(attributes, cfg)
-    root = Path(cfg.data)
+        if cfg.domains:
+            raise DataError(f"{attributes} is an attribute table: choose its attributes with --attrs, "
+                            f"not --domains {','.join(cfg.domains)}")
+        return _from_table(attributes, attrs, cfg)
+    root = Path(source)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder or attribute table")
+    if attrs:
+        raise DataError(f"--attrs {','.join(attrs)}: {root} holds domain folders, not an attribute table "
+                        f"({' or '.join(TABLES)}); choose domains with --domains")
     return _from_folders(root, cfg)
 
 
@@ -170,9 +176,9 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[str, list[int]]]]:
     return names, out
 
 
-def _from_table(path: Path, cfg: DataConfig) -> DomainData:
+def _from_table(path: Path, attrs: tuple[str, ...], cfg: DataConfig) -> DomainData:
     names, rows = read_table(path)
-    attrs = tuple(cfg.domains) or tuple(names)
+    attrs = tuple(attrs) or tuple(names)
     unknown = [a for a in attrs if a not in names]
     if unknown:
         raise DataError(f"{path}: no attribute {', '.join(unknown)} (it has: {', '.join(names)})")

@@ -119,6 +119,10 @@ class TranslationModel(keras.Model):
         """Input height and width must be multiples of this (signatures pad and crop)."""
         return 1
 
+    def domain_labels(self):
+        """An ``export.DomainLabels`` for a generator conditioned on named domains; None otherwise."""
+        return None
+
     def sequences(self, batch) -> list[tuple[list, list]]:
         """Per sample, (generated, real) frame sequences to animate; none by default."""
         return []

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from tf_translate import losses, networks, seeding
 from tf_translate.config import opt
-from tf_translate.data import domains
 from tf_translate.layers import label_planes
 from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
@@ -34,6 +33,9 @@ class StarGANConfig:
     lambda_rec: float = opt(10.0, "weight of the reconstruction L1 |x - G(G(x, c), c')|")
     lambda_gp: float = opt(10.0, "weight of WGAN-GP's gradient penalty")
     n_critic: int = opt(5, "discriminator updates per generator update")
+    attrs: tuple[str, ...] = opt((), "attributes of an attribute table (--data TABLE) to translate, e.g. "
+                                     "Black_Hair,Blond_Hair,Brown_Hair,Male,Young: multi-label, sigmoid "
+                                     "cross-entropy (default: all the table's)")
 
 
 @register("stargan", config=StarGANConfig, data_kind="domains",
@@ -65,7 +67,7 @@ class StarGAN(TranslationModel):
         if m.n_critic < 1:
             raise ValueError(f"--n-critic must be at least 1, not {m.n_critic}")
         self.domain_names = tuple(data.domains)
-        self.multi_label = domains.is_table(data.data)  # attribute tables: multi-label
+        self.multi_label = bool(m.attrs)  # attributes (set from the table's by the data)
         n = len(self.domain_names)
         shape = dict(filters=m.filters, n_blocks=m.n_blocks, conditions=n, condition_at="input")
         if m.generator == "stargan":
@@ -154,17 +156,17 @@ class StarGAN(TranslationModel):
     def down_factor(self) -> int:
         return 4
 
-    def columns(self, label: np.ndarray) -> np.ndarray:
-        """Target labels, one per domain, for an input of ``label``: each domain
-        (single-label), or the input's attributes with that one switched (attributes)."""
-        one_hot = np.eye(len(self.domain_names), dtype=np.float32)
-        return np.where(one_hot > 0, 1.0 - label, label).astype(np.float32) if self.multi_label else one_hot
+    def domain_labels(self):
+        from tf_translate.export import DomainLabels
+
+        data = self.run_config.data
+        return DomainLabels(self.domain_names, self.multi_label, self.D, data.load_size, data.crop_size)
 
     def sample_rows(self, batch):
         x, labels = batch
         rows = []
         for i in range(len(x)):
-            targets = self.columns(labels[i])
+            targets = columns(self.multi_label, labels[i])
             outs = self.translate(tf.repeat(x[i: i + 1], len(targets), axis=0), targets).numpy()
             rows.append([x[i], *outs])
         return rows
@@ -175,7 +177,7 @@ class StarGAN(TranslationModel):
         x, labels = held_out
         errors, hits = [], []
         for i in range(len(x)):
-            targets = self.columns(labels[i])
+            targets = columns(self.multi_label, labels[i])
             image = tf.repeat(x[i: i + 1], len(targets), axis=0)
             fake = self.translate(image, targets)
             back = self.translate(fake, tf.repeat(labels[i: i + 1], len(targets), axis=0))
@@ -186,3 +188,10 @@ class StarGAN(TranslationModel):
             else:
                 hits.append(float(np.mean(np.argmax(logits, 1) == np.arange(len(targets)))))
         return {self.validation_key: float(np.mean(errors)), "val_target_accuracy": float(np.mean(hits))}
+
+
+def columns(multi_label: bool, label: np.ndarray) -> np.ndarray:
+    """Target labels, one per domain, for an input of ``label``: each domain (single-label),
+    or the input's attributes with that one switched (attributes)."""
+    one_hot = np.eye(len(label), dtype=np.float32)
+    return np.where(one_hot > 0, 1.0 - label, label).astype(np.float32) if multi_label else one_hot

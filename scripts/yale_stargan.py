@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""StarGAN quality check on real data: Yale faces across five conditions, scored by a classifier.
+
+Builds the domains layout from the Yale Face Database in ``WORK/data`` (each photo centre-cropped
+to a square, 243 x 243 greyscale PNG)::
+
+    train/<condition>/subjectNN.png   subjects 01-08      test/<condition>/subjectNN.png   subjects 09-11
+
+for the conditions centerlight, glasses, leftlight, rightlight, surprised (split by subject, so
+nothing can learn identity), then runs the project's own commands as a user would:
+
+    python scripts/train.py --method stargan --data WORK/data --output WORK/run
+        --export-dir WORK/exported --load-size 72 --crop-size 64 --batch-size 8 --filters 32
+        --disc-filters 32 --no-flip --epochs E --decay-epochs D --steps-per-epoch S [extra flags]
+    python scripts/export.py --run WORK/run --export-dir WORK/exported_final
+
+and scores the exported model the StarGAN paper's way: a classifier trained separately on the
+real training-subject photos (a small CNN, WORK/classifier.keras) reports its accuracy on the
+real held-out photos, on the untranslated held-out inputs (how often an input already counts
+as the target) and on the translations to each target condition; plus the reconstruction error
+|x - G(G(x, c), c_x)|. Writes ``WORK/scores.json`` and ``WORK/grid.png`` (per test photo: the
+input, then its translation to every condition).
+
+Usage: python scripts/yale_stargan.py [--shared ../shared/data] [--work runs/yale_stargan]
+           [--steps-per-epoch N] [--epochs N] [--decay-epochs N] [extra train flags...]
+
+Re-running with the same --work resumes (or, if finished, only re-exports and re-scores) the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from yale_lighting import REPO, SCRIPTS, fail, last_path, run
+
+TRAIN_SUBJECTS = [f"subject{i:02d}" for i in range(1, 9)]
+TEST_SUBJECTS = [f"subject{i:02d}" for i in range(9, 12)]
+CONDITIONS = ("centerlight", "glasses", "leftlight", "rightlight", "surprised")
+UPSCALE = 2
+
+
+def build_layout(yale: Path, data: Path) -> None:
+    """Centre-cropped square PNGs of every (subject, condition) in train/ and test/ (the copy of
+    the database in shared/ lacks subject01.centerlight: missing photos are named and left out)."""
+    splits = {"train": TRAIN_SUBJECTS, "test": TEST_SUBJECTS}
+    missing = [f"{s}.{c}" for subjects in splits.values() for s in subjects for c in CONDITIONS
+               if not (yale / f"{s}.{c}").is_file()]
+    if len(missing) > len(CONDITIONS):
+        fail(f"{yale}: missing {len(missing)} file(s): {', '.join(missing)}")
+    if missing:
+        print(f"left out (not in {yale}): {', '.join(missing)}", flush=True)
+    for split, subjects in splits.items():
+        for condition in CONDITIONS:
+            folder = data / split / condition
+            folder.mkdir(parents=True, exist_ok=True)
+            for s in subjects:
+                if f"{s}.{condition}" in missing:
+                    continue
+                image = Image.open(yale / f"{s}.{condition}").convert("L")
+                side = min(image.size)
+                left, top = (image.width - side) // 2, (image.height - side) // 2
+                image.crop((left, top, left + side, top + side)).save(folder / f"{s}.png")
+    print(f"data: {data} ({len(CONDITIONS)} conditions; train subjects 01-08, test 09-11)", flush=True)
+
+
+def load_split(data: Path, split: str, load: int, crop: int):
+    """(images in [0, 1] as (N, crop, crop, 3), condition indices, names): resized to ``load``,
+    centre-cropped."""
+    from tf_translate.data.images import read_image
+    from tf_translate.data.sources import resize_square
+
+    top = (load - crop) // 2
+    images, labels, names = [], [], []
+    for k, condition in enumerate(CONDITIONS):
+        for path in sorted((data / split / condition).glob("*.png")):
+            image = resize_square(read_image(path), load)
+            images.append(image[top: top + crop, top: top + crop].astype(np.float32) / 255.0)
+            labels.append(k)
+            names.append(f"{path.stem} {condition}")
+    return np.stack(images), np.array(labels), names
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, path: Path, *, seed: int = 0, steps: int = 600):
+    """A small CNN condition classifier on real photos, with random shifts and contrast (no flips:
+    a mirrored leftlight photo is a rightlight one)."""
+    import keras
+    from keras import layers
+
+    if path.is_file():
+        return keras.models.load_model(path)
+    keras.utils.set_random_seed(seed)
+    size = images.shape[1]
+    model = keras.Sequential([
+        keras.Input((size, size, 3)),
+        layers.RandomTranslation(0.08, 0.08, fill_mode="reflect"),
+        layers.RandomContrast(0.2),
+        *[block for f in (16, 32, 64, 128) for block in (
+            layers.Conv2D(f, 3, padding="same", use_bias=False), layers.BatchNormalization(), layers.ReLU(),
+            layers.MaxPooling2D())],
+        layers.GlobalAveragePooling2D(),
+        layers.Dropout(0.3),
+        layers.Dense(len(CONDITIONS)),
+    ])
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    batch = 16
+    model.fit(images, labels, batch_size=batch, epochs=steps * batch // len(images), verbose=2)
+    model.save(path)
+    return model
+
+
+def accuracy(classifier, images: np.ndarray, targets: np.ndarray) -> float:
+    predicted = np.argmax(classifier.predict(images, verbose=0), axis=1)
+    return float(np.mean(predicted == targets))
+
+
+def score(model_dir: Path, data: Path, work: Path) -> dict:
+    """The classifier's accuracies on real, input and translated held-out photos; reconstruction L1."""
+    import tf_translate
+
+    model = tf_translate.load_exported(model_dir)
+    load, crop = model.config.data.load_size, model.config.data.crop_size
+    train_x, train_y, _ = load_split(data, "train", load, crop)
+    test_x, test_y, names = load_split(data, "test", load, crop)
+    classifier = train_classifier(train_x, train_y, work / "classifier.keras")
+    scores = {"model": str(model_dir), "real_held_out": accuracy(classifier, test_x, test_y),
+              "classifier_train": accuracy(classifier, train_x, train_y), "inputs": {}, "translations": {},
+              "reconstruction_l1": {}}
+    translations = {}
+    for k, condition in enumerate(CONDITIONS):
+        others = test_y != k  # inputs from the other conditions
+        x, target = test_x[others], np.full(int(others.sum()), k)
+        fake = model(x, to=condition)
+        translations[condition] = model(test_x, to=condition)
+        scores["inputs"][condition] = accuracy(classifier, x, target)
+        scores["translations"][condition] = accuracy(classifier, fake, target)
+        back = np.concatenate([model(fake[test_y[others] == j], to=CONDITIONS[j])
+                               for j in range(len(CONDITIONS)) if j != k])
+        original = np.concatenate([x[test_y[others] == j] for j in range(len(CONDITIONS)) if j != k])
+        scores["reconstruction_l1"][condition] = float(np.mean(np.abs(back - original)))  # in [0, 1] units
+    for key in ("inputs", "translations", "reconstruction_l1"):
+        scores[f"{key}_mean"] = float(np.mean(list(scores[key].values())))
+    draw_grid(test_x, names, translations, work / "grid.png")
+    return scores
+
+
+def draw_grid(inputs: np.ndarray, names: list[str], translations: dict, out: Path) -> None:
+    """Rows: held-out photos; columns: the input, then G(input, c) for every condition c."""
+    to8 = lambda a: np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)  # noqa: E731
+    size, label_w, head_h, gap = inputs.shape[1] * UPSCALE, 130, 20, 3
+    titles = ("input", *(f"-> {c}" for c in CONDITIONS))
+    grid = Image.new("RGB", (label_w + len(titles) * (size + gap), head_h + len(inputs) * (size + gap)), "white")
+    draw = ImageDraw.Draw(grid)
+    for j, title in enumerate(titles):
+        draw.text((label_w + j * (size + gap) + 2, 4), title, fill=(0, 0, 0))
+    for i in range(len(inputs)):
+        top = head_h + i * (size + gap)
+        draw.text((4, top + size // 2 - 6), names[i], fill=(0, 0, 0))
+        for j, image in enumerate((inputs[i], *(translations[c][i] for c in CONDITIONS))):
+            tile = Image.fromarray(to8(image)).resize((size, size), Image.NEAREST)
+            grid.paste(tile, (label_w + j * (size + gap), top))
+    grid.save(out)
+    print(f"grid: {out}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Unknown flags are passed on to scripts/train.py.")
+    parser.add_argument("--shared", default="../shared/data", help="folder holding yalefaces/ (default: %(default)s)")
+    parser.add_argument("--work", default="runs/yale_stargan", help="work folder (default: %(default)s)")
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="(default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs at constant lr (default: %(default)s)")
+    parser.add_argument("--decay-epochs", type=int, default=10, help="epochs of linear decay (default: %(default)s)")
+    args, extra = parser.parse_known_args()
+
+    yale = Path(args.shared).resolve() / "yalefaces"
+    if not yale.is_dir():
+        fail(f"{yale}: no such folder (the Yale Face Database is expected there; pass --shared)")
+    work = Path(args.work).resolve()
+    data, run_dir = work / "data", work / "run"
+    build_layout(yale, data)
+
+    py = sys.executable
+    steps = (args.epochs + args.decay_epochs) * args.steps_per_epoch
+    _, train_s = run([py, SCRIPTS / "train.py", "--method", "stargan", "--data", data, "--output", run_dir,
+                      "--export-dir", work / "exported", "--load-size", "72", "--crop-size", "64",
+                      "--batch-size", "8", "--no-flip", "--filters", "32", "--disc-filters", "32",
+                      "--domains", ",".join(CONDITIONS), "--validate-every", "500", "--epochs", args.epochs,
+                      "--decay-epochs", args.decay_epochs, "--steps-per-epoch", args.steps_per_epoch, *extra])
+    print(f"train wall time {train_s:.1f} s for {steps} steps", flush=True)
+    out, _ = run([py, SCRIPTS / "export.py", "--run", run_dir, "--export-dir", work / "exported_final"])
+    sys.path.insert(0, str(REPO))
+    scores = score(last_path(out), data, work)
+    (work / "scores.json").write_text(json.dumps(scores, indent=2))
+    print(json.dumps(scores, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
