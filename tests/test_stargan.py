@@ -95,7 +95,7 @@ COLOURS = {"red": (250, 0, 0), "green": (0, 250, 0), "blue": (0, 0, 250)}
 def _data_config(source, **values):
     from tf_translate.config import DataConfig
 
-    return DataConfig(**{"data": str(source), "load_size": 36, "crop_size": 32, "domains": (), **values})
+    return DataConfig(**{"data": None if source is None else str(source), "load_size": 36, "crop_size": 32, "domains": (), **values})
 
 
 def test_a_folder_per_domain_gives_one_hot_labels_with_the_images(tmp_path):
@@ -125,6 +125,17 @@ def test_train_and_test_domain_folders(tmp_path):
     data = domains.load(_data_config(tmp_path))
     assert (len(data.train), len(data.test)) == (12, 2)
     assert data.test_labels.tolist() == [[0, 0, 1], [0, 0, 1]]
+
+
+def test_embedded_default_is_three_textures_held_out_by_folder():
+    from tf_translate.data import domains
+
+    data = domains.load(_data_config(None))
+    assert data.domains == ("brick", "grass", "gravel") and not data.multi_label
+    assert (len(data.train), len(data.test)) == (60, 9)
+    assert data.train_labels.sum(0).tolist() == [20, 20, 20] and data.test_labels.sum(0).tolist() == [3, 3, 3]
+    held, _ = data.held_out()
+    assert held.shape == (9, 32, 32, 3) and np.all(held[..., 0] == held[..., 2])  # greyscale, read as RGB
 
 
 def test_bad_domain_folders_are_named(tmp_path):
@@ -363,6 +374,9 @@ def test_attribute_model_sets_and_unsets_over_what_it_reads_off_the_image(traine
                                                      domain=tf.constant(["smiling=1"]))["output_bytes"]
     decoded = np.asarray(Image.open(BytesIO(got[0].numpy())))
     assert np.abs(decoded.astype(int) - model.images(pixels[:1], labels=labels[0])[0]).max() <= 1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="smiling=2.*: attribute values are 0 or 1"):
+        model.module.signatures["translate_bytes"](image_bytes=tf.constant([_png(pixels[0])]),
+                                                   domain=tf.constant(["smiling=2"]))
     with pytest.raises(ValueError, match="unknown attribute 'Young'; this model's: glasses, smiling"):
         model.labels_for(image, changes={"Young": 0})
     Image.fromarray(pixels[0]).save(tmp_path / "face.png")

@@ -138,20 +138,23 @@ class ServingModule(tf.Module):
         the classifier reads off the image (multi-label). Unknown names fail, naming them."""
         names = tf.constant(self.labels.names)
         parts = tf.strings.split(tf.strings.split(tf.strings.strip(text), ","), "=")  # ragged [given, 1 or 2]
-        keys = tf.strings.strip(parts.to_tensor(default_value="", shape=[None, 2])[:, 0])
-        values = tf.strings.to_number(tf.where(parts.row_lengths() > 1, parts.to_tensor(shape=[None, 2])[:, 1], "1"))
+        dense = tf.strings.strip(parts.to_tensor(default_value="", shape=[None, 2]))
+        keys, values = dense[:, 0], tf.strings.to_number(tf.where(parts.row_lengths() > 1, dense[:, 1], "1"))
         matches = tf.cast(tf.equal(keys[:, None], names[None, :]), tf.float32)  # [given, N]
         listing = ", ".join(self.labels.names)
         checks = [tf.debugging.Assert(tf.reduce_all(tf.reduce_any(matches > 0, axis=1)),
                                       [tf.strings.format("unknown domain in {}; this model knows: " + listing, text)])]
-        if not self.labels.multi_label:
+        if self.labels.multi_label:
+            checks.append(tf.debugging.Assert(tf.reduce_all((values == 0.0) | (values == 1.0)), [
+                tf.strings.format("{}: attribute values are 0 or 1", text)]))
+        else:
             checks.append(tf.debugging.Assert(tf.equal(tf.shape(keys)[0], 1), [
                 tf.strings.format("{}: name one domain of " + listing, text)]))
         with tf.control_dependencies(checks):
             given = tf.reduce_max(matches, axis=0)  # which entries the text sets
             if not self.labels.multi_label:
                 return given
-            chosen = tf.reduce_sum(matches * tf.clip_by_value(values, 0.0, 1.0)[:, None], axis=0)
+            chosen = tf.reduce_sum(matches * values[:, None], axis=0)
             estimated = tf.round(self.classify(image)[0])
             return tf.where(given > 0, chosen, estimated)
 

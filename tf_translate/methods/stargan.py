@@ -40,7 +40,11 @@ class StarGANConfig:
 
 @register("stargan", config=StarGANConfig, data_kind="domains",
           overrides={"data": {"load_size": 128, "crop_size": 128, "batch_size": 16, "domains": ()},
-                     "train": {"lr": 1e-4, "beta_1": 0.5, "beta_2": 0.999, "epochs": 10, "decay_epochs": 10}})
+                     "train": {"lr": 1e-4, "beta_1": 0.5, "beta_2": 0.999, "epochs": 10, "decay_epochs": 10}},
+          demo={"data": {"load_size": 72, "crop_size": 64, "batch_size": 8},
+                "model": {"filters": 32, "disc_filters": 32},
+                "train": {"epochs": 30, "decay_epochs": 15, "sample_every": 105, "checkpoint_every": 105,
+                          "validate_every": 105}})
 class StarGAN(TranslationModel):
     """StarGAN (Choi, Choi, Kim, Ha, Kim, Choo, CVPR 2018, arXiv 1711.09020).
 
