@@ -123,48 +123,56 @@ def load_panel_images(model, data: Path):
 
 def make_panel(model_dir: Path, data: Path, out: Path) -> None:
     """Rows: test subjects; columns: leftlight input | G(input) | real rightlight; x3 nearest."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
     import tf_translate
 
     model = tf_translate.load_exported(model_dir)
     xs, ys = load_panel_images(model, data)
     gs = model(xs, to=DOMAINS[1])
-    to8 = lambda a: np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)  # noqa: E731
-    size = xs.shape[1] * UPSCALE
-    label_w, head_h, gap = 80, 20, 4
-    titles = ("leftlight input", "G(input) -> right", "real rightlight")
-    width = label_w + len(titles) * (size + gap)
-    height = head_h + len(TEST_SUBJECTS) * (size + gap)
-    panel = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(panel)
-    for j, title in enumerate(titles):
-        draw.text((label_w + j * (size + gap) + 4, 4), title, fill=(0, 0, 0))
-    for i, subject in enumerate(TEST_SUBJECTS):
-        top = head_h + i * (size + gap)
-        draw.text((4, top + size // 2 - 6), subject, fill=(0, 0, 0))
-        for j, image in enumerate((xs[i], gs[i], ys[i])):
-            tile = Image.fromarray(to8(image)).resize((size, size), Image.NEAREST)
-            panel.paste(tile, (label_w + j * (size + gap), top))
-    panel.save(out)
+    rows = [(subject, [xs[i], gs[i], ys[i]]) for i, subject in enumerate(TEST_SUBJECTS)]
+    labelled_grid(rows, ("leftlight input", "G(input) -> right", "real rightlight"), out, UPSCALE)
     print(f"panel: {out} ({model_dir})", flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def labelled_grid(rows: list, titles, out: Path, upscale: int, label_w: int = 80) -> None:
+    """Rows of (label, [float [0, 1] images]) under column ``titles``, each image enlarged
+    ``upscale`` times (nearest neighbour), saved as ``out``."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    to8 = lambda a: np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)  # noqa: E731
+    size, head_h, gap = rows[0][1][0].shape[0] * upscale, 20, 4
+    picture = Image.new("RGB", (label_w + len(titles) * (size + gap), head_h + len(rows) * (size + gap)), "white")
+    draw = ImageDraw.Draw(picture)
+    for j, title in enumerate(titles):
+        draw.text((label_w + j * (size + gap) + 4, 4), title, fill=(0, 0, 0))
+    for i, (label, images) in enumerate(rows):
+        top = head_h + i * (size + gap)
+        draw.text((4, top + size // 2 - 6), label, fill=(0, 0, 0))
+        for j, image in enumerate(images):
+            tile = Image.fromarray(to8(image)).resize((size, size), Image.NEAREST)
+            picture.paste(tile, (label_w + j * (size + gap), top))
+    picture.save(out)
+
+
+def parse(doc: str, work: str, steps_per_epoch: int, epochs: int, decay_epochs: int):
+    """The Yale scripts' flags: (args, flags for train.py, the yalefaces folder)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      epilog="Unknown flags are passed on to scripts/train.py.")
     parser.add_argument("--shared", default="../shared/data", help="folder holding yalefaces/ (default: %(default)s)")
-    parser.add_argument("--work", default="runs/yale_lighting", help="work folder (default: %(default)s)")
-    parser.add_argument("--steps-per-epoch", type=int, default=25, help="(default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs at constant lr (default: %(default)s)")
-    parser.add_argument("--decay-epochs", type=int, default=4, help="epochs of linear decay (default: %(default)s)")
+    parser.add_argument("--work", default=work, help="work folder (default: %(default)s)")
+    parser.add_argument("--steps-per-epoch", type=int, default=steps_per_epoch, help="(default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=epochs, help="epochs at constant lr (default: %(default)s)")
+    parser.add_argument("--decay-epochs", type=int, default=decay_epochs,
+                        help="epochs of linear decay (default: %(default)s)")
     args, extra = parser.parse_known_args()
-
-    shared = Path(args.shared).resolve()
-    yale = shared / "yalefaces"
+    yale = Path(args.shared).resolve() / "yalefaces"
     if not yale.is_dir():
         fail(f"{yale}: no such folder (the Yale Face Database is expected there; pass --shared)")
+    return args, extra, yale
+
+
+def main() -> None:
+    args, extra, yale = parse(__doc__, "runs/yale_lighting", 25, 6, 4)
     work = Path(args.work).resolve()
     data, run_dir = work / "data", work / "run"
     exported, exported_best = work / "exported", work / "exported_best"
