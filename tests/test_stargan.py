@@ -311,7 +311,7 @@ def test_exported_stargan_takes_a_label_vector_a_domain_name_or_bytes_with_the_n
         model(image, labels=[1.0, 0.0])
     with pytest.raises(ValueError, match="name one target domain of happy, sad, sleepy"):
         model(image)
-    with pytest.raises(ValueError, match="style_weights do not apply to this model .it takes labels"):
+    with pytest.raises(ValueError, match=r"style weights do not apply to this model \(it takes labels\)"):
         model(image, style_weights=[1.0, 0.0, 0.0])
 
 

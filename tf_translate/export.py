@@ -18,6 +18,13 @@ A conditional generator (multi-style fast style transfer: N styles) takes a seco
   NAME_map    images, style_map: float32 [batch, height, width, N] (per-pixel weights:
               spatial blending) -> images
   NAME_bytes  image_bytes, style_weights -> output_bytes
+StarGAN's generator (N domains) takes the target label the same way, named ``labels``:
+  NAME        images, labels: float32 [batch, N] (one-hot: a domain) -> images
+  NAME_map    images, label_map: float32 [batch, height, width, N] -> images
+  NAME_bytes  image_bytes, domain: string [batch], a domain's name, or attribute settings
+              "A=1,B=0" (the other attributes as ``classify`` reads them) -> output_bytes
+  classify    (attribute models only) images -> probabilities: float32 [batch, N], the
+              discriminator's classification head
 """
 
 from __future__ import annotations
@@ -454,24 +461,27 @@ class Exported:
             labels[:, names.index(name)] = value
         return labels
 
-    def __call__(self, images: np.ndarray, to: str | None = None, style_weights=None, labels=None) -> np.ndarray:
+    def __call__(self, images: np.ndarray, to: str | None = None, style_weights=None, labels=None,
+                 changes: dict | None = None) -> np.ndarray:
         """float [0, 1] NHWC -> float [0, 1] NHWC. A multi-style model takes ``style_weights``:
         (N,) blends its styles globally, (height, width, N) per pixel (the ``_map`` signature).
-        A StarGAN model takes ``labels`` of those shapes or (batch, N), or ``to``, a domain."""
+        A StarGAN model takes ``labels`` of those shapes or (batch, N), or ``to`` and
+        ``changes`` as ``labels_for`` reads them."""
         name = self.signature_for(to)
-        given = {"style_weights": style_weights, "labels": labels}
-        wrong = [key for key, value in given.items() if value is not None and key != self.condition]
-        if wrong:
-            raise ValueError(f"{wrong[0]} do not apply to this model" + (
-                f" (it takes {self.condition})" if self.condition else " (it has no second input)"))
+        takes = f" (it takes {self.condition})" if self.condition else ""
+        if style_weights is not None and self.condition != "style_weights":
+            raise ValueError(f"style weights do not apply to this model{takes}")
+        if (labels is not None or changes) and self.condition != "labels":
+            raise ValueError(f"labels and attribute settings are for StarGAN models{takes}")
         if self.condition is None:
             return self._run(name, images)
-        value = given[self.condition]
-        if value is None and self.condition == "labels":
-            value = self.labels_for(images, to)
-        if value is None:
+        if self.condition == "labels":
+            value = self.labels_for(images, to, changes) if labels is None else labels
+        elif style_weights is None:
             raise ValueError(f"this model blends {self.styles} styles: give style weights "
                              f"(e.g. {','.join(['1'] + ['0'] * (self.styles - 1))})")
+        else:
+            value = style_weights
         return self._run(name, images, self.condition, np.asarray(value, np.float32))
 
     def _run(self, name: str, images: np.ndarray, key: str | None = None, value=None) -> np.ndarray:
@@ -495,9 +505,10 @@ class Exported:
             extra[key] = tf.constant(value)
         return self.module.signatures[name](images=tf.constant(images, tf.float32), **extra)["images"].numpy()
 
-    def images(self, images: np.ndarray, to: str | None = None, style_weights=None, labels=None) -> np.ndarray:
-        """uint8 NHWC -> uint8 NHWC (rounded), e.g. decoded files or video frames."""
-        out = self(images.astype(np.float32) / 255.0, to=to, style_weights=style_weights, labels=labels)
+    def images(self, images: np.ndarray, to: str | None = None, **condition) -> np.ndarray:
+        """uint8 NHWC -> uint8 NHWC (rounded), e.g. decoded files or video frames; ``condition``
+        as ``__call__`` takes it."""
+        out = self(images.astype(np.float32) / 255.0, to=to, **condition)
         return np.asarray(to_uint8(out * 2.0 - 1.0))
 
 

@@ -45,10 +45,8 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
     if grid and not model.condition:
         raise DataError(f"{model.path}: --grid shows one column per domain or style; this model has one direction "
                         "(use --to)")
-    probe = np.zeros((1, 8, 8, 3), np.float32)  # unknown domains and bad weights fail before any work
-    labels = (lambda images: model.labels_for(images, to, changes)) if model.condition == "labels" else None
-    if not grid:
-        model(probe, to=to, style_weights=style_weights, labels=labels(probe) if labels else None)
+    if not grid:  # unknown domains and bad weights fail before any work
+        model(np.zeros((1, 8, 8, 3), np.float32), to=to, style_weights=style_weights, changes=changes)
     files = input_files(inputs)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -66,8 +64,7 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
             Image.fromarray(grid_picture(model, image)).save(target)
         else:
             target = output / f"{path.stem}.png"
-            x = image[None].astype(np.float32) / 255.0
-            out = model.images(image[None], to=to, style_weights=style_weights, labels=labels(x) if labels else None)
+            out = model.images(image[None], to=to, style_weights=style_weights, changes=changes)
             Image.fromarray(out[0]).save(target)
         written.append(target)
     return written

@@ -3,12 +3,12 @@
 Single-label (softmax): a folder per domain, ``DIR/<domain>/`` (the last tenth of each
 held out), or ``DIR/train/<domain>/`` with ``DIR/test/<domain>/``; the label is one-hot.
 Without --data: the embedded textures (``tf_translate/samples/textures``: brick, grass and
-gravel from scikit-image, CC0). Multi-label (sigmoid): a table of binary attributes, CelebA's ``list_attr_celeba.txt`` (a
-count, the attribute names, then ``file v1 v2 ...`` with -1/1) or a CSV (``file,attr,...``
-with 0/1), given as ``--data TABLE`` or as a folder holding one of those two names; the
-images are beside the table (or in CelebA's ``img_align_celeba/``); the last tenth is held
-out. ``--domains`` picks and orders the domain folders, ``--attrs`` the table's attributes
-(default: all).
+gravel from scikit-image, CC0). Multi-label (sigmoid): a table of binary attributes,
+CelebA's ``list_attr_celeba.txt`` (a count, the attribute names, then ``file v1 v2 ...``
+with -1/1) or a CSV (``file,attr,...`` with 0/1), given as ``--data TABLE`` or as a folder
+holding one of those two names; the images are beside the table (or in CelebA's
+``img_align_celeba/``); the last tenth is held out. ``--domains`` picks and orders the
+domain folders, ``--attrs`` the table's attributes (default: all).
 """
 
 from __future__ import annotations
