@@ -115,18 +115,24 @@ def photo_crops(img: Image.Image, n: int, x_lo: int, x_hi: int, rng):
         yield crop_resize(img, (x0, y0, x0 + side, y0 + side))
 
 
+def held_out_crops(name: str, img: Image.Image, n_train: int, n_test: int, band: float, seed, split: str):
+    """(file name, crop) of seeded crops of ``img``: training ones from its left part, test
+    ones from the held-out right ``band``; numbered on from the training crops."""
+    cut = round(img.width * (1 - band))
+    rng = np.random.default_rng(seed)
+    train = list(photo_crops(img, n_train, 0, cut, rng))
+    test = list(photo_crops(img, n_test, cut, img.width, rng))
+    start = 0 if split == "train" else n_train
+    for j, crop in enumerate(train if split == "train" else test, start=start):
+        yield f"{name}_{j:03d}.jpg", crop
+
+
 def photo_images(split: str):
     import skimage.data
 
     for k, name in enumerate(PHOTOS):
         img = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-        cut = round(img.width * (1 - TEST_BAND))
-        rng = np.random.default_rng([SEED, k])
-        train = list(photo_crops(img, TRAIN_PER_PHOTO, 0, cut, rng))
-        test = list(photo_crops(img, TEST_PER_PHOTO, cut, img.width, rng))
-        start = 0 if split == "train" else TRAIN_PER_PHOTO
-        for j, crop in enumerate(train if split == "train" else test, start=start):
-            yield f"{name}_{j:03d}.jpg", crop
+        yield from held_out_crops(name, img, TRAIN_PER_PHOTO, TEST_PER_PHOTO, TEST_BAND, [SEED, k], split)
 
 
 def texture_images(split: str):
@@ -134,13 +140,9 @@ def texture_images(split: str):
 
     for k, name in enumerate(TEXTURES):
         img = Image.fromarray(getattr(skimage.data, name)())  # greyscale, 512 x 512
-        cut = round(img.width * (1 - TEXTURE_TEST_BAND))
-        rng = np.random.default_rng([SEED, 100 + k])
-        train = list(photo_crops(img, TEXTURE_TRAIN, 0, cut, rng))
-        test = list(photo_crops(img, TEXTURE_TEST, cut, img.width, rng))
-        start = 0 if split == "train" else TEXTURE_TRAIN
-        for j, crop in enumerate(train if split == "train" else test, start=start):
-            yield name, f"{name}_{j:03d}.jpg", crop
+        for file, crop in held_out_crops(name, img, TEXTURE_TRAIN, TEXTURE_TEST, TEXTURE_TEST_BAND,
+                                         [SEED, 100 + k], split):
+            yield name, file, crop
 
 
 def texture_attribution() -> str:

@@ -102,22 +102,25 @@ def last_path(stdout: str) -> Path:
     fail("could not find the exported version folder in the command's output")
 
 
+def held_out_image(path: Path, load: int, crop: int):
+    """One photo as float [0, 1] HWC, preprocessed like evaluate.py's held-out images: resized
+    to the load size, centre-cropped to the crop size."""
+    import numpy as np
+
+    from tf_translate.data.images import read_image
+    from tf_translate.data.pipeline import center_crop
+    from tf_translate.data.sources import resize_square
+
+    return center_crop(resize_square(read_image(path), load), crop).astype(np.float32) / 255.0
+
+
 def load_panel_images(model, data: Path):
     """Test inputs/targets as float [0, 1] NHWC, preprocessed like evaluate.py (held_out)."""
     import numpy as np
 
-    from tf_translate.data.images import read_image
-    from tf_translate.data.sources import resize_square
-
     load, crop = model.config.data.load_size, model.config.data.crop_size
-
-    def prep(path):
-        image = resize_square(read_image(path), load)
-        top = (load - crop) // 2
-        return image[top: top + crop, top: top + crop].astype(np.float32) / 255.0
-
-    xs = np.stack([prep(data / "testA" / s) for s in TEST_SUBJECTS])
-    ys = np.stack([prep(data / "testB" / s) for s in TEST_SUBJECTS])
+    xs = np.stack([held_out_image(data / "testA" / s, load, crop) for s in TEST_SUBJECTS])
+    ys = np.stack([held_out_image(data / "testB" / s, load, crop) for s in TEST_SUBJECTS])
     return xs, ys
 
 

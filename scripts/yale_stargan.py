@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from yale_lighting import REPO, SCRIPTS, fail, labelled_grid, last_path, parse, run
+from yale_lighting import REPO, SCRIPTS, fail, held_out_image, labelled_grid, last_path, parse, run
 
 TRAIN_SUBJECTS = [f"subject{i:02d}" for i in range(1, 9)]
 TEST_SUBJECTS = [f"subject{i:02d}" for i in range(9, 12)]
@@ -74,17 +74,12 @@ def build_layout(yale: Path, data: Path) -> None:
 
 
 def load_split(data: Path, split: str, load: int, crop: int):
-    """(images in [0, 1] as (N, crop, crop, 3), condition indices, names): resized to ``load``,
-    centre-cropped."""
-    from tf_translate.data.images import read_image
-    from tf_translate.data.sources import resize_square
-
-    top = (load - crop) // 2
+    """(images in [0, 1] as (N, crop, crop, 3), condition indices, names), preprocessed as the
+    held-out images are."""
     images, labels, names = [], [], []
     for k, condition in enumerate(CONDITIONS):
         for path in sorted((data / split / condition).glob("*.png")):
-            image = resize_square(read_image(path), load)
-            images.append(image[top: top + crop, top: top + crop].astype(np.float32) / 255.0)
+            images.append(held_out_image(path, load, crop))
             labels.append(k)
             names.append(f"{path.stem} {condition}")
     return np.stack(images), np.array(labels), names
@@ -138,16 +133,13 @@ def score(model_dir: Path, data: Path, work: Path) -> dict:
               "reconstruction_l1": {}}
     translations = {}
     for k, condition in enumerate(CONDITIONS):
-        others = test_y != k  # inputs from the other conditions
-        x, target = test_x[others], np.full(int(others.sum()), k)
-        fake = model(x, to=condition)
         translations[condition] = model(test_x, to=condition)
+        others = test_y != k  # inputs from the other conditions
+        x, fake, target = test_x[others], translations[condition][others], np.full(int(others.sum()), k)
         scores["inputs"][condition] = accuracy(classifier, x, target)
         scores["translations"][condition] = accuracy(classifier, fake, target)
-        back = np.concatenate([model(fake[test_y[others] == j], to=CONDITIONS[j])
-                               for j in range(len(CONDITIONS)) if j != k])
-        original = np.concatenate([x[test_y[others] == j] for j in range(len(CONDITIONS)) if j != k])
-        scores["reconstruction_l1"][condition] = float(np.mean(np.abs(back - original)))  # in [0, 1] units
+        back = model(fake, labels=np.eye(len(CONDITIONS), dtype=np.float32)[test_y[others]])  # to each own
+        scores["reconstruction_l1"][condition] = float(np.mean(np.abs(back - x)))  # in [0, 1] units
     for key in ("inputs", "translations", "reconstruction_l1"):
         scores[f"{key}_mean"] = float(np.mean(list(scores[key].values())))
     draw_grid(test_x, names, translations, work / "grid.png")
