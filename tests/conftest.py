@@ -18,7 +18,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_MODEL = {"cyclegan": {"filters": 4, "n_blocks": 1, "disc_filters": 4},
               "pix2pix": {"filters": 4, "disc_filters": 4, "frames_per_image": 3},
               "fast_style": {"filters": 4, "n_blocks": 1},
-              "stargan": {"filters": 4, "n_blocks": 1, "disc_filters": 4, "disc_layers": 5, "n_critic": 2}}
+              "stargan": {"filters": 4, "n_blocks": 1, "disc_filters": 4, "disc_layers": 5, "n_critic": 2},
+              "dtn": {"filters": 4, "features": 8, "encoder_steps": 3}}
 
 
 def tiny_config(method: str, tmp: Path, source: str | None, **sections) -> config.RunConfig:
@@ -118,8 +119,36 @@ def frames_video(tmp_path_factory) -> Path:
     return coded_video(tmp_path_factory.mktemp("video") / "coded.mp4", 40)
 
 
+@pytest.fixture(scope="session")
+def transfer_dir(tmp_path_factory) -> Path:
+    """DTN folders of real digits: source/<0,1,2>/ (scikit-learn's) and target/<0,1,2>/ (MNIST's),
+    20 of each class; the last 2 of each class are held out."""
+    from tf_translate.data import transfer
+
+    root = tmp_path_factory.mktemp("transfer")
+    for role in ("source", "target"):
+        images, labels = transfer.digit_arrays(role)
+        for k in range(3):
+            (root / role / str(k)).mkdir(parents=True)
+            for i in np.flatnonzero(labels == k)[:20]:
+                Image.fromarray(images[i]).save(root / role / str(k) / f"{role}_{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def op_determinism():
+    """Deterministic kernels for one test: left on, they would silently switch XLA off (Keras
+    refuses jit_compile under op determinism) in every later test."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # disable_op_determinism: not public
+
+    tf.config.experimental.enable_op_determinism()
+    yield
+    tf_config.disable_op_determinism()
+
+
 DATA_FIXTURES = {"cyclegan": "unpaired_dir", "pix2pix": "strips_dir", "fast_style": "photos_dir",
-                 "stargan": "domains_dir"}
+                 "stargan": "domains_dir", "dtn": "transfer_dir"}
 NEEDS_VGG = {"fast_style"}
 
 

@@ -4,7 +4,6 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework import config as tf_config  # disable_op_determinism: not in the public API
 
 from tf_translate import callbacks, data as tf_data, registry, trainer
 from tests.conftest import tiny_config
@@ -52,15 +51,6 @@ def _weights(run_dir):
 
 
 RESUME_MODEL = {"cyclegan": {"pool_size": 2}, "pix2pix": {"dropout": 0.5}}  # pool / dropout masks in play
-
-
-@pytest.fixture
-def op_determinism():
-    """Deterministic kernels for one test: left on, they would silently switch XLA off (Keras
-    refuses jit_compile under op determinism) in every later test."""
-    tf.config.experimental.enable_op_determinism()
-    yield
-    tf_config.disable_op_determinism()
 
 
 @pytest.mark.parametrize("method_data", registry.names(distributable=True), indirect=True)

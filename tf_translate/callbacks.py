@@ -26,9 +26,12 @@ def _step(model) -> int:
     return int(model.step.numpy())
 
 
-def panel(rows: list, titles: tuple[str, ...] = (), gap: int = 2) -> np.ndarray:
-    """A grid of float [-1, 1] images (rows of columns) as one uint8 RGB picture with column titles."""
-    height, width = rows[0][0].shape[:2]
+def panel(rows: list, titles: tuple[str, ...] = (), gap: int = 2, min_width: int = 72) -> np.ndarray:
+    """A grid of float [-1, 1] images (rows of columns) as one uint8 RGB picture with column
+    titles; images narrower than ``min_width`` are enlarged by a whole factor (nearest), so
+    that 32-px digits can be seen and their titles fit."""
+    scale = -(-min_width // rows[0][0].shape[1])
+    height, width = (side * scale for side in rows[0][0].shape[:2])
     header = 14 if titles else 0
     n_cols = max(len(r) for r in rows)
     canvas = Image.new("RGB", (n_cols * (width + gap) + gap, header + len(rows) * (height + gap) + gap), "white")
@@ -40,6 +43,7 @@ def panel(rows: list, titles: tuple[str, ...] = (), gap: int = 2) -> np.ndarray:
             tile = np.asarray(to_uint8(image))
             if tile.shape[-1] == 1:
                 tile = np.repeat(tile, 3, axis=-1)
+            tile = np.repeat(np.repeat(tile, scale, axis=0), scale, axis=1)
             canvas.paste(Image.fromarray(tile), (gap + c * (width + gap), header + gap + r * (height + gap)))
     return np.asarray(canvas)
 

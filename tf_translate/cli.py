@@ -177,11 +177,15 @@ def cmd_evaluate(argv):
     parser.add_argument("--model", required=True, help="an exported version folder")
     parser.add_argument("--data", help="data source (default: the held-out split of the training data)")
     parser.add_argument("--output", help="report path without suffix (default: MODEL/evaluation) -> .json, .md")
+    parser.add_argument("--classifier", help="DTN: the target-domain classifier that scores translations, loaded "
+                                             "if the file exists, else trained and saved there (default: "
+                                             "target_classifier.keras beside the report)")
     args = parser.parse_args(argv)
     from tf_translate import evaluate
 
     output = Path(args.output or Path(args.model) / "evaluation")
-    report = evaluate.evaluate(args.model, args.data, pictures=output.parent)
+    report = evaluate.evaluate(args.model, args.data, pictures=output.parent,
+                               classifier_path=args.classifier or output.parent / "target_classifier.keras")
     json_path, md_path = evaluate.write_report(report, output)
     print(md_path.read_text())
     print(f"report: {json_path}")

@@ -68,9 +68,11 @@ def _uint8(images01: np.ndarray) -> np.ndarray:
     return np.asarray(to_uint8(images01 * 2.0 - 1.0))
 
 
-def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | Path | None = None) -> dict:
+def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | Path | None = None,
+             classifier_path: str | Path | None = None) -> dict:
     """Score an exported model on the held-out split of ``source`` (default: its training data);
-    contact sheets, where a method has them, go to ``pictures``."""
+    contact sheets, where a method has them, go to ``pictures``. ``classifier_path``: where the
+    target-domain classifier that scores a DTN model is loaded from, or saved to once trained."""
     model = Exported(model_dir)
     cfg = model.config
     if source is not None:
@@ -81,6 +83,8 @@ def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | P
               "size": cfg.data.crop_size}
     if spec.data_kind == "photos":
         report.update(_perceptual(model, dataset, cfg, pictures))
+    elif spec.data_kind == "transfer":
+        report.update(_transfer(model, dataset, pictures, classifier_path))
     else:
         report.update(_paired(model, dataset) if spec.data_kind == "paired" else _unpaired(model, dataset, cfg))
     return report
@@ -129,6 +133,78 @@ def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations
             report["styles"][Path(style_path).name]["sheet"] = str(sheet)
     if pictures is not None and len(m.style) > 1:
         report["blend_sheet"] = str(_blend_sheet(model, x[:4], m.style, Path(pictures) / "blend_sheet.png"))
+    return report
+
+
+def target_classifier(dataset, path: Path | None, *, steps: int = 1000, seed: int = 0):
+    """A small CNN (DTN's f architecture with a dense head) trained on the target domain's
+    training images and labels; loaded from ``path`` if it exists, else trained and saved there."""
+    import keras
+
+    from tf_translate import classifier, networks
+
+    if path is not None and Path(path).is_file():
+        return keras.models.load_model(path, compile=False)
+    keras.utils.set_random_seed(seed)
+    size, channels = dataset.crop_size, dataset.channels
+    model = classifier.with_head(networks.dtn_encoder(size=size, in_channels=channels), len(dataset.target_classes),
+                                 name="target_classifier")
+    classifier.train(model, lambda first, count: dataset.labelled("target", batch_size=64, seed=seed,
+                                                                  first_step=first, steps=count),
+                     steps=steps, lr=1e-3, describe="target classifier")
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    return model
+
+
+def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: Path | None) -> dict:
+    """DTN's measure (Taigman et al. 2017, section 5.1): a classifier trained on the target
+    domain's labels reads the translations G(x) of held-out source images; its accuracy
+    against their true classes beside the same on the untranslated images. Because f is a
+    classifier, a g that draws one fixed image per class could score well, so also: f's own
+    held-out accuracy, the f-constancy error, and the within-class diversity of the
+    translations against that of real target images. With ``pictures``: a panel of
+    (source | G(source)) pairs, one row per class."""
+    from tf_translate import classifier
+    from tf_translate.callbacks import panel
+    from tf_translate.methods.dtn import diversity
+
+    if dataset.target_classes != dataset.classes:
+        raise DataError(f"the target's classes ({', '.join(dataset.target_classes) or 'none: unlabelled'}) are not "
+                        f"the source's ({', '.join(dataset.classes)}): the accuracy measure needs target images in "
+                        "folders named after the source's classes")
+    judge = target_classifier(dataset, None if classifier_path is None else Path(classifier_path))
+    x, labels, _ = dataset.held_out()
+    real, real_labels = dataset.images(dataset.target_test), dataset.target_test.labels
+    made = model((x + 1.0) / 2.0) * 2.0 - 1.0
+    predicted = classifier.predict(judge, made)
+    features, features_made = model.encode((x + 1.0) / 2.0), model.encode((made + 1.0) / 2.0)
+    report = {
+        "source_images": len(x), "target_images": len(real),
+        "target_classifier": {"real_target": classifier.accuracy(judge, real, real_labels),
+                              "untranslated_source": classifier.accuracy(judge, x, labels),
+                              "translated_source": float(np.mean(predicted == labels)),
+                              "translated_per_class": {name: float(np.mean(predicted[labels == k] == k))
+                                                       for k, name in enumerate(dataset.classes)
+                                                       if np.any(labels == k)}},
+        "f": {"source": float(np.mean(np.argmax(model.classify((x + 1.0) / 2.0), 1) == labels)),
+              "translated_source": float(np.mean(np.argmax(model.classify((made + 1.0) / 2.0), 1) == labels)),
+              "constancy_mse": float(np.mean((features - features_made) ** 2)),
+              "feature_mean_square": float(np.mean(features ** 2))},
+        "diversity": {"translated_source": diversity((made + 1.0) / 2.0, labels),
+                      "real_target": diversity((real + 1.0) / 2.0, real_labels)},
+    }
+    report["diversity"]["ratio"] = report["diversity"]["translated_source"] / report["diversity"]["real_target"]
+    if pictures is not None:
+        rows = []
+        for k in range(len(dataset.classes)):
+            picks = np.flatnonzero(labels == k)[:6]
+            rows.append([image for i in picks for image in (x[i], made[i])])
+        path = Path(pictures) / "dtn_panel.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(panel([r for r in rows if r], ("source", "G(source)") * 6)).save(path)
+        report["panel"] = str(path)
     return report
 
 
@@ -209,6 +285,8 @@ def _paired(model: Exported, dataset) -> dict:
 def markdown(report: dict) -> str:
     if "styles" in report:
         return _style_markdown(report)
+    if "target_classifier" in report:
+        return _transfer_markdown(report)
     lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
              "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 |", "|---|---|---|---|---|---|"]
     for key, value in report.items():
@@ -235,6 +313,26 @@ def _style_markdown(report: dict) -> str:
         ([report["blend_sheet"]] if "blend_sheet" in report else [])
     if pictures:
         lines += ["", "Contact sheets: " + ", ".join(f"`{p}`" for p in pictures)]
+    return "\n".join(lines) + "\n"
+
+
+def _transfer_markdown(report: dict) -> str:
+    c, f, d = report["target_classifier"], report["f"], report["diversity"]
+    lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
+             f"{report['source_images']} held-out source images; {report['target_images']} held-out target images.", "",
+             "| measure | value |", "|---|---:|",
+             f"| target classifier on real held-out target images | {c['real_target']:.2%} |",
+             f"| target classifier on the untranslated source images | {c['untranslated_source']:.2%} |",
+             f"| **target classifier on G(source)** | **{c['translated_source']:.2%}** |",
+             f"| f on the held-out source images | {f['source']:.2%} |",
+             f"| f on G(source) | {f['translated_source']:.2%} |",
+             f"| f-constancy MSE(f(x), f(G(x))) (mean f(x)^2: {f['feature_mean_square']:.4g}) | {f['constancy_mse']:.4g} |",
+             f"| within-class diversity of G(source) / of real targets | {d['translated_source']:.3f} / "
+             f"{d['real_target']:.3f} = {d['ratio']:.2f} |", "",
+             "Per class, target classifier on G(source): "
+             + ", ".join(f"{k}: {v:.0%}" for k, v in c["translated_per_class"].items())]
+    if "panel" in report:
+        lines += ["", f"Panel: `{report['panel']}`"]
     return "\n".join(lines) + "\n"
 
 

@@ -11,7 +11,12 @@ Signatures, per generator ``NAME`` (e.g. ``a2b``; the first one is also ``servin
               -> images: float32, same shape (padded to the down-sampling multiple and cropped back)
   NAME_bytes  image_bytes: string [batch] (JPEG, PNG, GIF, BMP or WebP; alpha composited on
               white, the first frame of an animation) -> output_bytes: string [batch], PNG;
-              only for generators from 3 channels to 3 (not for stacked frames)
+              only for generators from 3 channels to 3, or 1 to 1 (not for stacked frames)
+DTN's G = g o f takes its training size only (f ends in a valid convolution): NAME's images
+are [batch, S, S, C], C = 1 for digits, and the bytes endpoint resizes what it decodes to S x S
+(greyscale for C = 1); beside it
+  classify    images [batch, S, S, C] -> probabilities [batch, classes]: f with its stage-1 head
+  encode      images [batch, S, S, C] -> features [batch, D]: f(x), what G keeps constant
 A conditional generator (multi-style fast style transfer: N styles) takes a second input:
   NAME        images, style_weights: float32 [batch, N] (one-hot picks a style, other
               weights blend them) -> images
@@ -103,8 +108,12 @@ CONDITIONS = set(MAP_INPUTS)
 class ServingModule(tf.Module):
     """The exported object: the generators and one float and one bytes function per direction."""
 
-    def __init__(self, generators: dict, multiple: int, labels: DomainLabels | None = None):
+    def __init__(self, generators: dict, multiple: int, labels: DomainLabels | None = None,
+                 size: int | None = None, readers: dict | None = None):
         super().__init__()
+        self.size = size  # the one square size a fixed-size generator takes (DTN); None = any
+        self.readers = {name: model for name, (model, _, _) in (readers or {}).items()}
+        self.reader_outputs = {name: (key, fn) for name, (_, key, fn) in (readers or {}).items()}
         self.nets = {name: net for name, (net, _) in generators.items()}
         self.channels = {name: c for name, (_, c) in generators.items()}
         # The second input of a conditional generator: style weights, or domain labels; 0 = none.
@@ -116,11 +125,13 @@ class ServingModule(tf.Module):
         self.multiple = multiple
         # The underlying tf.Variables, tracked explicitly as keras.export.ExportArchive does:
         # without this the TFLite converter reads every Keras 3 weight as NaN.
-        nets = [*self.nets.values(), *([self.discriminator] if self.discriminator else [])]
+        nets = [*self.nets.values(), *([self.discriminator] if self.discriminator else []), *self.readers.values()]
         self.tf_variables = [v.value for net in nets for v in net.variables]
 
     def translate(self, name: str, images, style_map=None):
         x = images * 2.0 - 1.0
+        if self.size:
+            return (tf.cast(self.nets[name](x, training=False), tf.float32) + 1.0) / 2.0
         if style_map is None:
             padded, height, width = pad_to_multiple(x, self.multiple)
             out = self.nets[name](padded, training=False)
@@ -169,6 +180,10 @@ class ServingModule(tf.Module):
         """One encoded image translated, as PNG bytes; ``condition``: style weights [N], or the
         target domain named as a string."""
         image = decode_rgb(data)[None]
+        if self.size:
+            image = tf.clip_by_value(tf.image.resize(image, [self.size, self.size], antialias=True), 0.0, 1.0)
+        if self.channels[name] == 1:
+            image = tf.image.rgb_to_grayscale(image)
         if condition is not None and self.labels:
             condition = self.target(condition, image)
         style_map = None if condition is None else label_planes(condition[None], image)
@@ -180,9 +195,9 @@ class ServingModule(tf.Module):
         key = self.condition
         for name, net in self.nets.items():
             channels, n = self.channels[name], self.conditions[name]
-            image_spec = tf.TensorSpec([None, None, None, channels], tf.float32, name="images")
+            image_spec = tf.TensorSpec([None, self.size, self.size, channels], tf.float32, name="images")
             bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
-            has_bytes = channels == 3 and net.output_shape[-1] == 3  # images in and out
+            has_bytes = channels in (1, 3) and net.output_shape[-1] == channels  # images in and out
             if n:
                 floats = tf.function(
                     lambda images, condition, name=name: {
@@ -210,6 +225,11 @@ class ServingModule(tf.Module):
             out[name] = floats.get_concrete_function()
             if has_bytes:
                 out[f"{name}_bytes"] = encoded.get_concrete_function()
+        for name, model in self.readers.items():
+            key, fn = self.reader_outputs[name]
+            out[name] = tf.function(
+                lambda images, model=model, key=key, fn=fn: {key: fn(tf.cast(model(images * 2.0 - 1.0), tf.float32))},
+                input_signature=[tf.TensorSpec(model.input_shape, tf.float32, name="images")]).get_concrete_function()
         if self.discriminator is not None:
             out["classify"] = tf.function(
                 lambda images: {"probabilities": self.classify(images)},
@@ -250,7 +270,8 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
     version = next_version(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=root))
     try:
-        module = ServingModule(model.generators(), model.down_factor(), model.domain_labels())
+        module = ServingModule(model.generators(), model.down_factor(), model.domain_labels(), model.input_size(),
+                               model.readers())
         for net in module.nets.values():
             for layer in net.layers:
                 if isinstance(layer, StatelessDropout):
@@ -361,7 +382,8 @@ def tflite_parity(saved_model: Path, names: list[str], examples=None, variant: s
         if examples is not None and i < len(examples):
             images = (np.asarray(examples[i][:2], np.float32) + 1.0) / 2.0
         else:
-            images = np.random.default_rng(0).random((1, 37, 45, channels), dtype=np.float32)
+            shape = fn.structured_input_signature[1]["images"].shape
+            images = np.random.default_rng(0).random((1, shape[1] or 37, shape[2] or 45, channels), dtype=np.float32)
         extra = {}
         for key in CONDITIONS.intersection(fn.structured_input_signature[1]):  # an even blend of all
             n = fn.structured_input_signature[1][key].shape[-1]
@@ -390,12 +412,18 @@ class Exported:
             raise FileNotFoundError(f"{self.path}: not an exported model version (no saved_model.pb)")
         self.config = config.load(self.path / "config.json")
         self.module = tf.saved_model.load(str(self.path))
-        self.names = [n for n in self.module.signatures
-                      if n != "serving_default" and not n.endswith(("_bytes", "_map"))]
+        # the float signatures that draw images (not the bytes, map and reader ones)
+        self.names = [n for n, fn in self.module.signatures.items() if n != "serving_default"
+                      and not n.endswith(("_bytes", "_map")) and "images" in fn.structured_outputs]
 
     @property
     def in_channels(self) -> int:
         return int(self.module.signatures[self.names[0]].structured_input_signature[1]["images"].shape[-1])
+
+    @property
+    def input_size(self) -> int | None:
+        """The one square size a fixed-size model (DTN) takes; None = any height and width."""
+        return self.module.signatures[self.names[0]].structured_input_signature[1]["images"].shape[1]
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -432,11 +460,20 @@ class Exported:
         return matches[0]
 
     def classify(self, images: np.ndarray) -> np.ndarray:
-        """A multi-label StarGAN model's attribute probabilities (its discriminator's
-        classification head) for float [0, 1] NHWC images of any size."""
-        if "classify" not in self.module.signatures:
-            raise ValueError(f"{self.path}: this model exports no attribute classifier (only multi-label StarGAN does)")
-        return self.module.signatures["classify"](images=tf.constant(images, tf.float32))["probabilities"].numpy()
+        """Class probabilities of float [0, 1] NHWC images: a multi-label StarGAN model's
+        attributes (its discriminator's classification head; any size), or DTN's source
+        classes (f with its stage-1 head; the training size)."""
+        return self._read("classify", "probabilities", images)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """DTN's f(x) of float [0, 1] NHWC images at the training size: (batch, features)."""
+        return self._read("encode", "features", images)
+
+    def _read(self, name: str, key: str, images: np.ndarray) -> np.ndarray:
+        if name not in self.module.signatures:
+            raise ValueError(f"{self.path}: this model exports no {name} signature (multi-label StarGAN and DTN "
+                             "export classify, DTN encode)")
+        return self.module.signatures[name](images=tf.constant(images, tf.float32))[key].numpy()
 
     def labels_for(self, images: np.ndarray, to: str | None = None, changes: dict | None = None) -> np.ndarray:
         """Target label vectors (batch, N) for a StarGAN model: the one-hot of domain ``to``
@@ -487,6 +524,12 @@ class Exported:
     def _run(self, name: str, images: np.ndarray, key: str | None = None, value=None) -> np.ndarray:
         """Call signature ``name`` with condition ``key`` = ``value``: (N,) for every image,
         (batch, N) one each, or (height, width, N) per pixel (the ``_map`` signature)."""
+        channels, size, shape = self.in_channels, self.input_size, np.shape(images)
+        if len(shape) != 4 or shape[-1] != channels:
+            raise ValueError(f"{self.path}: this model takes {channels}-channel NHWC images, not an array of shape {shape}")
+        if size and shape[1:3] != (size, size):
+            raise ValueError(f"{self.path}: this model takes {size}x{size} images (its training size), not "
+                             f"{shape[2]}x{shape[1]}")
         extra = {}
         if key is not None:
             n = int(self.module.signatures[name].structured_input_signature[1][key].shape[-1])

@@ -39,21 +39,23 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
     ``grid``: instead, ``output/<stem>_grid.png``, the image beside its translation to every
     domain (StarGAN; attributes: each switched in turn) or style."""
     model = Exported(model_dir)
-    if model.in_channels != 3:
+    if model.in_channels not in (1, 3):
         raise DataError(f"{model.path}: this model takes {model.in_channels} channels (stacked frames), not one "
-                        "RGB image; for frame interpolation use scripts/interpolate.py")
+                        "image; for frame interpolation use scripts/interpolate.py")
     if grid and not model.condition:
         raise DataError(f"{model.path}: --grid shows one column per domain or style; this model has one direction "
                         "(use --to)")
     if not grid:  # unknown domains and bad weights fail before any work
-        model(np.zeros((1, 8, 8, 3), np.float32), to=to, style_weights=style_weights, changes=changes)
+        side = model.input_size or MIN_SIDE
+        model(np.zeros((1, side, side, model.in_channels), np.float32), to=to, style_weights=style_weights,
+              changes=changes)
     files = input_files(inputs)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(files, unit="image", disable=len(files) < 2, file=sys.stderr, mininterval=bar_interval()):
         try:
-            image = read_image(path, max_pixels=model.config.data.max_pixels)
+            image = model_input(model, read_image(path, max_pixels=model.config.data.max_pixels))
             if min(image.shape[:2]) < MIN_SIDE:
                 raise ImageError(f"{path}: {image.shape[1]}x{image.shape[0]} is too small (at least {MIN_SIDE} px a side)")
         except ImageError as e:
@@ -65,9 +67,22 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
         else:
             target = output / f"{path.stem}.png"
             out = model.images(image[None], to=to, style_weights=style_weights, changes=changes)
-            Image.fromarray(out[0]).save(target)
+            Image.fromarray(out[0].squeeze(-1) if out.shape[-1] == 1 else out[0]).save(target)
         written.append(target)
     return written
+
+
+def model_input(model: Exported, image: np.ndarray) -> np.ndarray:
+    """A decoded RGB image as ``model`` takes it: greyscale for a 1-channel model, resized to
+    the training size for a fixed-size one (DTN)."""
+    if model.in_channels == 3 and not model.input_size:
+        return image
+    picture = Image.fromarray(image)
+    if model.input_size:
+        picture = picture.resize((model.input_size, model.input_size), Image.BICUBIC)
+    if model.in_channels == 1:
+        return np.asarray(picture.convert("L"))[..., None]
+    return np.asarray(picture)
 
 
 def grid_picture(model: Exported, image: np.ndarray) -> np.ndarray:

@@ -93,3 +93,30 @@ def domain_classification(logits, labels, multi_label: bool):
     if multi_label:
         return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=1)
     return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def anisotropic_total_variation(images):
+    """Sum of absolute differences between neighbouring pixels per sample (DTN's L_TV)."""
+    images = tf.cast(images, tf.float32)
+    absolute = lambda d: tf.reduce_sum(tf.reshape(tf.abs(d), [tf.shape(d)[0], -1]), axis=1)  # noqa: E731
+    return absolute(images[:, 1:, :, :] - images[:, :-1, :, :]) + absolute(images[:, :, 1:, :] - images[:, :, :-1, :])
+
+
+# DTN's ternary discriminator classes: G(x) of a source x, G(x) of a target x, a real target x.
+FAKE_SOURCE, FAKE_TARGET, REAL_TARGET = range(3)
+
+
+def _ternary(logits, label: int):
+    logits = tf.cast(logits, tf.float32)
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.fill(tf.shape(logits)[:1], label), logits)
+
+
+def dtn_discriminator_loss(on_fake_source, on_fake_target, on_real_target):
+    """L_D per sample: -log D_1(G(x_s)) - log D_2(G(x_t)) - log D_3(x_t) (softmax over 3 classes)."""
+    return (_ternary(on_fake_source, FAKE_SOURCE) + _ternary(on_fake_target, FAKE_TARGET)
+            + _ternary(on_real_target, REAL_TARGET))
+
+
+def dtn_generator_loss(on_fake_source, on_fake_target):
+    """L_GANG per sample: -log D_3(G(x_s)) - log D_3(G(x_t))."""
+    return _ternary(on_fake_source, REAL_TARGET) + _ternary(on_fake_target, REAL_TARGET)

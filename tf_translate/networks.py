@@ -208,3 +208,76 @@ def stargan_discriminator(
     src = layers.Activation("linear", name="src", dtype="float32")(src)
     cls = layers.Activation("linear", name="cls", dtype="float32")(layers.Reshape((n_domains,), name="cls_flat")(cls))
     return keras.Model(inputs, [src, cls], name=name)
+
+
+def dtn_encoder(
+    *,
+    size: int = 32,
+    in_channels: int = 1,
+    widths: tuple[int, ...] = (64, 128, 256, 128),
+    name: str = "f",
+) -> keras.Model:
+    """DTN's f for digits (Taigman, Polyak & Wolf, ICLR 2017, section 5.1): four
+    convolutional blocks of ``widths`` filters, each followed by max pooling and ReLU; the
+    last is a valid convolution over what is left of the ``size`` x ``size`` image, so f(x)
+    is one vector of ``widths[-1]`` numbers, shaped (1, 1, D) for g's transposed convolutions.
+    """
+    inputs = keras.Input((size, size, in_channels), name="image")
+    x = inputs
+    for i, width in enumerate(widths[:-1]):
+        x = layers.Conv2D(width, 3, padding="same", kernel_initializer=weight_init(), name=f"c{i + 1}_conv")(x)
+        x = layers.MaxPooling2D(name=f"c{i + 1}_pool")(x)
+        x = activation("relu", f"c{i + 1}_act")(x)
+    x = layers.Conv2D(widths[-1], size // 2 ** (len(widths) - 1), kernel_initializer=weight_init(),
+                      name=f"c{len(widths)}_conv")(x)
+    outputs = layers.Activation("relu", name="features", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def dtn_decoder(
+    *,
+    features: int = 128,
+    out_channels: int = 1,
+    filters: int = 64,
+    n_blocks: int = 4,
+    name: str = "g",
+) -> keras.Model:
+    """DTN's g: ``n_blocks`` transposed-convolution blocks with batch norm and ReLU, a tanh
+    terminal (the paper's digits: four, 1x1 -> 4x4 -> 8 -> 16 -> 32; faces: five). The
+    first block expands f's (1, 1, ``features``) vector to 4x4, each next one doubles the side."""
+    inputs = keras.Input((1, 1, features), name="features")
+    x = layers.Conv2DTranspose(filters * 2 ** (n_blocks - 2), 4, kernel_initializer=weight_init(),
+                               name="u1_deconv")(inputs)
+    x = norm("batch", "u1_norm")(x)
+    x = activation("relu", "u1_act")(x)
+    for i in range(1, n_blocks - 1):
+        x = conv_block(x, filters * 2 ** (n_blocks - 2 - i), 4, stride=2, transpose=True, name=f"u{i + 1}",
+                       norm_kind="batch")
+    x = conv_block(x, out_channels, 4, stride=2, transpose=True, name=f"u{n_blocks}", norm_kind="none", act=None)
+    outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def dtn_discriminator(
+    *,
+    size: int = 32,
+    in_channels: int = 1,
+    filters: int = 64,
+    n_layers: int = 3,
+    act: str = "relu",
+    classes: int = 3,
+    name: str = "D",
+) -> keras.Model:
+    """DTN's ternary discriminator: ``n_layers`` 4x4 stride-2 convolutions with batch norm
+    (none on the first) and ``act`` (digits: ReLU, three of them, then the fourth layer, a
+    valid convolution to ``classes`` logits; faces: six blocks with LeakyReLU 0.2). Logits
+    (B, 3): G(x) of a source x, G(x) of a target x, a real target x."""
+    if size % 2**n_layers:
+        raise ValueError(f"the discriminator needs an image size that is a multiple of {2 ** n_layers}, not {size}")
+    inputs = keras.Input((size, size, in_channels), name="image")
+    x = inputs
+    for i in range(n_layers):
+        x = conv_block(x, filters * 2**i, 4, stride=2, name=f"c{i + 1}", norm_kind="batch" if i else "none", act=act)
+    x = layers.Conv2D(classes, size // 2**n_layers, kernel_initializer=weight_init(), name="logits_conv")(x)
+    outputs = layers.Activation("linear", name="logits", dtype="float32")(layers.Reshape((classes,), name="flat")(x))
+    return keras.Model(inputs, outputs, name=name)

@@ -102,6 +102,7 @@ def run(cfg: RunConfig, strategy=None) -> Path:
     if step:
         print(f"resuming {run_dir} at step {step} of {total}", file=sys.stderr)
     if step < total:
+        model.before_fit(data, run_dir)
         _fit(cfg, data, model, latest, best, step, total, steps_per_epoch)
     if not cfg.export.export:
         return run_dir

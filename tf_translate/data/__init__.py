@@ -24,4 +24,8 @@ def load(kind: str, cfg):
         from tf_translate.data import domains
 
         return domains.load(cfg.data, cfg.model.attrs)
+    if kind == "transfer":
+        from tf_translate.data import transfer
+
+        return transfer.load(cfg.data, cfg.model.settings["channels"])
     raise ValueError(f"unknown data kind {kind!r}")

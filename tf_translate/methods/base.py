@@ -119,6 +119,19 @@ class TranslationModel(keras.Model):
         """Input height and width must be multiples of this (signatures pad and crop)."""
         return 1
 
+    def input_size(self) -> int | None:
+        """The one square size the generators take (DTN's f ends in a valid convolution);
+        None = any height and width."""
+        return None
+
+    def readers(self) -> dict:
+        """Networks exported beside the generators that read images rather than draw them:
+        signature name -> (model on [-1, 1] images, output name, function of its output)."""
+        return {}
+
+    def before_fit(self, data, run_dir) -> None:
+        """Work a run does before its training steps (DTN's stage 1); nothing by default."""
+
     def domain_labels(self):
         """An ``export.DomainLabels`` for a generator conditioned on named domains; None otherwise."""
         return None

@@ -1,0 +1,226 @@
+"""DTN: ternary losses, TV, frozen f, stage 1 (training, resume, reuse), held-out splits, export."""
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tf_translate import classifier, data as tf_data, losses, registry, trainer
+from tf_translate.data.images import DataError
+from tf_translate.export import Exported
+from tests.conftest import tiny_config
+
+
+def log_softmax(logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def test_ternary_losses_match_numpy():
+    rng = np.random.default_rng(0)
+    on_fake_s, on_fake_t, on_real_t = (rng.normal(size=(5, 3)).astype(np.float32) for _ in range(3))
+    # classes: 0 = G(source), 1 = G(target), 2 = real target
+    want_d = -log_softmax(on_fake_s)[:, 0] - log_softmax(on_fake_t)[:, 1] - log_softmax(on_real_t)[:, 2]
+    want_g = -log_softmax(on_fake_s)[:, 2] - log_softmax(on_fake_t)[:, 2]
+    np.testing.assert_allclose(losses.dtn_discriminator_loss(on_fake_s, on_fake_t, on_real_t), want_d, rtol=1e-5)
+    np.testing.assert_allclose(losses.dtn_generator_loss(on_fake_s, on_fake_t), want_g, rtol=1e-5)
+
+
+def test_anisotropic_total_variation_matches_numpy():
+    images = np.random.default_rng(1).normal(size=(2, 5, 7, 3)).astype(np.float32)
+    want = (np.abs(np.diff(images, axis=1)).sum(axis=(1, 2, 3)) + np.abs(np.diff(images, axis=2)).sum(axis=(1, 2, 3)))
+    np.testing.assert_allclose(losses.anisotropic_total_variation(images), want, rtol=1e-5)
+    assert float(losses.anisotropic_total_variation(np.ones((1, 4, 4, 1)))[0]) == 0.0
+
+
+def build(tmp_path, folder, **sections):
+    cfg = tiny_config("dtn", tmp_path, str(folder), **sections)
+    data = tf_data.load("transfer", cfg)
+    cfg = data.complete(cfg)
+    return cfg, data, trainer.build_model(cfg, registry.get("dtn"), steps_per_epoch=2)
+
+
+def snapshot(net):
+    return [v.numpy().copy() for v in net.variables]
+
+
+def test_stage2_step_keeps_f_and_updates_g_and_d(tmp_path, transfer_dir):
+    cfg, data, model = build(tmp_path, transfer_dir)
+    assert cfg.model.classes == ("0", "1", "2") and model.settings["alpha"] == 15.0
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    frozen, trained = model.classifier.variables, model.g.trainable_variables + model.D.trainable_variables
+    before = [v.numpy().copy() for v in frozen + trained]
+    for _ in range(2):
+        logs = model.train_step(batch)
+    assert float(logs["finite"]) == 1.0 and all(np.isfinite(float(v)) for v in logs.values())
+    assert not model.f.trainable_variables
+    for v, old in zip(frozen, before):  # f and its head
+        np.testing.assert_array_equal(old, v.numpy(), err_msg=v.path)
+    for v, old in zip(trained, before[len(frozen):]):  # g and D
+        assert not np.array_equal(old, v.numpy()), f"{v.path} did not change"
+
+
+def test_embedded_digits_held_out_split_never_trained_on(tmp_path):
+    cfg = tiny_config("dtn", tmp_path, None, data={"load_size": 32})
+    data = tf_data.load("transfer", cfg)
+    assert [len(s.images) for s in (data.source, data.source_test, data.target, data.target_test)] == [1500, 297,
+                                                                                                     4000, 1000]
+    digest = lambda image: hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()  # noqa: E731
+    channels = lambda split: np.asarray(data.to_channels(  # noqa: E731
+        np.stack([split.images.load(i) for i in range(len(split.images))]).astype(np.float32) / 127.5 - 1.0))
+    for train, test, role in ((data.source, data.source_test, "source"), (data.target, data.target_test, "target")):
+        seen = {digest(x) for x in channels(train)}
+        held = {digest(x) for x in channels(test)} - seen  # a few digits occur twice in the raw data
+        assert len(held) > 0.95 * len(test.images)
+        batches = list(data.labelled(role, batch_size=64, seed=0, first_step=0, steps=30))  # stage 1 (source)
+        batches += [(b[0] if role == "source" else b[2], None)
+                    for b in data.training(batch_size=64, flip=False, seed=0, first_step=0, steps=30)]  # stage 2
+        drawn = {digest(x) for batch, _ in batches for x in batch.numpy()}
+        assert drawn <= seen and not drawn & held
+        assert len(drawn) > 0.6 * len(train.images)
+
+
+def test_stage1_resume_equals_uninterrupted(tmp_path, transfer_dir, op_determinism):
+    def run(name, stop_at=None):
+        cfg, data, model = build(tmp_path / name, transfer_dir)
+
+        def batches(first, count):
+            for i, batch in enumerate(data.labelled("source", batch_size=2, seed=0, first_step=first, steps=count)):
+                if stop_at is not None and first + i == stop_at:
+                    raise KeyboardInterrupt
+                yield batch
+
+        model.f.trainable = True
+        classifier.train(model.classifier, batches, steps=6, lr=1e-3, folder=tmp_path / name / "encoder",
+                         checkpoint_every=2)
+        return snapshot(model.classifier)
+
+    straight = run("straight")
+    with pytest.raises(SystemExit):
+        run("resumed", stop_at=3)  # killed during step 4: the checkpoint of step 3 is on disk
+    assert tf.train.latest_checkpoint(str(tmp_path / "resumed" / "encoder" / "checkpoints")).endswith("ckpt-3")
+    resumed = run("resumed")
+    for a, b in zip(straight, resumed):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert any(not np.array_equal(a, b) for a, b in zip(straight, snapshot(build(tmp_path / "fresh", transfer_dir)[2]
+                                                                           .classifier)))
+
+
+@pytest.fixture(scope="module")
+def trained_dtn(tmp_path_factory, transfer_dir):
+    tmp = tmp_path_factory.mktemp("dtn")
+    cfg = tiny_config("dtn", tmp, str(transfer_dir), train={"validate_every": 2})
+    return cfg, trainer.run(cfg)
+
+
+def test_stage1_saves_f_and_encoder_reuse(trained_dtn, tmp_path, transfer_dir):
+    cfg, _ = trained_dtn
+    saved = cfg.run_dir / "encoder" / "f.keras"
+    assert saved.is_file()
+    reuse = tiny_config("dtn", tmp_path, str(transfer_dir), model={"encoder": str(saved)}, export={"export": False})
+    trainer.run(reuse)
+    assert not (reuse.run_dir / "encoder").exists()  # no stage 1
+    restored = trainer.restore(tf_data.load("transfer", reuse).complete(reuse))
+    first = trainer.restore(tf_data.load("transfer", cfg).complete(cfg))
+    for a, b in zip(snapshot(first.classifier), snapshot(restored.classifier)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_encoder_errors(trained_dtn, tmp_path, transfer_dir):
+    cfg, _ = trained_dtn
+    saved = cfg.run_dir / "encoder" / "f.keras"
+    wider = tiny_config("dtn", tmp_path / "a", str(transfer_dir), model={"encoder": str(saved), "features": 16})
+    with pytest.raises(DataError, match=r"output \(1, 1, 8\) does not fit g, which takes \(1, 1, 16\)"):
+        trainer.run(wider)
+    missing = tiny_config("dtn", tmp_path / "b", str(transfer_dir), model={"encoder": str(tmp_path / "nope.keras")})
+    with pytest.raises(FileNotFoundError, match="nope.keras"):
+        trainer.run(missing)
+    rgb = tiny_config("dtn", tmp_path / "c", str(transfer_dir), model={"encoder": str(saved), "channels": 3})
+    with pytest.raises(DataError, match=r"takes images of \(32, 32, 1\); this run's are \(32, 32, 3\)"):
+        trainer.run(rgb)
+    # unlabelled source images: fine with an encoder, an error when f must be trained
+    flat = tmp_path / "flat"
+    shutil.copytree(transfer_dir / "target", flat / "target")
+    (flat / "source").mkdir()
+    for path in (transfer_dir / "source").glob("*/*.png"):
+        shutil.copy(path, flat / "source" / path.name)
+    with pytest.raises(DataError, match="source images are unlabelled"):
+        trainer.run(tiny_config("dtn", tmp_path / "d", str(flat)))
+    trainer.run(tiny_config("dtn", tmp_path / "e", str(flat), model={"encoder": str(saved)}, export={"export": False}))
+
+
+def test_export_signatures_and_parity(trained_dtn, tmp_path):
+    cfg, version = trained_dtn
+    model = Exported(version)
+    assert model.in_channels == 1 and model.input_size == 32 and model.names == ["translate"]
+    x = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
+    out = model(x)
+    assert out.shape == (2, 32, 32, 1) and 0 <= out.min() and out.max() <= 1
+    assert model.classify(x).shape == (2, 3) and np.allclose(model.classify(x).sum(1), 1, atol=1e-5)
+    assert model.encode(x).shape == (2, 8)
+    # the Keras model restored from the run agrees with the export
+    keras_model = trainer.restore(cfg)
+    np.testing.assert_allclose(out, (keras_model.G(x * 2 - 1).numpy() + 1) / 2, atol=1e-5)
+    report = __import__("json").loads((version / "tflite_parity.json").read_text())
+    assert report["signatures"]["translate"]["max_abs_error"] < 1e-4
+    with pytest.raises(ValueError, match="takes 1-channel NHWC images"):
+        model(np.zeros((1, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="takes 32x32 images"):
+        model(np.zeros((1, 28, 28, 1), np.float32))
+    # bytes in: an RGB photo of another size is made grey and 32x32
+    photo = tmp_path / "digit.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (50, 40, 3), dtype=np.uint8)).save(photo)
+    png = model.module.signatures["translate_bytes"](image_bytes=tf.constant([photo.read_bytes()]))["output_bytes"]
+    decoded = tf.io.decode_png(png[0]).numpy()
+    assert decoded.shape == (32, 32, 1)
+
+
+def test_translate_cli_resizes_and_writes_grey(trained_dtn, tmp_path):
+    from tf_translate.cli import main
+
+    _, version = trained_dtn
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (45, 60, 3), dtype=np.uint8)).save(tmp_path / "a.jpg")
+    assert main(["--model", str(version), str(tmp_path / "a.jpg"), "--output", str(tmp_path / "out")],
+                command="translate") == 0
+    written = Image.open(tmp_path / "out" / "a.png")
+    assert written.mode == "L" and written.size == (32, 32)
+
+
+def test_evaluate_reports_the_papers_measure(trained_dtn, tmp_path):
+    from tf_translate import evaluate
+
+    cfg, version = trained_dtn
+    data = tf_data.load("transfer", cfg)
+    path = tmp_path / "judge.keras"
+    judge = evaluate.target_classifier(data, path, steps=5)
+    assert path.is_file()
+    report = evaluate.evaluate(version, pictures=tmp_path, classifier_path=path)
+    c = report["target_classifier"]
+    x, labels, _ = data.held_out()
+    assert c["untranslated_source"] == classifier.accuracy(judge, x, labels)
+    assert set(c["translated_per_class"]) == {"0", "1", "2"}
+    assert all(0 <= v <= 1 for v in (c["real_target"], c["translated_source"], report["f"]["source"]))
+    assert report["f"]["constancy_mse"] >= 0 and report["diversity"]["real_target"] > 0
+    assert Image.open(report["panel"]).width > 6 * 64
+    assert "target classifier on G(source)" in evaluate.markdown(report)
+
+
+def test_faces_preset_is_the_papers_configuration(tmp_path):
+    from tf_translate import config
+
+    spec = registry.get("dtn")
+    cfg = config.build("dtn", spec.config, spec.overrides, {"data": {"load_size": 64, "crop_size": 64},
+                                                            "model": {"preset": "faces", "classes": ("a", "b")}})
+    model = spec.model(cfg)
+    assert (model.settings["alpha"], model.settings["beta"], model.settings["gamma"]) == (100.0, 1.0, 0.05)
+    assert model.G.output_shape == (None, 64, 64, 3) and model.D.output_shape == (None, 3)
+    assert sum(layer.name.endswith("_deconv") for layer in model.g.layers) == 5
+    assert sum(layer.name.endswith("_act") and "leaky" in type(layer).__name__.lower()
+               for layer in model.D.layers) == 6
+    with pytest.raises(ValueError, match="g draws 64x64 images"):
+        spec.model(config.build("dtn", spec.config, spec.overrides, {"model": {"preset": "faces", "classes": ("a",)}}))
+    with pytest.raises(ValueError, match="--preset 'cartoons'"):
+        spec.model(config.build("dtn", spec.config, spec.overrides, {"model": {"preset": "cartoons"}}))

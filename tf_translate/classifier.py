@@ -1,0 +1,82 @@
+"""Small image classifiers, trained resumably: DTN's f (stage 1, on the labelled source
+domain) and the target-domain classifier that scores DTN's translations."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+from tqdm.auto import tqdm
+
+from tf_translate.callbacks import bar_interval
+
+
+def with_head(encoder: keras.Model, classes: int, name: str = "classifier") -> keras.Model:
+    """``encoder`` (images -> a (1, 1, D) feature map) followed by a dense layer to class logits."""
+    x = layers.Flatten(name="flat")(encoder.output)
+    logits = layers.Dense(classes, name="logits", dtype="float32")(x)
+    return keras.Model(encoder.input, logits, name=name)
+
+
+def train(model: keras.Model, batches: Callable, *, steps: int, lr: float, folder: Path | None = None,
+          checkpoint_every: int = 200, describe: str = "classifier") -> None:
+    """Train ``model`` (logits) with Adam on softmax cross-entropy for ``steps`` steps of
+    ``batches(first_step, count)`` ((images, int labels) batches that depend on the step only).
+    With ``folder``, checkpoints there every ``checkpoint_every`` steps (and on Ctrl-C) and
+    resumes from the latest one, replaying the uninterrupted run."""
+    optimizer = keras.optimizers.Adam(lr)
+    optimizer.build(model.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    manager = None
+    if folder is not None:
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        manager = tf.train.CheckpointManager(ckpt, Path(folder) / "checkpoints", max_to_keep=1)
+        if manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+
+    @tf.function
+    def update(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        step.assign_add(1)
+        return loss, tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.float32))
+
+    first = int(step.numpy())
+    if first >= steps:
+        return
+    bar = tqdm(total=steps, initial=first, unit="step", desc=describe, file=sys.stderr, mininterval=bar_interval())
+    try:
+        for x, y in batches(first, steps - first):
+            loss, accuracy = update(x, tf.cast(y, tf.int32))
+            now = int(step.numpy())
+            bar.update(1)
+            if now % 10 == 0:
+                bar.set_postfix(loss=f"{float(loss):.3f}", accuracy=f"{float(accuracy):.3f}", refresh=False)
+            if manager is not None and (now % checkpoint_every == 0 or now == steps):
+                manager.save(checkpoint_number=now)
+    except KeyboardInterrupt:
+        if manager is not None:
+            manager.save(checkpoint_number=int(step.numpy()))
+            print(f"\ninterrupted at {describe} step {int(step.numpy())}; checkpoint saved in {manager.directory}; "
+                  "run the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        bar.close()
+
+
+def predict(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Class indices ``model`` gives ``images``."""
+    return np.concatenate([np.argmax(model(images[i: i + batch], training=False), axis=1)
+                           for i in range(0, len(images), batch)])
+
+
+def accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
+    """The fraction of ``images`` that ``model`` classifies as ``labels``."""
+    return float(np.mean(predict(model, images) == np.asarray(labels)))

@@ -1,0 +1,222 @@
+"""DTN: the Domain Transfer Network, G = g o f with f frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_translate import classifier, losses, networks
+from tf_translate.config import opt
+from tf_translate.data.images import DataError
+from tf_translate.methods.base import TranslationModel
+from tf_translate.registry import register
+
+# The paper's settings (section 5): digits (SVHN -> MNIST) and faces (-> emoji, 64x64).
+PRESETS = {
+    "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "channels": 1, "decoder_blocks": 4, "disc_layers": 3,
+               "disc_act": "relu"},
+    "faces": {"alpha": 100.0, "beta": 1.0, "gamma": 0.05, "channels": 3, "decoder_blocks": 5, "disc_layers": 6,
+              "disc_act": "lrelu0.2"},
+}
+G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV")
+
+
+@dataclasses.dataclass(frozen=True)
+class DTNConfig:
+    preset: str = opt("digits", "digits | faces: the paper's alpha, beta, gamma, channels and networks for each "
+                                "(digits: 32x32 grey, g of 4 blocks, D of 4 layers with ReLU; faces: 64x64 RGB, "
+                                "g of 5 blocks, D of 6 stride-2 blocks with LeakyReLU 0.2; no face-identity "
+                                "network or emoji set can be had offline, so faces is the configuration only)")
+    alpha: float | None = opt(None, "weight of L_CONST, f-constancy |f(x) - f(G(x))|^2 on the source; "
+                                    "default: the preset's (digits 15, faces 100)")
+    beta: float | None = opt(None, "weight of L_TID, |x - G(x)|^2 on the target; default: the preset's "
+                                   "(digits 15, faces 1)")
+    gamma: float | None = opt(None, "weight of L_TV, anisotropic total variation of G(x); default: the "
+                                    "preset's (digits 0, faces 0.05)")
+    channels: int | None = opt(None, "image channels, 1 or 3 (default: the preset's, digits 1, faces 3)")
+    filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
+    features: int = opt(128, "size of f's representation (its last layer's filters)")
+    encoder: str | None = opt(None, "f saved by an earlier run's stage 1 (RUN/encoder/f.keras), reused "
+                                    "instead of training f (default: stage 1 trains it)")
+    encoder_steps: int = opt(1500, "stage 1: steps training f as a classifier on the labelled source")
+    encoder_lr: float = opt(1e-3, "stage 1: Adam learning rate")
+    encoder_shift: int = opt(2, "stage 1: random shifts of f's training images, up to this many pixels")
+    classes: tuple[str, ...] = opt((), "the source's classes (set from the data)")
+
+    @property
+    def settings(self) -> dict:
+        """The preset's values with the explicitly given ones over them."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
+        given = {k: getattr(self, k) for k in ("alpha", "beta", "gamma", "channels") if getattr(self, k) is not None}
+        return {**PRESETS[self.preset], **given}
+
+
+@register("dtn", config=DTNConfig, data_kind="transfer",
+          overrides={"data": {"load_size": 32, "crop_size": 32, "batch_size": 64, "flip": False},
+                     "train": {"lr": 2e-4, "epochs": 40, "decay_epochs": 0, "sample_every": 250,
+                               "checkpoint_every": 250, "validate_every": 250}},
+          demo={"train": {"epochs": 20}})
+class DTN(TranslationModel):
+    """DTN (Taigman, Polyak, Wolf, *Unsupervised Cross-Domain Image Generation*, ICLR 2017).
+
+    G = g o f: f, trained first as a classifier on the labelled source domain (stage 1) and
+    then frozen, maps an image to a (1, 1, ``features``) vector; g draws a target-domain
+    image from it. D is ternary (G(x) of a source x, G(x) of a target x, a real target x).
+    L_D = -log D_1(G(x_s)) - log D_2(G(x_t)) - log D_3(x_t);
+    L_G = L_GANG + alpha L_CONST + beta L_TID + gamma L_TV with L_GANG = -log D_3(G(x_s))
+    - log D_3(G(x_t)), L_CONST = MSE(f(x_s), f(G(x_s))), L_TID = MSE(x_t, G(x_t)), L_TV the
+    anisotropic total variation of G(x_s); only g and D are updated.
+    """
+
+    loss_names = (*G_LOSSES, "D")
+    generator_roles = ("g",)
+    discriminator_roles = ("D",)
+    validation_key = "val_const"
+    validation_mode = "min"
+    panel_titles = ("source", "G(source)", "target", "G(target)")
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        m, size = config.model, config.data.crop_size
+        self.settings = s = m.settings
+        side = 2 ** (s["decoder_blocks"] + 1)
+        if size != side:
+            raise ValueError(f"--preset {m.preset}: g draws {side}x{side} images; train at that size "
+                             f"(--image-size {side} --load-size {side}), not {size}")
+        self.f = networks.dtn_encoder(size=size, in_channels=s["channels"], widths=(64, 128, 256, m.features))
+        self.f.trainable = False
+        # f with its stage-1 head; none when the source is unlabelled (f then comes from --encoder)
+        self.classifier = classifier.with_head(self.f, len(m.classes), name="f_classifier") if m.classes else None
+        self.g = networks.dtn_decoder(features=m.features, out_channels=s["channels"], filters=m.filters,
+                                      n_blocks=s["decoder_blocks"])
+        self.D = networks.dtn_discriminator(size=size, in_channels=s["channels"], filters=m.filters,
+                                            n_layers=s["disc_layers"], act=s["disc_act"])
+        image = keras.Input((size, size, s["channels"]), name="image")
+        self.G = keras.Model(image, self.g(self.f(image)), name="G")
+        self.nets = {"f": self.f, "g": self.g, "D": self.D, "G": self.G}
+
+    # --- stage 1: f ---------------------------------------------------------------------
+
+    def before_fit(self, data, run_dir: Path) -> None:
+        """Stage 1: f from ``--encoder``, or from this run's finished stage 1, or trained now as
+        a classifier on the labelled source (resumable; saved as RUN/encoder/f.keras)."""
+        if int(self.step.numpy()):
+            return  # stage 2 has begun: f is in its checkpoint
+        m = self.run_config.model
+        folder = Path(run_dir) / "encoder"
+        saved = Path(m.encoder) if m.encoder else folder / "f.keras"
+        if not saved.is_file():
+            if m.encoder:
+                raise FileNotFoundError(f"--encoder {saved}: no such file")
+            if data.source.labels is None:
+                raise DataError(f"{data.source.images.describe}: the source images are unlabelled (no class "
+                                "folders), and f is trained on their classes: put them in one folder per class, "
+                                "or reuse a trained f with --encoder PATH")
+            self.f.trainable = True
+            batch = self.run_config.data.batch_size
+            classifier.train(self.classifier, lambda first, count: data.labelled(
+                "source", batch_size=batch, seed=self.seed, first_step=first, steps=count, shift=m.encoder_shift),
+                steps=m.encoder_steps, lr=m.encoder_lr, folder=folder, describe="stage 1: f")
+            self.f.trainable = False
+            x, labels, _ = data.held_out()
+            score = classifier.accuracy(self.classifier, x, labels)
+            print(f"stage 1: f classifies {score:.1%} of {len(x)} held-out source images", file=sys.stderr)
+            self.classifier.save(folder / "f.tmp.keras")
+            (folder / "f.tmp.keras").replace(saved)
+        self.load_encoder(saved)
+
+    def load_encoder(self, path: Path) -> None:
+        """f and its classifier head from a stage-1 file; a file that does not fit fails, saying why."""
+        try:
+            loaded = keras.models.load_model(path, compile=False)
+        except Exception as e:  # keras raises many types for a file that is not a saved model
+            raise DataError(f"{path}: not a saved Keras model ({str(e).splitlines()[0]})") from None
+        want_in, want_out = self.f.input_shape[1:], self.f.output_shape[1:]
+        if loaded.input_shape[1:] != want_in:
+            raise DataError(f"{path}: the encoder takes images of {loaded.input_shape[1:]}; this run's are {want_in}")
+        names = [layer.name for layer in loaded.layers]
+        if "features" not in names or "logits" not in names:
+            raise DataError(f"{path}: not an f saved by DTN's stage 1 (no features and logits layers)")
+        out, logits = loaded.get_layer("features").output.shape[1:], loaded.get_layer("logits").output.shape[-1]
+        if out != want_out:
+            raise DataError(f"{path}: the encoder's output {out} does not fit g, which takes {want_out} "
+                            f"(--features {want_out[-1]})")
+        if self.classifier is None:  # an unlabelled source: f alone
+            self.f.set_weights(keras.Model(loaded.input, loaded.get_layer("features").output).get_weights())
+            return
+        if logits != len(self.run_config.model.classes):
+            raise DataError(f"{path}: the encoder classifies {logits} classes; this source has "
+                            f"{len(self.run_config.model.classes)}")
+        self.classifier.set_weights(loaded.get_weights())
+
+    # --- stage 2: g and D ---------------------------------------------------------------
+
+    def train_step(self, data):
+        x_s, _, x_t = data
+        s = self.settings
+        fake_s, fake_t = self.G(x_s, training=True), self.G(x_t, training=True)
+        with tf.GradientTape() as tape:
+            d_loss = self.reduce(losses.dtn_discriminator_loss(
+                self.D(fake_s, training=True), self.D(fake_t, training=True), self.D(x_t, training=True)), x_s)
+        finite_d = self.apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator_roles)
+        f_s = self.f(x_s)
+        with tf.GradientTape() as tape:
+            fake_s, fake_t = self.g(f_s, training=True), self.G(x_t, training=True)
+            gang = losses.dtn_generator_loss(self.D(fake_s, training=True), self.D(fake_t, training=True))
+            const = losses.mse(f_s, self.f(fake_s))
+            tid = losses.mse(x_t, fake_t)
+            tv = losses.anisotropic_total_variation(fake_s)
+            total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv, x_s)
+        finite_g = self.apply_gradients(self.g_optimizer, tape, total, self.generator_roles)
+        values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv)), d_loss)
+        return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
+
+    # --- export, panels, validation -----------------------------------------------------
+
+    def generators(self) -> dict:
+        return {"translate": (self.G, self.settings["channels"])}
+
+    def input_size(self) -> int | None:
+        return self.run_config.data.crop_size
+
+    def readers(self) -> dict:
+        readers = {"encode": (self.f, "features", lambda v: tf.reshape(v, [tf.shape(v)[0], -1]))}
+        if self.classifier is not None:
+            readers["classify"] = (self.classifier, "probabilities", tf.nn.softmax)
+        return readers
+
+    def sample_rows(self, batch):
+        source, target = batch
+        n = min(len(source), len(target))
+        made_s, made_t = self.G(source[:n]).numpy(), self.G(target[:n]).numpy()
+        return [[source[i], made_s[i], target[i], made_t[i]] for i in range(n)]
+
+    def validate(self, held_out) -> dict:
+        """On held-out images: f-constancy MSE(f(x), f(G(x))) of source images (lower is
+        better), how often f's classifier reads G(x) as x's class, and MSE(x, G(x)) of targets."""
+        x_s, labels, x_t = held_out
+        made = self.G(x_s)
+        scores = {self.validation_key: float(tf.reduce_mean(losses.mse(self.f(x_s), self.f(made)))),
+                  "val_tid": float(tf.reduce_mean(losses.mse(x_t, self.G(x_t))))}
+        if labels is not None and self.classifier is not None:
+            scores["val_f_accuracy"] = classifier.accuracy(self.classifier, made.numpy(), labels)
+        return scores
+
+
+def diversity(images: np.ndarray, labels: np.ndarray) -> float:
+    """Mean, over classes, of the mean pairwise L2 distance between the images of a class."""
+    per_class = []
+    for k in np.unique(labels):
+        flat = images[labels == k].reshape(int(np.sum(labels == k)), -1).astype(np.float64)
+        if len(flat) < 2:
+            continue
+        squares = np.sum(flat**2, axis=1)
+        distances = np.sqrt(np.maximum(squares[:, None] + squares[None, :] - 2 * flat @ flat.T, 0.0))
+        per_class.append(distances[np.triu_indices(len(flat), 1)].mean())
+    return float(np.mean(per_class)) if per_class else float("nan")
