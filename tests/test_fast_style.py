@@ -151,8 +151,10 @@ def test_evaluate_draws_the_blend_sheet_of_a_multi_style_network(two_styles, tmp
     report = evaluate.evaluate(version, pictures=tmp_path)
     assert len(report["styles"]) == 2
     sheet = np.asarray(Image.open(report["blend_sheet"]))
-    # columns: photo, style 0, style 1, even blend, sweep; rows: the style images, then the held-out photos
-    assert sheet.shape[1] == 2 + 5 * (32 + 2) and sheet.shape[0] == 14 + 2 + (1 + report["photos"]) * (32 + 2)
+    # columns: photo, style 0, style 1, even blend, sweep; rows: the style images, then the held-out photos;
+    # 32-px tiles are enlarged 3x (panel's min_width 72)
+    tile = 3 * 32
+    assert sheet.shape[1] == 2 + 5 * (tile + 2) and sheet.shape[0] == 14 + 2 + (1 + report["photos"]) * (tile + 2)
     assert "blend_sheet.png" in evaluate.markdown(report)
 
 

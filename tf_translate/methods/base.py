@@ -15,16 +15,16 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     changing once per epoch as in the CycleGAN/pix2pix reference code:
     lr(e) = lr * (1 - max(0, e + 1 - epochs) / (decay_epochs + 1)), e the 0-based epoch.
     ``steps_per_epoch`` counts the global steps of an epoch, and this optimizer updates once
-    ``every`` steps (StarGAN's generator: once per ``n_critic``), so its update i is at
-    global step i * ``every``.
+    ``every`` steps (StarGAN's generator: once per ``n_critic``; DTN's g, ``g_steps`` times a
+    step: every 1 / ``g_steps``), so its update i is at global step i * ``every``.
     """
 
-    def __init__(self, lr: float, epochs: int, decay_epochs: int, steps_per_epoch: int, every: int = 1):
+    def __init__(self, lr: float, epochs: int, decay_epochs: int, steps_per_epoch: int, every: float = 1):
         self.lr, self.epochs, self.decay_epochs, self.steps_per_epoch = lr, epochs, decay_epochs, steps_per_epoch
         self.every = every
 
     def __call__(self, iterations):
-        epoch = tf.cast(iterations * self.every // self.steps_per_epoch, tf.float32)
+        epoch = tf.floor(tf.cast(iterations, tf.float32) * self.every / self.steps_per_epoch)
         decayed = tf.maximum(0.0, epoch + 1.0 - self.epochs) / float(self.decay_epochs + 1)
         return self.lr * tf.maximum(0.0, 1.0 - decayed)
 
@@ -42,7 +42,7 @@ class TranslationModel(keras.Model):
 
     method_name = "base"
     loss_names: tuple[str, ...] = ()
-    generator_every = 1  # global steps per generator update (StarGAN: n_critic)
+    generator_every = 1  # global steps per generator update (StarGAN: n_critic; DTN: 1 / g_steps)
     # The validation measure on held-out data and whether larger is better.
     validation_key = "val_loss"
     validation_mode = "min"

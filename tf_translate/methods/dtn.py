@@ -39,6 +39,8 @@ class DTNConfig:
     gamma: float | None = opt(None, "weight of L_TV, anisotropic total variation of G(x); default: the "
                                     "preset's (digits 0, faces 0.05)")
     channels: int | None = opt(None, "image channels, 1 or 3 (default: the preset's, digits 1, faces 3)")
+    g_steps: int = opt(2, "updates of g per update of D (the paper does not say; the public implementation "
+                          "makes 2, and with 1 g fell behind D on the embedded digits)")
     filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
     features: int = opt(128, "size of f's representation (its last layer's filters)")
     encoder: str | None = opt(None, "f saved by an earlier run's stage 1 (RUN/encoder/f.keras), reused "
@@ -71,7 +73,8 @@ class DTN(TranslationModel):
     L_D = -log D_1(G(x_s)) - log D_2(G(x_t)) - log D_3(x_t);
     L_G = L_GANG + alpha L_CONST + beta L_TID + gamma L_TV with L_GANG = -log D_3(G(x_s))
     - log D_3(G(x_t)), L_CONST = MSE(f(x_s), f(G(x_s))), L_TID = MSE(x_t, G(x_t)), L_TV the
-    anisotropic total variation of G(x_s); only g and D are updated.
+    anisotropic total variation of G(x_s); only g and D are updated, g ``g_steps`` times per
+    update of D.
     """
 
     loss_names = (*G_LOSSES, "D")
@@ -100,6 +103,9 @@ class DTN(TranslationModel):
         image = keras.Input((size, size, s["channels"]), name="image")
         self.G = keras.Model(image, self.g(self.f(image)), name="G")
         self.nets = {"f": self.f, "g": self.g, "D": self.D, "G": self.G}
+        if m.g_steps < 1:
+            raise ValueError(f"--g-steps must be at least 1, not {m.g_steps}")
+        self.generator_every = 1 / m.g_steps
 
     # --- stage 1: f ---------------------------------------------------------------------
 
@@ -165,15 +171,17 @@ class DTN(TranslationModel):
             d_loss = self.reduce(losses.dtn_discriminator_loss(
                 self.D(fake_s, training=True), self.D(fake_t, training=True), self.D(x_t, training=True)), x_s)
         finite_d = self.apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator_roles)
-        f_s = self.f(x_s)
-        with tf.GradientTape() as tape:
-            fake_s, fake_t = self.g(f_s, training=True), self.G(x_t, training=True)
-            gang = losses.dtn_generator_loss(self.D(fake_s, training=True), self.D(fake_t, training=True))
-            const = losses.mse(f_s, self.f(fake_s))
-            tid = losses.mse(x_t, fake_t)
-            tv = losses.anisotropic_total_variation(fake_s)
-            total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv, x_s)
-        finite_g = self.apply_gradients(self.g_optimizer, tape, total, self.generator_roles)
+        f_s, finite_g = self.f(x_s), tf.constant(True)
+        for _ in range(self.run_config.model.g_steps):
+            with tf.GradientTape() as tape:
+                fake_s, fake_t = self.g(f_s, training=True), self.G(x_t, training=True)
+                gang = losses.dtn_generator_loss(self.D(fake_s, training=True), self.D(fake_t, training=True))
+                const = losses.mse(f_s, self.f(fake_s))
+                tid = losses.mse(x_t, fake_t)
+                tv = losses.anisotropic_total_variation(fake_s)
+                total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv, x_s)
+            finite_g = tf.logical_and(finite_g, self.apply_gradients(self.g_optimizer, tape, total,
+                                                                      self.generator_roles))
         values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv)), d_loss)
         return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
 
