@@ -224,3 +224,16 @@ def test_faces_preset_is_the_papers_configuration(tmp_path):
         spec.model(config.build("dtn", spec.config, spec.overrides, {"model": {"preset": "faces", "classes": ("a",)}}))
     with pytest.raises(ValueError, match="--preset 'cartoons'"):
         spec.model(config.build("dtn", spec.config, spec.overrides, {"model": {"preset": "cartoons"}}))
+
+
+def test_stage1_distortion_is_seeded_and_keeps_range():
+    from tf_translate import seeding
+    from tf_translate.data.transfer import digit_arrays, distort
+
+    image = digit_arrays("target")[0][0][..., None].astype(np.float32) / 127.5 - 1.0
+    outs = [distort(tf.constant(image), seeding.derive(0, 13, j)).numpy() for j in (0, 0, 1)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2]) and not np.array_equal(outs[0], image)
+    assert outs[0].shape == image.shape and outs[0].min() >= -1 and outs[0].max() <= 1
+    # a distorted digit is still mostly where the digit was (small rotation, scale and shift)
+    assert np.corrcoef(outs[0].ravel(), image.ravel())[0, 1] > 0.3

@@ -190,6 +190,7 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
                                                        if np.any(labels == k)}},
         "f": {"source": float(np.mean(np.argmax(model.classify((x + 1.0) / 2.0), 1) == labels)),
               "translated_source": float(np.mean(np.argmax(model.classify((made + 1.0) / 2.0), 1) == labels)),
+              "real_target": float(np.mean(np.argmax(model.classify((real + 1.0) / 2.0), 1) == real_labels)),
               "constancy_mse": float(np.mean((features - features_made) ** 2)),
               "feature_mean_square": float(np.mean(features ** 2))},
         "diversity": {"translated_source": diversity((made + 1.0) / 2.0, labels),
@@ -326,6 +327,7 @@ def _transfer_markdown(report: dict) -> str:
              f"| **target classifier on G(source)** | **{c['translated_source']:.2%}** |",
              f"| f on the held-out source images | {f['source']:.2%} |",
              f"| f on G(source) | {f['translated_source']:.2%} |",
+             f"| f on real held-out target images (how well f's classes carry over) | {f['real_target']:.2%} |",
              f"| f-constancy MSE(f(x), f(G(x))) (mean f(x)^2: {f['feature_mean_square']:.4g}) | {f['constancy_mse']:.4g} |",
              f"| within-class diversity of G(source) / of real targets | {d['translated_source']:.3f} / "
              f"{d['real_target']:.3f} = {d['ratio']:.2f} |", "",

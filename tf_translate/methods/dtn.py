@@ -47,7 +47,8 @@ class DTNConfig:
                                     "instead of training f (default: stage 1 trains it)")
     encoder_steps: int = opt(1500, "stage 1: steps training f as a classifier on the labelled source")
     encoder_lr: float = opt(1e-3, "stage 1: Adam learning rate")
-    encoder_shift: int = opt(2, "stage 1: random shifts of f's training images, up to this many pixels")
+    encoder_augment: bool = opt(True, "stage 1: distort f's training images (rotation, scale, shift, stroke "
+                                      "width) so that f reads the target domain's digits too")
     classes: tuple[str, ...] = opt((), "the source's classes (set from the data)")
 
     @property
@@ -127,7 +128,7 @@ class DTN(TranslationModel):
             self.f.trainable = True
             batch = self.run_config.data.batch_size
             classifier.train(self.classifier, lambda first, count: data.labelled(
-                "source", batch_size=batch, seed=self.seed, first_step=first, steps=count, shift=m.encoder_shift),
+                "source", batch_size=batch, seed=self.seed, first_step=first, steps=count, augment=m.encoder_augment),
                 steps=m.encoder_steps, lr=m.encoder_lr, folder=folder, describe="stage 1: f")
             self.f.trainable = False
             x, labels, _ = data.held_out()
