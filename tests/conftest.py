@@ -82,15 +82,44 @@ def photos_dir(tmp_path_factory) -> Path:
     return root
 
 
+# Per method, the settings of the one tiny exported model that every export test shares.
+EXPORT_SETTINGS = {
+    "cyclegan": {"train": {"validate_every": 2}},
+    "pix2pix": {"train": {"validate_every": 2}},
+    "fast_style": {"train": {"steps_per_epoch": 4, "validate_every": 2, "sample_every": 2}, "data": {"batch_size": 2}},
+    "stargan": {"train": {"validate_every": 2}, "data": {"batch_size": 2}},
+    "dtn": {"train": {"validate_every": 2}},
+}
+
+
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory, unpaired_dir):
-    """One tiny CycleGAN trained for 4 steps with validation and exported: (config, export folder)."""
+def exports(tmp_path_factory, request):
+    """``exports(method)``: that method's tiny model, trained a few steps with validation and
+    exported once per session: (config, version folder)."""
     from tf_translate import trainer
 
-    tmp = tmp_path_factory.mktemp("trained")
-    cfg = tiny_config("cyclegan", tmp, str(unpaired_dir), train={"validate_every": 2})
-    version = trainer.run(cfg)
-    return cfg, version
+    made = {}
+
+    def get(method: str):
+        if method not in made:
+            if method in NEEDS_VGG:
+                skip_without_vgg()
+            tmp = tmp_path_factory.mktemp(f"exported_{method}")
+            settings = dict(EXPORT_SETTINGS[method])
+            if method == "fast_style":
+                style = write_images(tmp / "style", 1, seed=9, size=(48, 40))[0]
+                settings["model"] = {"style": (str(style),)}
+            cfg = tiny_config(method, tmp, str(request.getfixturevalue(DATA_FIXTURES[method])), **settings)
+            made[method] = (cfg, trainer.run(cfg))
+        return made[method]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def trained(exports):
+    """The tiny CycleGAN, trained for 4 steps with validation and exported: (config, export folder)."""
+    return exports("cyclegan")
 
 
 @pytest.fixture(scope="session")

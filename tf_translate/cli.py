@@ -119,17 +119,27 @@ def cmd_train(argv):
 
 
 def cmd_export(argv):
-    parser = argparse.ArgumentParser(prog="export", description="Export a run's latest (or best) checkpoint.")
-    parser.add_argument("--run", required=True, help="the run folder (with config.json and checkpoints/)")
+    parser = argparse.ArgumentParser(prog="export", description="Export a run's latest (or best) checkpoint; "
+                                     "write TF Serving's models.config for the exported models.")
+    parser.add_argument("--run", help="the run folder (with config.json and checkpoints/)")
     parser.add_argument("--export-dir", help="where versions are written (default: the run's export dir)")
     parser.add_argument("--best", action="store_true", help="export the best validated checkpoint, not the latest")
     parser.add_argument("--test-dropout", action=argparse.BooleanOptionalAction, default=None,
                         help="keep dropout on at inference (pix2pix's noise; outputs vary per call); "
                              "default: as the run was configured (off: deterministic)")
+    parser.add_argument("--serving-config", metavar="PATH",
+                        help="write a models.config (ModelServerConfig) there for every model under --models")
+    parser.add_argument("--models", default="exported", help="the folder of exported models (NAME/VERSION/) that "
+                        "--serving-config lists, each under its folder's name (default: exported)")
     args = parser.parse_args(argv)
-    from tf_translate import export
+    if not args.run and not args.serving_config:
+        parser.error("give --run RUN_DIR to export, --serving-config PATH to write models.config, or both")
+    from tf_translate import export, serving_config
 
-    print(export.export_run(args.run, export_dir=args.export_dir, best=args.best, test_dropout=args.test_dropout))
+    if args.run:
+        print(export.export_run(args.run, export_dir=args.export_dir, best=args.best, test_dropout=args.test_dropout))
+    if args.serving_config:
+        print(serving_config.write_models_config(args.models, args.serving_config))
 
 
 def cmd_translate(argv):

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tf_translate import serving_config
 from tf_translate.data.pipeline import to_uint8
 from tf_translate.layers import StatelessDropout, label_planes
 
@@ -276,7 +277,9 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
             for layer in net.layers:
                 if isinstance(layer, StatelessDropout):
                     layer.at_test = cfg.export.test_dropout
-        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        signatures = module.signatures()
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        serving_config.write_warmup(tmp, signatures, domains=module.labels.names if module.labels else ())
         cfg.save(tmp / "config.json")
         if cfg.export.tflite:
             write_tflite(tmp, list(module.nets), examples, check=not cfg.export.test_dropout,

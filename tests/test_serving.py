@@ -1,0 +1,221 @@
+"""TF Serving's REST contract (tf_translate.serving) on every exportable method's export:
+each signature run in a graph session from a JSON request equals the eager SavedModel, and
+bad requests get TF Serving's 400s."""
+
+import base64
+import io
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tf_translate import registry, serving, serving_config
+
+EXPORTABLE = registry.names(exportable=True)
+
+
+@pytest.fixture(scope="module")
+def runners(exports):
+    made = {}
+
+    def get(method):
+        if method not in made:
+            cfg, version = exports(method)
+            made[method] = (cfg, serving.SessionRunner(version), tf.saved_model.load(str(version)))
+        return made[method]
+
+    yield get
+    for _, runner, _ in made.values():
+        runner.close()
+
+
+def png_bytes(height, width, channels=3, seed=0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, channels), np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels.squeeze()).save(out, "PNG")
+    return out.getvalue()
+
+
+def to_json(array):
+    if array.dtype == object:
+        return [{"b64": base64.b64encode(v).decode()} for v in array]
+    return array.tolist()
+
+
+def decoded(value):
+    """A response value with {"b64": ...} leaves decoded."""
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [decoded(v) for v in value]
+    return value
+
+
+def check_equal(got, want, name):
+    if want.dtype == object:  # PNG outputs: the same pixels
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(tf.io.decode_png(g).numpy(), tf.io.decode_png(w).numpy())
+    else:  # TF Serving writes 6 significant digits
+        np.testing.assert_allclose(np.array(got, np.float32), want, rtol=2e-6, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("method", EXPORTABLE)
+def test_every_signature_through_json_equals_the_saved_model(runners, method):
+    cfg, runner, loaded = runners(method)
+    assert "serving_default" in runner.signatures
+    for signature in runner.signatures:
+        inputs = serving_config.example_inputs(runner.inputs(signature), batch=2, side=32, domains=cfg.data.domains)
+        eager = {k: v.numpy() for k, v in loaded.signatures[signature](
+            **{k: tf.constant(v) for k, v in inputs.items()}).items()}
+        # columnar: the whole tensors by name; the response holds the outputs by name (or the one output)
+        status, body = serving.predict(runner, json.dumps(
+            {"signature_name": signature, "inputs": {k: to_json(v) for k, v in inputs.items()}}))
+        assert status == 200, body
+        outputs = decoded(json.loads(body)["outputs"])
+        outputs = outputs if len(eager) > 1 else {next(iter(eager)): outputs}
+        for name, want in eager.items():
+            check_equal(outputs[name], want, f"{signature}/{name}")
+        # row format: one object (or bare value with a single input) per batch element
+        names = sorted(inputs)
+        rows = [{k: to_json(inputs[k])[i] for k in names} if len(names) > 1 else to_json(inputs[names[0]])[i]
+                for i in range(2)]
+        status, body = serving.predict(runner, json.dumps({"signature_name": signature, "instances": rows}))
+        assert status == 200, body
+        predictions = decoded(json.loads(body)["predictions"])
+        for name, want in eager.items():
+            got = [p[name] for p in predictions] if len(eager) > 1 else predictions
+            check_equal(got, want, f"{signature}/{name} (rows)")
+        for name in eager:  # strings come back as b64 exactly when the output's name ends in _bytes
+            if eager[name].dtype == object:
+                assert name.endswith("_bytes")
+
+
+def error(runner, request) -> str:
+    status, body = serving.predict(runner, request if isinstance(request, (str, bytes)) else json.dumps(request))
+    assert status == 400, body
+    return json.loads(body)["error"]
+
+
+def test_bad_requests_get_tf_servings_errors(runners):
+    _, runner, _ = runners("cyclegan")
+    image = np.zeros((32, 32, 3)).tolist()
+    assert error(runner, "{not json").startswith("JSON Parse error: ")
+    assert error(runner, b"") == "JSON Parse error: The document is empty"
+    assert error(runner, [1, 2]).endswith("Is not object")
+    assert error(runner, {"signature_name": "nope", "instances": [image]}) == \
+        'Serving signature name: "nope" not found in signature def'
+    assert error(runner, {"instances": [image], "inputs": [image]}).endswith(
+        "expecting only one of 'inputs' or 'instances' keys to exist ")
+    assert error(runner, {"signature": "a2b"}) == "Missing 'inputs' or 'instances' key"
+    assert error(runner, {"instances": []}).endswith("No values in 'instances' array")
+    assert error(runner, {"instances": [[[["x"] * 3] * 32] * 32]}).endswith(
+        'Type: String is not of expected type: float')
+    assert "is not of expected type: float" in error(runner, {"instances": [[[[True] * 3] * 32] * 32]})
+    assert error(runner, {"instances": [image, np.zeros((32, 30, 3)).tolist()]}) == (
+        "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
+        "Expecting tensor size: 3072 but got: 2880")
+    assert "Encountered list at unexpected size: 2 at level: 3 expected size: 3" in error(
+        runner, {"inputs": [[[[0, 0, 0], [0, 0]]]]})
+    assert "without loss of precision" in error(runner, {"inputs": [[[[2**25, 0, 0]]]]})
+    assert error(runner, {"inputs": np.zeros((1, 8, 8, 1)).tolist()}) == \
+        "input images: shape [1,8,8,1] does not match the signature's [?,?,?,3]"
+    assert error(runner, {"signature_name": "a2b_bytes", "instances": [{"b64": "not base64!"}]}).endswith(
+        "Unable to base64 decode")
+    assert "not of expected type: string" in error(runner, {"signature_name": "a2b_bytes", "instances": [3]})
+
+
+def test_bytes_endpoint_fails_cleanly_on_fuzzed_input(runners):
+    """Random, truncated and empty bytes: a 400 with the decoder's message, every time, and
+    the session still answers good requests afterwards."""
+    _, runner, _ = runners("cyclegan")
+    good = png_bytes(20, 24)
+    rng = np.random.default_rng(0)
+    cases = [b"", b"\x89PNG\r\n\x1a\n", good[: len(good) // 2], good[:40], rng.bytes(3), rng.bytes(200),
+             b"GIF89a" + rng.bytes(50), b"\xff\xd8\xff" + rng.bytes(100)]
+    cases += [bytes(rng.integers(0, 256, int(n), np.uint8)) for n in rng.integers(1, 400, 12)]
+    for data in cases:
+        request = {"signature_name": "a2b_bytes", "instances": [{"b64": base64.b64encode(data).decode()}]}
+        assert error(runner, request), data[:16]
+    status, body = serving.predict(runner, json.dumps(
+        {"signature_name": "a2b_bytes", "instances": [{"b64": base64.b64encode(good).decode()}]}))
+    assert status == 200
+    out = tf.io.decode_png(decoded(json.loads(body)["predictions"])[0]).numpy()
+    assert out.shape == (20, 24, 3)
+
+
+def test_b64_and_float_writing_follow_tf_serving():
+    assert serving.b64decode("c2VydmluZw==") == b"serving" == serving.b64decode("c2Vydmlu Zw")
+    for bad in ("c2VydmluZw=", "c2V-dmluZw", "a"):
+        with pytest.raises(serving.RestError, match="Unable to base64 decode"):
+            serving.b64decode(bad)
+    floats = {"x": np.array([[0.5, 3.0, 9e6, 1 / 3, np.nan, -np.inf]], np.float32)}
+    assert serving.format_response(floats, row=True) == \
+        '{"predictions": [[0.5,3.0,9e+06,0.333333343,NaN,-Infinity]]}'
+    strings = {"output_bytes": np.array([b"\x00\xff"], object), "name": np.array([b"cat"], object)}
+    assert json.loads(serving.format_response(strings, row=False))["outputs"] == {
+        "output_bytes": [{"b64": "AP8="}], "name": ["cat"]}
+    with pytest.raises(serving.RestError, match="inconsistent batch size: 2 expecting: 1"):
+        serving.format_response({"a": np.zeros(1), "b": np.zeros(2)}, row=True)
+
+
+def test_contract_server_on_loopback(exports):
+    _, version = exports("cyclegan")
+    with serving.ContractServer({"cartoons": version}) as server:
+        def call(path, body=None):
+            request = urllib.request.Request(server.url + path, data=body, method="POST" if body else "GET")
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        status, body = call("/v1/models/cartoons")
+        assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
+        png = base64.b64encode(png_bytes(16, 16)).decode()
+        request = json.dumps({"signature_name": "a2b_bytes", "instances": [{"b64": png}]}).encode()
+        status, body = call(f"/v1/models/cartoons/versions/{version.name}:predict", request)
+        assert status == 200 and tf.io.decode_png(base64.b64decode(body["predictions"][0]["b64"])).shape == (16, 16, 3)
+        assert call("/v1/models/dogs:predict", request) == (404, {"error": "Servable not found for request: "
+                                                                            "Latest(dogs)"})
+        assert call("/v1/models/cartoons:predict", b"[") [0] == 400
+        assert call("/v1/oops", b"{}") == (400, {"error": "Malformed request: POST /v1/oops"})
+
+
+@pytest.mark.parametrize("method", EXPORTABLE)
+def test_warmup_requests_cover_and_run_every_signature(exports, runners, method):
+    _, version = exports(method)
+    _, runner, _ = runners(method)
+    requests = serving_config.read_warmup(version)
+    assert sorted(name for name, _ in requests) == sorted(set(runner.signatures) - {"serving_default"})
+    for name, inputs in requests:
+        outputs = runner.run(name, inputs)
+        for key, value in outputs.items():
+            assert len(value) == 1
+            if value.dtype == object:
+                assert tf.io.decode_png(value[0]).shape[-1] in (1, 3)
+            else:
+                assert np.isfinite(value).all(), f"{name}/{key}"
+
+
+def test_models_config_lists_every_export_and_reads_back(exports, tmp_path, capsys):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from tf_translate import cli
+
+    root = tmp_path / "exported"
+    root.mkdir()
+    for method in ("cyclegan", "dtn"):
+        (root / method).symlink_to(exports(method)[1].parent, target_is_directory=True)
+    (root / "notes").mkdir()  # no versions in it: not a model
+    assert cli.main(["export", "--serving-config", str(tmp_path / "models.config"), "--models", str(root)]) == 0
+    config = text_format.Parse((tmp_path / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    entries = {c.name: c for c in config.model_config_list.config}
+    assert sorted(entries) == ["cyclegan", "dtn"]
+    assert entries["dtn"].base_path == str((root / "dtn").resolve()) and entries["dtn"].model_platform == "tensorflow"
+    assert cli.main(["export", "--serving-config", str(tmp_path / "x.config"), "--models", str(root / "notes")]) == 2
+    assert "no exported model in it" in capsys.readouterr().err
