@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import registry, serving, serving_config
+from tf_translate import config, registry, serving, serving_config
 
 EXPORTABLE = registry.names(exportable=True)
 
@@ -24,7 +24,8 @@ def runners(exports):
 
     def get(method):
         if method not in made:
-            cfg, version = exports(method)
+            version = exports(method)[1]
+            cfg = config.load(version / "config.json")  # as completed by the data (StarGAN's domains)
             made[method] = (cfg, serving.SessionRunner(version), tf.saved_model.load(str(version)))
         return made[method]
 
@@ -219,3 +220,39 @@ def test_models_config_lists_every_export_and_reads_back(exports, tmp_path, caps
     assert entries["dtn"].base_path == str((root / "dtn").resolve()) and entries["dtn"].model_platform == "tensorflow"
     assert cli.main(["export", "--serving-config", str(tmp_path / "x.config"), "--models", str(root / "notes")]) == 2
     assert "no exported model in it" in capsys.readouterr().err
+
+
+def test_serve_client_against_the_contract_server(exports, tmp_path, capsys):
+    from tf_translate import cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((16, 24, 3), 200, np.uint8)).save(folder / "plain.png")
+    rotated = Image.fromarray(np.full((16, 24, 3), 90, np.uint8))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # EXIF orientation: rotate 90 degrees: a person sees it 24 high, 16 wide
+    rotated.save(folder / "rotated.jpg", exif=exif)
+    Image.new("RGBA", (20, 20), (0, 0, 0, 0)).save(folder / "clear.png")
+    (folder / "broken.png").write_bytes(png_bytes(20, 20)[:60])
+    cyclegan, stargan = exports("cyclegan")[1], exports("stargan")[1]
+    with serving.ContractServer({"cyclegan": cyclegan, "stargan": stargan}) as server:
+        run = lambda *args: cli.main(["serve-client", *map(str, args)], command=None)  # noqa: E731
+        assert run(server.url + "/v1/models/cyclegan", folder, "--output", tmp_path / "x") == 2
+        assert "a2b_bytes, b2a_bytes; choose one with --signature" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as stopped:  # broken.png named, the other three written
+            run(server.url + "/v1/models/cyclegan:predict", folder, "--output", tmp_path / "out",
+                "--signature", "b2a_bytes", "--batch", "2")
+        assert stopped.value.code == 1
+        err = capsys.readouterr().err
+        assert "broken.png" in err and err.count("failed:") == 1
+        sizes = {p.name: Image.open(p).size for p in (tmp_path / "out").iterdir()}
+        assert sizes == {"plain.png": (24, 16), "rotated.png": (16, 24), "clear.png": (20, 20)}
+        with pytest.raises(SystemExit):  # the server refuses every image: each is named with its reason
+            run(server.url + "/v1/models/stargan", folder / "plain.png", folder / "clear.png", "--output",
+                tmp_path / "s", "--to", "nowhere")
+        err = capsys.readouterr().err
+        assert err.count("HTTP 400") == 2 and err.count("unknown domain in") == 2 and "nowhere" in err
+        assert run(server.url + "/v1/models/stargan/versions/1", folder / "plain.png", "--output", tmp_path / "s",
+                   "--to", "sad") == 0
+    assert run("http://127.0.0.1:9/v1/models/cyclegan", folder, "--output", tmp_path / "y") == 2
+    assert "cannot reach the server" in capsys.readouterr().err

@@ -162,16 +162,49 @@ def cmd_translate(argv):
     args = parser.parse_args(argv)
     from tf_translate import inference
 
-    weights = None
-    if args.style_weights:
-        try:
-            weights = [float(w) for w in args.style_weights.split(",")]
-        except ValueError:
-            raise ValueError(f"--style-weights {args.style_weights!r}: expected numbers separated by commas") from None
+    weights = style_weights(args.style_weights)
     changes = {**dict(attribute_setting(item) for item in args.set), **{name: 0 for name in args.unset}}
     written = inference.translate_files(args.model, args.inputs, args.output, to=args.to, style_weights=weights,
                                         changes=changes or None, grid=args.grid)
     print(f"wrote {len(written)} image(s) to {args.output}")
+
+
+def style_weights(text: str | None) -> list[float] | None:
+    """``--style-weights 0.5,0.5,0`` -> [0.5, 0.5, 0.0]."""
+    if not text:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--style-weights {text!r}: expected numbers separated by commas") from None
+
+
+def cmd_serve_client(argv):
+    parser = argparse.ArgumentParser(prog="serve_client", description="Translate image files or folders through "
+                                     "a model served by TF Serving (its REST API and a bytes signature).")
+    parser.add_argument("url", help="the model's URL: http://HOST:8501/v1/models/NAME[/versions/N]")
+    parser.add_argument("inputs", nargs="+", help="image files or folders of images")
+    parser.add_argument("--output", required=True, help="folder for the translated PNG files")
+    parser.add_argument("--signature", help="the bytes signature to call, e.g. b2a_bytes (default: the model's only "
+                                            "one; the error lists them when there are several)")
+    parser.add_argument("--to", help="StarGAN: the target domain, or attribute settings A=1,B=0")
+    parser.add_argument("--style-weights", help="multi-style fast style models: one weight per style, e.g. 1,0,0")
+    parser.add_argument("--batch", type=int, default=8, help="images per request (default: 8)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each answer (default: 300)")
+    args = parser.parse_args(argv)
+    from tf_translate import client
+
+    try:
+        written, failed = client.translate(args.url, args.inputs, args.output, signature=args.signature,
+                                           domain=args.to, style_weights=style_weights(args.style_weights),
+                                           batch=args.batch, timeout=args.timeout)
+    except client.ClientError as e:
+        raise ValueError(str(e)) from None
+    for line in failed:
+        print(f"failed: {line}", file=sys.stderr)
+    print(f"wrote {len(written)} image(s) to {args.output}" + (f"; {len(failed)} failed" if failed else ""))
+    if failed:
+        raise SystemExit(1)
 
 
 def attribute_setting(text: str) -> tuple[str, int]:
@@ -264,7 +297,7 @@ def cmd_fetch_weights(argv):
 
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate,
             "interpolate": cmd_interpolate, "fetch-weights": cmd_fetch_weights,
-            "stylize": cmd_stylize}
+            "stylize": cmd_stylize, "serve-client": cmd_serve_client}
 
 
 def main(argv: list[str] | None = None, command: str | None = None) -> int:

@@ -351,6 +351,14 @@ def error_body(message: str) -> str:
     return json.dumps({"error": message})
 
 
+def status_message(error: tf.errors.OpError) -> str:
+    """The op's own message, as the server's status carries it: Python's session adds a
+    "Graph execution error" preamble and the Python stack where the op was defined."""
+    text = error.message
+    match = re.search(r"\nNode: '[^']*'\n(.*?)(?:\n\nOriginal stack trace|\Z)", text, re.S)
+    return match[1].strip() if match else re.sub(r"\AGraph execution error:\s*", "", text).strip()
+
+
 def predict(runner: SessionRunner, body: bytes | str) -> tuple[int, str]:
     """(HTTP status, JSON body) for a Predict request, as TF Serving answers it."""
     try:
@@ -359,7 +367,7 @@ def predict(runner: SessionRunner, body: bytes | str) -> tuple[int, str]:
         try:
             outputs = runner.run(signature, arrays)
         except tf.errors.OpError as e:
-            raise RestError(e.message, STATUS.get(e.error_code, 500)) from None
+            raise RestError(status_message(e), STATUS.get(e.error_code, 500)) from None
         return 200, format_response(outputs, row)
     except RestError as e:
         return e.status, error_body(e.message)
@@ -373,7 +381,8 @@ STATUS_URL = re.compile(r"(?i)/v1/models/([^/:]+)(?:/versions/(\d+))?(/metadata)
 
 class ContractServer:
     """TF Serving's REST URLs for exported models (name -> version folder) on 127.0.0.1:
-    ``POST /v1/models/NAME[/versions/N]:predict`` and ``GET /v1/models/NAME`` (status).
+    ``POST /v1/models/NAME[/versions/N]:predict``, ``GET /v1/models/NAME`` (status) and
+    ``GET /v1/models/NAME/metadata`` (the signatures).
     Use as a context manager; ``url`` is its address."""
 
     def __init__(self, models: dict, port: int = 0):
@@ -435,6 +444,16 @@ class ContractServer:
         except RestError as e:
             return e.status, error_body(e.message)
         version = self.versions[match[1]].name
+        if match[3]:  # GetModelMetadata: the signatures, as the SignatureDefMap proto's JSON
+            from google.protobuf import json_format
+            from tensorflow_serving.apis import get_model_metadata_pb2
+
+            signatures = get_model_metadata_pb2.SignatureDefMap()
+            for name, signature in self.runners[match[1]].signatures.items():
+                signatures.signature_def[name].CopyFrom(signature)
+            return 200, json.dumps({"model_spec": {"name": match[1], "signature_name": "", "version": version},
+                                    "metadata": {"signature_def": json_format.MessageToDict(
+                                        signatures, preserving_proto_field_name=True)}})
         return 200, json.dumps({"model_version_status": [{"version": version, "state": "AVAILABLE", "status": {
             "error_code": "OK", "error_message": ""}}]})
 
