@@ -136,3 +136,16 @@ def test_evaluate_pairs_by_name(trained, tmp_path):
             s = report[direction][key]
             assert np.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1 and 0 <= s["l1"] <= 1
     assert "| a2b |" in (tmp_path / "report.md").read_text()
+
+
+def test_an_op_without_a_builtin_kernel_fails_the_export(tmp_path):
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4, 4, 1], tf.float32, name="images")])
+        def translate(self, images):
+            s = tf.linalg.svd(images[..., 0], compute_uv=False)  # no TFLite builtin
+            return {"images": images + tf.reduce_sum(s)}
+
+    module = Module()
+    tf.saved_model.save(module, str(tmp_path), signatures={"translate": module.translate})
+    with pytest.raises(export.ExportError, match="builtin ops only"):
+        export.convert_tflite(tmp_path, ["translate"], "float32")

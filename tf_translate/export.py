@@ -324,7 +324,11 @@ def convert_tflite(saved_model: Path, names: list[str], variant: str, representa
         converter.representative_dataset = samples
     with warnings.catch_warnings():  # int8 calibration runs TF's own deprecated interpreter inside
         warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
-        flat = converter.convert()
+        try:
+            flat = converter.convert()
+        except Exception as e:  # the converter raises its own types; its first line names the op
+            first = next((line for line in str(e).splitlines() if "op" in line.lower()), str(e).splitlines()[0])
+            raise ExportError(f"{saved_model}: cannot convert to {variant} TFLite with builtin ops only: {first.strip()}") from None
     flex = flex_ops(flat)
     if flex:
         raise ExportError(f"TFLite model needs Flex (TF) ops {', '.join(flex)}; only builtin ops are allowed")
