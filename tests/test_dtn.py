@@ -109,6 +109,22 @@ def test_stage1_resume_equals_uninterrupted(tmp_path, transfer_dir, op_determini
                                                                            .classifier)))
 
 
+def test_averaged_g_follows_g_and_is_what_is_exported(tmp_path, transfer_dir):
+    cfg, data, model = build(tmp_path, transfer_dir, model={"g_average": 0.75, "g_steps": 1})
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    start = snapshot(model.g)
+    for a, w in zip(snapshot(model.g_average), start):
+        np.testing.assert_array_equal(a, w)
+    model.train_step(batch)
+    after = snapshot(model.g)
+    assert any(not np.array_equal(a, b) for a, b in zip(start, after))
+    for a, w0, w1 in zip(snapshot(model.g_average), start, after):
+        np.testing.assert_allclose(a, 0.75 * w0 + 0.25 * w1, rtol=1e-5, atol=1e-7)
+    assert model.generators()["translate"][0].get_layer("g_average") is model.g_average
+    with pytest.raises(ValueError, match="--g-average 1.5"):
+        build(tmp_path / "bad", transfer_dir, model={"g_average": 1.5})
+
+
 @pytest.fixture(scope="module")
 def trained_dtn(tmp_path_factory, transfer_dir):
     tmp = tmp_path_factory.mktemp("dtn")

@@ -159,13 +159,14 @@ def cmd_translate(argv):
     parser.add_argument("--grid", action="store_true",
                         help="write OUTPUT/<name>_grid.png instead: each image beside its translation to every "
                              "domain (attributes: each switched in turn) or style")
+    parser.add_argument("--batch", type=int, default=8, help="images of one size translated together (default: 8)")
     args = parser.parse_args(argv)
     from tf_translate import inference
 
     weights = style_weights(args.style_weights)
     changes = {**dict(attribute_setting(item) for item in args.set), **{name: 0 for name in args.unset}}
     written = inference.translate_files(args.model, args.inputs, args.output, to=args.to, style_weights=weights,
-                                        changes=changes or None, grid=args.grid)
+                                        changes=changes or None, grid=args.grid, batch=args.batch)
     print(f"wrote {len(written)} image(s) to {args.output}")
 
 

@@ -32,12 +32,16 @@ def input_files(inputs: list[str]) -> list[Path]:
 
 
 def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str | None = None,
-                    style_weights=None, changes: dict | None = None, grid: bool = False) -> list[Path]:
+                    style_weights=None, changes: dict | None = None, grid: bool = False,
+                    batch: int = 8) -> list[Path]:
     """Translate every readable image to ``output/<stem>.png``; unreadable ones are named and skipped.
     ``style_weights``: one weight per style of a multi-style model. ``changes``: {attribute: 0
     or 1} for a multi-label StarGAN model (the others as the model reads them off the image).
     ``grid``: instead, ``output/<stem>_grid.png``, the image beside its translation to every
-    domain (StarGAN; attributes: each switched in turn) or style."""
+    domain (StarGAN; attributes: each switched in turn) or style. Consecutive images of one
+    size are translated ``batch`` at a time."""
+    if batch < 1:
+        raise ValueError(f"--batch {batch}: must be at least 1")
     model = Exported(model_dir)
     if model.in_channels not in (1, 3):
         raise DataError(f"{model.path}: this model takes {model.in_channels} channels (stacked frames), not one "
@@ -52,7 +56,17 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
     files = input_files(inputs)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, pending = [], []  # pending: (target, image) of one shape, translated together
+
+    def flush():
+        if pending:
+            out = model.images(np.stack([image for _, image in pending]), to=to, style_weights=style_weights,
+                               changes=changes)
+            for (target, _), made in zip(pending, out):
+                Image.fromarray(made.squeeze(-1) if made.shape[-1] == 1 else made).save(target)
+                written.append(target)
+            pending.clear()
+
     for path in tqdm(files, unit="image", disable=len(files) < 2, file=sys.stderr, mininterval=bar_interval()):
         try:
             image = model_input(model, read_image(path, max_pixels=model.config.data.max_pixels))
@@ -64,11 +78,12 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
         if grid:
             target = output / f"{path.stem}_grid.png"
             Image.fromarray(grid_picture(model, image)).save(target)
-        else:
-            target = output / f"{path.stem}.png"
-            out = model.images(image[None], to=to, style_weights=style_weights, changes=changes)
-            Image.fromarray(out[0].squeeze(-1) if out.shape[-1] == 1 else out[0]).save(target)
-        written.append(target)
+            written.append(target)
+            continue
+        if pending and (image.shape != pending[0][1].shape or len(pending) == batch):
+            flush()
+        pending.append((output / f"{path.stem}.png", image))
+    flush()
     return written
 
 

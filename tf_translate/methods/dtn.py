@@ -41,6 +41,8 @@ class DTNConfig:
     channels: int | None = opt(None, "image channels, 1 or 3 (default: the preset's, digits 1, faces 3)")
     g_steps: int = opt(2, "updates of g per update of D (the paper does not say; the public implementation "
                           "makes 2, and with 1 g fell behind D on the embedded digits)")
+    g_average: float = opt(0.0, "decay of an exponential moving average of g's weights, used for validation, "
+                                "samples and export (0: off, the latest g)")
     filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
     features: int = opt(128, "size of f's representation (its last layer's filters)")
     encoder: str | None = opt(None, "f saved by an earlier run's stage 1 (RUN/encoder/f.keras), reused "
@@ -103,6 +105,18 @@ class DTN(TranslationModel):
                                             n_layers=s["disc_layers"], act=s["disc_act"])
         image = keras.Input((size, size, s["channels"]), name="image")
         self.G = keras.Model(image, self.g(self.f(image)), name="G")
+        # Averaged weights (Yazici et al., ICLR 2019) damp the oscillation between the modes g
+        # draws a class in; the average is what is validated and exported.
+        self.g_average = None
+        self.G_out = self.G
+        if m.g_average:
+            if not 0.0 < m.g_average < 1.0:
+                raise ValueError(f"--g-average {m.g_average}: a decay between 0 and 1 (e.g. 0.999), or 0 for off")
+            self.g_average = networks.dtn_decoder(features=m.features, out_channels=s["channels"], filters=m.filters,
+                                                  n_blocks=s["decoder_blocks"], name="g_average")
+            self.g_average.set_weights(self.g.get_weights())
+            self.g_average.trainable = False
+            self.G_out = keras.Model(image, self.g_average(self.f(image)), name="G_average")
         self.nets = {"f": self.f, "g": self.g, "D": self.D, "G": self.G}
         if m.g_steps < 1:
             raise ValueError(f"--g-steps must be at least 1, not {m.g_steps}")
@@ -183,13 +197,17 @@ class DTN(TranslationModel):
                 total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv, x_s)
             finite_g = tf.logical_and(finite_g, self.apply_gradients(self.g_optimizer, tape, total,
                                                                       self.generator_roles))
+            if self.g_average is not None:
+                decay = self.run_config.model.g_average
+                for average, weight in zip(self.g_average.weights, self.g.weights):
+                    average.assign(decay * average + (1.0 - decay) * weight)
         values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv)), d_loss)
         return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
 
     # --- export, panels, validation -----------------------------------------------------
 
     def generators(self) -> dict:
-        return {"translate": (self.G, self.settings["channels"])}
+        return {"translate": (self.G_out, self.settings["channels"])}
 
     def input_size(self) -> int | None:
         return self.run_config.data.crop_size
@@ -203,16 +221,16 @@ class DTN(TranslationModel):
     def sample_rows(self, batch):
         source, target = batch
         n = min(len(source), len(target))
-        made_s, made_t = self.G(source[:n]).numpy(), self.G(target[:n]).numpy()
+        made_s, made_t = self.G_out(source[:n]).numpy(), self.G_out(target[:n]).numpy()
         return [[source[i], made_s[i], target[i], made_t[i]] for i in range(n)]
 
     def validate(self, held_out) -> dict:
         """On held-out images: f-constancy MSE(f(x), f(G(x))) of source images (lower is
         better), how often f's classifier reads G(x) as x's class, and MSE(x, G(x)) of targets."""
         x_s, labels, x_t = held_out
-        made = self.G(x_s)
+        made = self.G_out(x_s)
         scores = {self.validation_key: float(tf.reduce_mean(losses.mse(self.f(x_s), self.f(made)))),
-                  "val_tid": float(tf.reduce_mean(losses.mse(x_t, self.G(x_t))))}
+                  "val_tid": float(tf.reduce_mean(losses.mse(x_t, self.G_out(x_t))))}
         if labels is not None and self.classifier is not None:
             scores["val_f_accuracy"] = classifier.accuracy(self.classifier, made.numpy(), labels)
         return scores
