@@ -160,13 +160,19 @@ def cmd_translate(argv):
                         help="write OUTPUT/<name>_grid.png instead: each image beside its translation to every "
                              "domain (attributes: each switched in turn) or style")
     parser.add_argument("--batch", type=int, default=8, help="images of one size translated together (default: 8)")
+    parser.add_argument("--tile", type=int, default=1024,
+                        help="translate images with a side over this in overlapping tiles of this size that share "
+                             "the whole image's instance-norm statistics (0: never; default: 1024)")
+    parser.add_argument("--overlap", type=int, default=128, help="pixels that neighbouring tiles share, blended "
+                                                                  "(default: 128)")
     args = parser.parse_args(argv)
     from tf_translate import inference
 
     weights = style_weights(args.style_weights)
     changes = {**dict(attribute_setting(item) for item in args.set), **{name: 0 for name in args.unset}}
     written = inference.translate_files(args.model, args.inputs, args.output, to=args.to, style_weights=weights,
-                                        changes=changes or None, grid=args.grid, batch=args.batch)
+                                        changes=changes or None, grid=args.grid, batch=args.batch,
+                                        tile=args.tile, overlap=args.overlap)
     print(f"wrote {len(written)} image(s) to {args.output}")
 
 

@@ -47,7 +47,7 @@ import tensorflow as tf
 
 from tf_translate import serving_config
 from tf_translate.data.pipeline import to_uint8
-from tf_translate.layers import StatelessDropout, label_planes
+from tf_translate.layers import InstanceNorm, SharedStatistics, StatelessDropout, label_planes
 
 PARITY_TOLERANCE = 1e-3  # max |TFLite - SavedModel| on [0, 1] outputs for the float32 model
 
@@ -191,6 +191,28 @@ class ServingModule(tf.Module):
         result = self.translate(name, image, style_map)[0]
         return tf.io.encode_png(tf.image.convert_image_dtype(result, tf.uint8, saturate=True))
 
+    def tiling_signatures(self, name: str, image_spec) -> dict:
+        """For images too large to translate whole: NAME_statistics (an image, or a downscaled
+        copy -> every instance norm's mean and variance, and the multiple of pixels at which
+        tiles must start) and NAME_tile (a tile and those statistics -> the tile translated as
+        part of the whole image)."""
+        def statistics(images):
+            with SharedStatistics() as shared:
+                self.translate(name, images)
+            # tiles must start at multiples of the down-sampling factor: strided convolutions
+            # see another grid elsewhere
+            return {"statistics": shared.flat(), "tile_multiple": tf.fill(tf.shape(images)[:1], self.multiple)}
+
+        def tile(images, statistics):
+            with SharedStatistics(statistics):
+                return {"images": self.translate(name, images)}
+
+        record = tf.function(statistics, input_signature=[image_spec]).get_concrete_function()
+        size = record.structured_outputs["statistics"].shape[-1]
+        apply = tf.function(tile, input_signature=[image_spec, tf.TensorSpec([None, size], tf.float32,
+                                                                             name="statistics")])
+        return {f"{name}_statistics": record, f"{name}_tile": apply.get_concrete_function()}
+
     def signatures(self) -> dict:
         out = {}
         key = self.condition
@@ -224,6 +246,8 @@ class ServingModule(tf.Module):
                         lambda data: self.png(name, data), image_bytes, fn_output_signature=tf.string)},
                     input_signature=[bytes_spec])
             out[name] = floats.get_concrete_function()
+            if not n and not self.size and any(isinstance(layer, InstanceNorm) for layer in net.layers):
+                out.update(self.tiling_signatures(name, image_spec))
             if has_bytes:
                 out[f"{name}_bytes"] = encoded.get_concrete_function()
         for name, model in self.readers.items():
@@ -421,7 +445,7 @@ class Exported:
         self.module = tf.saved_model.load(str(self.path))
         # the float signatures that draw images (not the bytes, map and reader ones)
         self.names = [n for n, fn in self.module.signatures.items() if n != "serving_default"
-                      and not n.endswith(("_bytes", "_map")) and "images" in fn.structured_outputs]
+                      and not n.endswith(("_bytes", "_map", "_tile")) and "images" in fn.structured_outputs]
 
     @property
     def in_channels(self) -> int:
@@ -528,6 +552,42 @@ class Exported:
             value = style_weights
         return self._run(name, images, self.condition, np.asarray(value, np.float32))
 
+    def can_tile(self, to: str | None = None) -> bool:
+        """Whether the generator for ``to`` has the tiled signatures (``tiled``)."""
+        return f"{self.signature_for(to)}_tile" in self.module.signatures
+
+    def tiled(self, image: np.ndarray, to: str | None = None, *, tile: int = 1024, overlap: int = 64,
+              statistics_side: int = 1024) -> np.ndarray:
+        """float [0, 1] HWC -> HWC, translated in overlapping ``tile`` x ``tile`` tiles that
+        every instance norm treats as parts of the whole: its statistics come from the image
+        (downscaled so its longer side is at most ``statistics_side``). Tiles are blended with
+        weights ramping over the ``overlap``. Unconditional models with instance norm only."""
+        name = self.signature_for(to)
+        if not self.can_tile(to):
+            raise ValueError(f"{self.path}: this model has no tiled signatures (conditional, fixed-size or "
+                             "without instance norm): translate the image whole")
+        if not 0 <= 2 * overlap < tile:
+            raise ValueError(f"tile {tile} and overlap {overlap}: the overlap must be under half the tile")
+        height, width = image.shape[:2]
+        scale = min(1.0, statistics_side / max(height, width))
+        small = tf.image.resize(image[None], [max(1, round(height * scale)), max(1, round(width * scale))],
+                                antialias=True) if scale < 1 else image[None]
+        found = self.module.signatures[f"{name}_statistics"](images=tf.constant(small, tf.float32))
+        stats, multiple = found["statistics"], int(found["tile_multiple"][0])
+        out, total = None, np.zeros((height, width, 1), np.float32)
+        for top in tile_starts(height, tile, overlap, multiple):
+            for left in tile_starts(width, tile, overlap, multiple):
+                part = image[top: top + tile, left: left + tile]
+                made = self.module.signatures[f"{name}_tile"](images=tf.constant(part[None], tf.float32),
+                                                              statistics=stats)["images"].numpy()[0]
+                weight = (blend_ramp(top, part.shape[0], height, overlap)[:, None]
+                          * blend_ramp(left, part.shape[1], width, overlap)[None, :])[..., None]
+                if out is None:
+                    out = np.zeros((height, width, made.shape[-1]), np.float32)
+                out[top: top + part.shape[0], left: left + part.shape[1]] += made * weight
+                total[top: top + part.shape[0], left: left + part.shape[1]] += weight
+        return out / total
+
     def _run(self, name: str, images: np.ndarray, key: str | None = None, value=None) -> np.ndarray:
         """Call signature ``name`` with condition ``key`` = ``value``: (N,) for every image,
         (batch, N) one each, or (height, width, N) per pixel (the ``_map`` signature)."""
@@ -560,6 +620,32 @@ class Exported:
         as ``__call__`` takes it."""
         out = self(images.astype(np.float32) / 255.0, to=to, **condition)
         return np.asarray(to_uint8(out * 2.0 - 1.0))
+
+
+def tile_starts(size: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
+    """Where tiles of (at most) ``tile`` pixels start along a side of ``size``: multiples of
+    ``multiple``, each overlapping the one before by at least ``overlap``; the last reaches the edge."""
+    step = (tile - overlap) // multiple * multiple
+    if step < 1:
+        raise ValueError(f"tile {tile} with overlap {overlap} leaves no step that is a multiple of {multiple}: "
+                         "use larger tiles")
+    starts = [0]
+    while starts[-1] + tile < size:
+        starts.append(starts[-1] + step)
+    return starts
+
+
+def blend_ramp(start: int, length: int, size: int, overlap: int) -> np.ndarray:
+    """Blending weights of a tile along one side: rising linearly over ``overlap`` pixels at
+    an edge shared with a neighbour, 1 elsewhere (and at the image's own edges)."""
+    weight = np.ones(length, np.float32)
+    if overlap:
+        ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        if start > 0:
+            weight[:overlap] = np.minimum(weight[:overlap], ramp)
+        if start + length < size:
+            weight[-overlap:] = np.minimum(weight[-overlap:], ramp[::-1])
+    return weight
 
 
 def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, best: bool = False,

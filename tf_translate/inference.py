@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from tf_translate.callbacks import bar_interval
 from tf_translate.data import video
 from tf_translate.data.images import DataError, ImageError, image_files, read_image
+from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
 
 MIN_SIDE = 8  # reflection padding inside the generators needs at least this many pixels
@@ -33,13 +34,15 @@ def input_files(inputs: list[str]) -> list[Path]:
 
 def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str | None = None,
                     style_weights=None, changes: dict | None = None, grid: bool = False,
-                    batch: int = 8) -> list[Path]:
+                    batch: int = 8, tile: int = 1024, overlap: int = 128) -> list[Path]:
     """Translate every readable image to ``output/<stem>.png``; unreadable ones are named and skipped.
     ``style_weights``: one weight per style of a multi-style model. ``changes``: {attribute: 0
     or 1} for a multi-label StarGAN model (the others as the model reads them off the image).
     ``grid``: instead, ``output/<stem>_grid.png``, the image beside its translation to every
     domain (StarGAN; attributes: each switched in turn) or style. Consecutive images of one
-    size are translated ``batch`` at a time."""
+    size are translated ``batch`` at a time; an image with a side over ``tile`` (0: never) in
+    overlapping tiles that share the whole image's instance-norm statistics, where the model
+    allows it (``Exported.tiled``)."""
     if batch < 1:
         raise ValueError(f"--batch {batch}: must be at least 1")
     model = Exported(model_dir)
@@ -80,9 +83,16 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
             Image.fromarray(grid_picture(model, image)).save(target)
             written.append(target)
             continue
+        target = output / f"{path.stem}.png"
+        if tile and max(image.shape[:2]) > tile and model.can_tile(to):
+            made = model.tiled(image.astype(np.float32) / 255.0, to=to, tile=tile, overlap=overlap)
+            made = np.asarray(to_uint8(made * 2.0 - 1.0))
+            Image.fromarray(made.squeeze(-1) if made.shape[-1] == 1 else made).save(target)
+            written.append(target)
+            continue
         if pending and (image.shape != pending[0][1].shape or len(pending) == batch):
             flush()
-        pending.append((output / f"{path.stem}.png", image))
+        pending.append((target, image))
     flush()
     return written
 

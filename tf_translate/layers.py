@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -84,9 +86,19 @@ class InstanceNorm(layers.Layer):
     def call(self, x):
         dtype = x.dtype
         x = tf.cast(x, tf.float32)
-        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-        centered = x - mean
-        variance = tf.reduce_mean(centered * centered, axis=[1, 2], keepdims=True)
+        shared = _SHARED_STATISTICS.get()
+        if shared is not None and shared.given is not None:  # a tile: the whole image's statistics
+            channels = x.shape[-1]
+            mean = shared.given[:, None, None, shared.offset: shared.offset + channels]
+            variance = shared.given[:, None, None, shared.offset + channels: shared.offset + 2 * channels]
+            shared.offset += 2 * channels
+            centered = x - mean
+        else:
+            mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+            centered = x - mean
+            variance = tf.reduce_mean(centered * centered, axis=[1, 2], keepdims=True)
+            if shared is not None:
+                shared.recorded += [mean[:, 0, 0, :], variance[:, 0, 0, :]]
         y = centered * tf.math.rsqrt(variance + self.epsilon)
         if self.gamma is not None:
             y = y * tf.cast(self.gamma, tf.float32)
@@ -99,6 +111,32 @@ class InstanceNorm(layers.Layer):
 
 
 NORMS = ("instance", "batch", "none")
+
+
+class SharedStatistics:
+    """Instance-norm statistics carried from one call of a network to another, so that tiles
+    of a large image are normalised as the whole image is (statistics per tile shift the
+    colour of each tile). Inside ``with SharedStatistics() as s:`` a call records every
+    InstanceNorm's mean and variance, in call order, into ``s.flat()`` ([batch, 2 * sum of
+    channels]); inside ``with SharedStatistics(flat):`` each InstanceNorm uses its slice of
+    ``flat`` instead of its input's statistics. Read when a network is traced, so it works
+    inside tf.function and exported signatures."""
+
+    def __init__(self, given=None):
+        self.given, self.offset, self.recorded = given, 0, []
+
+    def flat(self):
+        return tf.concat(self.recorded, axis=-1)
+
+    def __enter__(self):
+        self.token = _SHARED_STATISTICS.set(self)
+        return self
+
+    def __exit__(self, *exc):
+        _SHARED_STATISTICS.reset(self.token)
+
+
+_SHARED_STATISTICS = contextvars.ContextVar("shared_instance_norm_statistics", default=None)
 
 
 def norm(kind: str, name: str) -> layers.Layer:
