@@ -118,8 +118,11 @@ def test_averaged_g_follows_g_and_is_what_is_exported(tmp_path, transfer_dir):
     model.train_step(batch)
     after = snapshot(model.g)
     assert any(not np.array_equal(a, b) for a, b in zip(start, after))
+    for a, w0, w1 in zip(snapshot(model.g_average), start, after):  # the first update: d = 1 / 10
+        np.testing.assert_allclose(a, 0.1 * w0 + 0.9 * w1, rtol=1e-5, atol=1e-7)
+    model.update_average(1000)  # late in training: the decay asked for
     for a, w0, w1 in zip(snapshot(model.g_average), start, after):
-        np.testing.assert_allclose(a, 0.75 * w0 + 0.25 * w1, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a, 0.75 * (0.1 * w0 + 0.9 * w1) + 0.25 * w1, rtol=1e-5, atol=1e-7)
     assert model.generators()["translate"][0].get_layer("g_average") is model.g_average
     with pytest.raises(ValueError, match="--g-average 1.5"):
         build(tmp_path / "bad", transfer_dir, model={"g_average": 1.5})

@@ -187,7 +187,7 @@ class DTN(TranslationModel):
                 self.D(fake_s, training=True), self.D(fake_t, training=True), self.D(x_t, training=True)), x_s)
         finite_d = self.apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator_roles)
         f_s, finite_g = self.f(x_s), tf.constant(True)
-        for _ in range(self.run_config.model.g_steps):
+        for k in range(self.run_config.model.g_steps):
             with tf.GradientTape() as tape:
                 fake_s, fake_t = self.g(f_s, training=True), self.G(x_t, training=True)
                 gang = losses.dtn_generator_loss(self.D(fake_s, training=True), self.D(fake_t, training=True))
@@ -198,11 +198,18 @@ class DTN(TranslationModel):
             finite_g = tf.logical_and(finite_g, self.apply_gradients(self.g_optimizer, tape, total,
                                                                       self.generator_roles))
             if self.g_average is not None:
-                decay = self.run_config.model.g_average
-                for average, weight in zip(self.g_average.weights, self.g.weights):
-                    average.assign(decay * average + (1.0 - decay) * weight)
+                self.update_average(self.step * self.run_config.model.g_steps + k)
         values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv)), d_loss)
         return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
+
+    def update_average(self, updates):
+        """g_average <- d g_average + (1 - d) g after g's update number ``updates`` (from 0),
+        with d = min(decay, (1 + updates) / (10 + updates)) as tf.train.ExponentialMovingAverage
+        ramps it, so that the average does not hold on to g's random initial weights."""
+        n = tf.cast(updates, tf.float32)
+        decay = tf.minimum(self.run_config.model.g_average, (1.0 + n) / (10.0 + n))
+        for average, weight in zip(self.g_average.weights, self.g.weights):
+            average.assign(decay * average + (1.0 - decay) * weight)
 
     # --- export, panels, validation -----------------------------------------------------
 
