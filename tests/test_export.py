@@ -106,6 +106,15 @@ def test_export_command_best_and_latest(trained, tmp_path, capsys):
     assert code == 0 and (tmp_path / "e" / "1" / "saved_model.pb").exists()
     code = cli.main(["--run", str(tmp_path / "nothing")], command="export")
     assert code == 2 and "config.json" in capsys.readouterr().err
+    code = cli.main(["--run", str(cfg.run_dir), "--export-dir", str(tmp_path / "e"), "--tflite", "float16,int8"],
+                    command="export")
+    assert code == 0
+    version = tmp_path / "e" / "2"
+    assert all((version / export.tflite_file(v)).exists() for v in ("float32", "float16", "int8"))
+    report = json.loads((version / "tflite_parity.json").read_text())
+    assert sorted(report["variants"]) == ["float16", "int8"] and report["variants"]["float16"]["a2b"]["psnr_db"] > 40
+    code = cli.main(["--run", str(cfg.run_dir), "--tflite", "int4"], command="export")
+    assert code == 2 and "unknown TFLite variant int4" in capsys.readouterr().err
 
 
 def test_translate_odd_sized_image_and_domains(trained, tmp_path, capsys):

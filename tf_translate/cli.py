@@ -127,6 +127,9 @@ def cmd_export(argv):
     parser.add_argument("--test-dropout", action=argparse.BooleanOptionalAction, default=None,
                         help="keep dropout on at inference (pix2pix's noise; outputs vary per call); "
                              "default: as the run was configured (off: deterministic)")
+    parser.add_argument("--tflite", metavar="VARIANTS", help="TFLite variants to write, e.g. "
+                        "float32,float16,dynamic-int8,int8 (int8 calibrated on training images; each checked "
+                        "against the SavedModel in tflite_parity.json; default: as the run was configured)")
     parser.add_argument("--serving-config", metavar="PATH",
                         help="write a models.config (ModelServerConfig) there for every model under --models")
     parser.add_argument("--models", default="exported", help="the folder of exported models (NAME/VERSION/) that "
@@ -137,7 +140,9 @@ def cmd_export(argv):
     from tf_translate import export, serving_config
 
     if args.run:
-        print(export.export_run(args.run, export_dir=args.export_dir, best=args.best, test_dropout=args.test_dropout))
+        variants = tuple(v.strip() for v in args.tflite.split(",") if v.strip()) if args.tflite else None
+        print(export.export_run(args.run, export_dir=args.export_dir, best=args.best, test_dropout=args.test_dropout,
+                                tflite_variants=variants))
     if args.serving_config:
         print(serving_config.write_models_config(args.models, args.serving_config))
 

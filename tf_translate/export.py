@@ -649,8 +649,9 @@ def blend_ramp(start: int, length: int, size: int, overlap: int) -> np.ndarray:
 
 
 def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, best: bool = False,
-               test_dropout: bool | None = None) -> Path:
-    """Export a run folder's latest (or best) checkpoint as the next version."""
+               test_dropout: bool | None = None, tflite_variants: tuple[str, ...] | None = None) -> Path:
+    """Export a run folder's latest (or best) checkpoint as the next version; ``tflite_variants``
+    replaces the run's (float32 is always written)."""
     from tf_translate import config, trainer
 
     run_dir = Path(run_dir)
@@ -658,6 +659,12 @@ def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, bes
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output=str(run_dir)))
     if test_dropout is not None:
         cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, test_dropout=test_dropout))
+    if tflite_variants is not None:
+        unknown = sorted(set(tflite_variants) - set(TFLITE_VARIANTS))
+        if unknown:
+            raise ExportError(f"unknown TFLite variant {', '.join(unknown)}; expected some of {', '.join(TFLITE_VARIANTS)}")
+        variants = ("float32", *(v for v in tflite_variants if v != "float32"))
+        cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, tflite=True, tflite_variants=variants))
     representative = None
     if "int8" in cfg.export.tflite_variants:
         from tf_translate import data as tf_data, registry
