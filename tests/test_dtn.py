@@ -129,10 +129,9 @@ def test_averaged_g_follows_g_and_is_what_is_exported(tmp_path, transfer_dir):
 
 
 @pytest.fixture(scope="module")
-def trained_dtn(tmp_path_factory, transfer_dir):
-    tmp = tmp_path_factory.mktemp("dtn")
-    cfg = tiny_config("dtn", tmp, str(transfer_dir), train={"validate_every": 2})
-    return cfg, trainer.run(cfg)
+def trained_dtn(exports):
+    """The tiny dtn model every export test shares (conftest.exports)."""
+    return exports("dtn")
 
 
 def test_stage1_saves_f_and_encoder_reuse(trained_dtn, tmp_path, transfer_dir):

@@ -20,14 +20,9 @@ def style_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained_fast_style(tmp_path_factory, photos_dir, style_file):
-    """A tiny fast-style network trained 4 steps with validation, exported: (config, version folder)."""
-    skip_without_vgg()
-    tmp = tmp_path_factory.mktemp("fast_style")
-    cfg = tiny_config("fast_style", tmp, str(photos_dir), model={"style": (str(style_file),)},
-                      train={"steps_per_epoch": 4, "validate_every": 2, "sample_every": 2},
-                      data={"batch_size": 2})
-    return cfg, trainer.run(cfg)
+def trained_fast_style(exports):
+    """The tiny fast_style model every export test shares (conftest.exports)."""
+    return exports("fast_style")
 
 
 def test_loss_network_stays_frozen_and_out_of_the_checkpoint(tmp_path, photos_dir, style_file):

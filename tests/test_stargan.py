@@ -244,13 +244,9 @@ def test_targets_are_other_domains_or_shuffled_attributes(tmp_path, domains_dir)
 
 
 @pytest.fixture(scope="module")
-def trained_stargan(tmp_path_factory, domains_dir):
-    from tests.conftest import tiny_config
-    from tf_translate import trainer
-
-    tmp = tmp_path_factory.mktemp("stargan")
-    cfg = tiny_config("stargan", tmp, str(domains_dir), data={"batch_size": 2}, train={"validate_every": 2})
-    return cfg, trainer.run(cfg)
+def trained_stargan(exports):
+    """The tiny stargan model every export test shares (conftest.exports)."""
+    return exports("stargan")
 
 
 def test_trained_stargan_validates_samples_and_exports_with_parity(trained_stargan):
