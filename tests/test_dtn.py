@@ -1,6 +1,7 @@
 """DTN: ternary losses, TV, frozen f, stage 1 (training, resume, reuse), held-out splits, export."""
 
 import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -134,13 +135,19 @@ def trained_dtn(exports):
     return exports("dtn")
 
 
-def test_stage1_saves_f_and_encoder_reuse(trained_dtn, tmp_path, transfer_dir):
+def test_stage1_saves_f_and_encoder_reuse(trained_dtn, tmp_path, transfer_dir, capsys):
     cfg, _ = trained_dtn
     saved = cfg.run_dir / "encoder" / "f.keras"
     assert saved.is_file()
-    reuse = tiny_config("dtn", tmp_path, str(transfer_dir), model={"encoder": str(saved)}, export={"export": False})
+    # f's own classifier as the --judge: its reading of G(x) must equal val_f_accuracy
+    reuse = tiny_config("dtn", tmp_path, str(transfer_dir), model={"encoder": str(saved), "judge": str(saved)},
+                        export={"export": False}, train={"validate_every": 2})
     trainer.run(reuse)
     assert not (reuse.run_dir / "encoder").exists()  # no stage 1
+    best = json.loads((reuse.run_dir / "best" / "best.json").read_text())
+    assert best["val_judge"] == pytest.approx(best["val_f_accuracy"])
+    assert {"val_judge_0", "val_judge_1", "val_judge_2"} <= set(best)
+    assert "val_judge" in capsys.readouterr().out
     restored = trainer.restore(tf_data.load("transfer", reuse).complete(reuse))
     first = trainer.restore(tf_data.load("transfer", cfg).complete(cfg))
     for a, b in zip(snapshot(first.classifier), snapshot(restored.classifier)):

@@ -175,8 +175,10 @@ class Validation(StepCallback):
             tmp = self.record.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.best, indent=2))
             tmp.replace(self.record)
+        shown = "".join(f", {name} {scores[name]:.4f}" for name in self.model.validation_shown if name in scores)
         tqdm.write(f"step {step}: {key} {value:.4f}" + (" (best so far)" if better else
-                                                         f" (best {self.best[key]:.4f} at step {self.best['step']})"))
+                                                         f" (best {self.best[key]:.4f} at step {self.best['step']})")
+                   + shown)
 
 
 class NaNGuard(keras.callbacks.Callback):

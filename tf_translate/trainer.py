@@ -20,7 +20,7 @@ RESUMABLE_CHANGES = {
     ("train", "log_every"), ("train", "sample_every"), ("train", "checkpoint_every"),
     ("train", "validate_every"), ("train", "keep_checkpoints"),
     ("export", "export_dir"), ("export", "export"), ("export", "tflite"), ("export", "tflite_variants"),
-    ("export", "test_dropout"), ("data", "data"),
+    ("export", "test_dropout"), ("data", "data"), ("model", "judge"),
 }
 
 

@@ -46,6 +46,7 @@ class TranslationModel(keras.Model):
     # The validation measure on held-out data and whether larger is better.
     validation_key = "val_loss"
     validation_mode = "min"
+    validation_shown: tuple[str, ...] = ()  # other validation scores printed beside the key
 
     def __init__(self, config: RunConfig, **kwargs):
         super().__init__(name=self.method_name, **kwargs)

@@ -51,6 +51,9 @@ class DTNConfig:
     encoder_lr: float = opt(1e-3, "stage 1: Adam learning rate")
     encoder_augment: bool = opt(True, "stage 1: distort f's training images (rotation, scale, shift, stroke "
                                       "width) so that f reads the target domain's digits too")
+    judge: str | None = opt(None, "a target-domain classifier (the target_classifier.keras that scripts/evaluate.py "
+                                  "saves) whose accuracy on G(held-out source) each validation logs as val_judge, "
+                                  "per class too: the paper's measure during training, for watching only")
     classes: tuple[str, ...] = opt((), "the source's classes (set from the data)")
 
     @property
@@ -85,6 +88,7 @@ class DTN(TranslationModel):
     discriminator_roles = ("D",)
     validation_key = "val_const"
     validation_mode = "min"
+    validation_shown = ("val_f_accuracy", "val_judge")
     panel_titles = ("source", "G(source)", "target", "G(target)")
 
     def __init__(self, config, **kwargs):
@@ -118,6 +122,7 @@ class DTN(TranslationModel):
             self.g_average.trainable = False
             self.G_out = keras.Model(image, self.g_average(self.f(image)), name="G_average")
         self.nets = {"f": self.f, "g": self.g, "D": self.D, "G": self.G}
+        self.judge = None  # --judge, loaded at the first validation
         if m.g_steps < 1:
             raise ValueError(f"--g-steps must be at least 1, not {m.g_steps}")
         self.generator_every = 1 / m.g_steps
@@ -233,13 +238,21 @@ class DTN(TranslationModel):
 
     def validate(self, held_out) -> dict:
         """On held-out images: f-constancy MSE(f(x), f(G(x))) of source images (lower is
-        better), how often f's classifier reads G(x) as x's class, and MSE(x, G(x)) of targets."""
+        better), how often f's classifier reads G(x) as x's class, and MSE(x, G(x)) of targets;
+        with ``--judge``, how often the target-domain classifier does (overall and per class)."""
         x_s, labels, x_t = held_out
         made = self.G_out(x_s)
         scores = {self.validation_key: float(tf.reduce_mean(losses.mse(self.f(x_s), self.f(made)))),
                   "val_tid": float(tf.reduce_mean(losses.mse(x_t, self.G_out(x_t))))}
         if labels is not None and self.classifier is not None:
             scores["val_f_accuracy"] = classifier.accuracy(self.classifier, made.numpy(), labels)
+        if labels is not None and self.run_config.model.judge:
+            if self.judge is None:
+                self.judge = keras.models.load_model(self.run_config.model.judge, compile=False)
+            read = classifier.predict(self.judge, made.numpy())
+            scores["val_judge"] = float(np.mean(read == labels))
+            scores.update({f"val_judge_{name}": float(np.mean(read[labels == k] == k))
+                           for k, name in enumerate(self.run_config.model.classes) if np.any(labels == k)})
         return scores
 
 
