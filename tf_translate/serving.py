@@ -137,10 +137,8 @@ def _leaf(value, dtype: tf.DType):
             return value
     elif not isinstance(value, bool) and isinstance(value, (int, float)):
         if dtype.is_floating:
-            limit = FLOAT_EXACT.get(dtype, FLOAT_EXACT[tf.float32])
-            if isinstance(value, int) and abs(value) > limit:
-                raise RestError(f"Cannot convert JSON value: {value} to {_type_name(dtype)} without loss of precision.")
-            if isinstance(value, float) and math.isfinite(value) and abs(value) > float(dtype.max):
+            limit = FLOAT_EXACT.get(dtype, FLOAT_EXACT[tf.float32]) if isinstance(value, int) else float(dtype.max)
+            if math.isfinite(value) and abs(value) > limit:
                 raise RestError(f"Cannot convert JSON value: {value} to {_type_name(dtype)} without loss of precision.")
             return value
         bound = tf.int64 if dtype == tf.int64 else tf.int32  # rapidjson's IsInt / IsInt64
