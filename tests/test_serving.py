@@ -218,6 +218,10 @@ def test_models_config_lists_every_export_and_reads_back(exports, tmp_path, caps
     entries = {c.name: c for c in config.model_config_list.config}
     assert sorted(entries) == ["cyclegan", "dtn"]
     assert entries["dtn"].base_path == str((root / "dtn").resolve()) and entries["dtn"].model_platform == "tensorflow"
+    assert cli.main(["export", "--serving-config", str(tmp_path / "docker.config"), "--models", str(root),
+                     "--server-root", "/models/"]) == 0
+    config = text_format.Parse((tmp_path / "docker.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    assert [c.base_path for c in config.model_config_list.config] == ["/models/cyclegan", "/models/dtn"]
     assert cli.main(["export", "--serving-config", str(tmp_path / "x.config"), "--models", str(root / "notes")]) == 2
     assert "no exported model in it" in capsys.readouterr().err
 

@@ -134,6 +134,8 @@ def cmd_export(argv):
                         help="write a models.config (ModelServerConfig) there for every model under --models")
     parser.add_argument("--models", default="exported", help="the folder of exported models (NAME/VERSION/) that "
                         "--serving-config lists, each under its folder's name (default: exported)")
+    parser.add_argument("--server-root", help="the folder the server sees --models as, e.g. /models when it is "
+                                              "mounted there in a container (default: absolute paths on this machine)")
     args = parser.parse_args(argv)
     if not args.run and not args.serving_config:
         parser.error("give --run RUN_DIR to export, --serving-config PATH to write models.config, or both")
@@ -144,7 +146,7 @@ def cmd_export(argv):
         print(export.export_run(args.run, export_dir=args.export_dir, best=args.best, test_dropout=args.test_dropout,
                                 tflite_variants=variants))
     if args.serving_config:
-        print(serving_config.write_models_config(args.models, args.serving_config))
+        print(serving_config.write_models_config(args.models, args.serving_config, args.server_root))
 
 
 def cmd_translate(argv):

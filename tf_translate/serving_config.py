@@ -31,14 +31,17 @@ def exported_models(root: str | Path) -> dict[str, Path]:
     return found
 
 
-def models_config(models: dict[str, Path]) -> str:
-    """The ModelServerConfig text for ``models`` (name -> base path), checked by parsing it back."""
+def models_config(models: dict[str, Path], server_root: str | None = None) -> str:
+    """The ModelServerConfig text for ``models`` (name -> base path), checked by parsing it
+    back. ``server_root``: the folder the server sees the models under (e.g. /models inside a
+    container), instead of their absolute paths here."""
     from tensorflow_serving.config import model_server_config_pb2
 
     config = model_server_config_pb2.ModelServerConfig()
     for name, base in models.items():
         entry = config.model_config_list.config.add()
-        entry.name, entry.base_path, entry.model_platform = name, str(Path(base).resolve()), "tensorflow"
+        path = f"{server_root.rstrip('/')}/{name}" if server_root else str(Path(base).resolve())
+        entry.name, entry.base_path, entry.model_platform = name, path, "tensorflow"
     text = text_format.MessageToString(config)
     parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     if parsed != config:
@@ -46,11 +49,11 @@ def models_config(models: dict[str, Path]) -> str:
     return text
 
 
-def write_models_config(root: str | Path, path: str | Path) -> Path:
+def write_models_config(root: str | Path, path: str | Path, server_root: str | None = None) -> Path:
     """``models.config`` for every model exported under ``root``; the model names are the folders'."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(models_config(exported_models(root)))
+    path.write_text(models_config(exported_models(root), server_root))
     return path
 
 
