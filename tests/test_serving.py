@@ -260,3 +260,5 @@ def test_serve_client_against_the_contract_server(exports, tmp_path, capsys):
                    "--to", "sad") == 0
     assert run("http://127.0.0.1:9/v1/models/cyclegan", folder, "--output", tmp_path / "y") == 2
     assert "cannot reach the server" in capsys.readouterr().err
+    assert run("http://127.0.0.1:9/v1/models/cyclegan", tmp_path / "nope.png", "--output", tmp_path / "y") == 2
+    assert "nope.png: no such file or folder" in capsys.readouterr().err

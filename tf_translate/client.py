@@ -89,6 +89,9 @@ def translate(url: str, inputs: list[str], output: str | Path, *, signature: str
     url = model_url(url)
     if batch < 1:
         raise ClientError(f"--batch {batch}: must be at least 1")
+    missing = [item for item in inputs if not Path(item).exists()]
+    if missing:
+        raise ClientError(f"{missing[0]}: no such file or folder")
     paths = [p for item in inputs for p in (image_files(item) if Path(item).is_dir() else [Path(item)])]
     if not paths:
         raise ClientError(f"no image files in {', '.join(inputs)}")
@@ -129,10 +132,13 @@ def translate(url: str, inputs: list[str], output: str | Path, *, signature: str
             except ClientError as e:
                 if e.unreachable:
                     raise
-                for one in group:  # find the image the server refused; send the others
-                    try:
-                        send([one]) if len(group) > 1 else failed.append(f"{one[0]}: {e}")
-                    except ClientError as single:
-                        failed.append(f"{one[0]}: {single}")
+                if len(group) == 1:
+                    failed.append(f"{group[0][0]}: {e}")
+                else:
+                    for one in group:  # find the image the server refused; send the others
+                        try:
+                            send([one])
+                        except ClientError as single:
+                            failed.append(f"{one[0]}: {single}")
             bar.update(len(paths[start: start + batch]))
     return written, failed
