@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from tf_translate.data.images import ImageError, image_files, read_image
+from tf_translate.data.images import DataError, ImageError, input_files, read_image
 
 
 class ClientError(RuntimeError):
@@ -89,10 +89,10 @@ def translate(url: str, inputs: list[str], output: str | Path, *, signature: str
     url = model_url(url)
     if batch < 1:
         raise ClientError(f"--batch {batch}: must be at least 1")
-    missing = [item for item in inputs if not Path(item).exists()]
-    if missing:
-        raise ClientError(f"{missing[0]}: no such file or folder")
-    paths = [p for item in inputs for p in (image_files(item) if Path(item).is_dir() else [Path(item)])]
+    try:
+        paths = input_files(inputs)
+    except DataError as e:
+        raise ClientError(str(e)) from None
     if not paths:
         raise ClientError(f"no image files in {', '.join(inputs)}")
     name, input_names = bytes_signature(url, signature)

@@ -11,25 +11,11 @@ from tqdm.auto import tqdm
 
 from tf_translate.callbacks import bar_interval
 from tf_translate.data import video
-from tf_translate.data.images import DataError, ImageError, image_files, read_image
+from tf_translate.data.images import DataError, ImageError, input_files, read_image
 from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
 
 MIN_SIDE = 8  # reflection padding inside the generators needs at least this many pixels
-
-
-def input_files(inputs: list[str]) -> list[Path]:
-    """Files named, and the files of folders named, in order."""
-    files = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(image_files(path))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise DataError(f"{path}: no such file or folder")
-    return files
 
 
 def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str | None = None,
@@ -66,7 +52,7 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
             out = model.images(np.stack([image for _, image in pending]), to=to, style_weights=style_weights,
                                changes=changes)
             for (target, _), made in zip(pending, out):
-                Image.fromarray(made.squeeze(-1) if made.shape[-1] == 1 else made).save(target)
+                save_image(made, target)
                 written.append(target)
             pending.clear()
 
@@ -86,8 +72,7 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
         target = output / f"{path.stem}.png"
         if tile and max(image.shape[:2]) > tile and model.can_tile(to):
             made = model.tiled(image.astype(np.float32) / 255.0, to=to, tile=tile, overlap=overlap)
-            made = np.asarray(to_uint8(made * 2.0 - 1.0))
-            Image.fromarray(made.squeeze(-1) if made.shape[-1] == 1 else made).save(target)
+            save_image(np.asarray(to_uint8(made * 2.0 - 1.0)), target)
             written.append(target)
             continue
         if pending and (image.shape != pending[0][1].shape or len(pending) == batch):
@@ -95,6 +80,11 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
         pending.append((target, image))
     flush()
     return written
+
+
+def save_image(image: np.ndarray, target: Path) -> None:
+    """A uint8 HWC image (1 or 3 channels) as a greyscale or RGB file."""
+    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(target)
 
 
 def model_input(model: Exported, image: np.ndarray) -> np.ndarray:

@@ -123,6 +123,20 @@ def image_files(folder) -> list[pathlib.Path]:
     return files
 
 
+def input_files(inputs: list[str]) -> list[pathlib.Path]:
+    """Files named, and the files of folders named, in order."""
+    files = []
+    for item in inputs:
+        path = pathlib.Path(item)
+        if path.is_dir():
+            files.extend(image_files(path))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    return files
+
+
 def scan_images(
     paths: Iterable,
     *,

@@ -104,8 +104,9 @@ class DTN(TranslationModel):
         self.f.trainable = False
         # f with its stage-1 head; none when the source is unlabelled (f then comes from --encoder)
         self.classifier = classifier.with_head(self.f, len(m.classes), name="f_classifier") if m.classes else None
-        self.g = networks.dtn_decoder(features=m.features, out_channels=s["channels"], filters=m.filters,
-                                      n_blocks=s["decoder_blocks"])
+        decoder = lambda name: networks.dtn_decoder(  # noqa: E731
+            features=m.features, out_channels=s["channels"], filters=m.filters, n_blocks=s["decoder_blocks"], name=name)
+        self.g = decoder("g")
         self.D = networks.dtn_discriminator(size=size, in_channels=s["channels"], filters=m.filters,
                                             n_layers=s["disc_layers"], act=s["disc_act"])
         image = keras.Input((size, size, s["channels"]), name="image")
@@ -118,8 +119,7 @@ class DTN(TranslationModel):
         if m.g_average:
             if not 0.0 < m.g_average < 1.0:
                 raise ValueError(f"--g-average {m.g_average}: a decay between 0 and 1 (e.g. 0.999), or 0 for off")
-            self.g_average = networks.dtn_decoder(features=m.features, out_channels=s["channels"], filters=m.filters,
-                                                  n_blocks=s["decoder_blocks"], name="g_average")
+            self.g_average = decoder("g_average")
             self.g_average.set_weights(self.g.get_weights())
             self.g_average.trainable = False
             self.G_out = keras.Model(image, self.g_average(self.f(image)), name="G_average")
