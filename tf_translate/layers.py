@@ -175,13 +175,20 @@ def conv_block(
     """Padding -> (transposed) convolution -> norm -> activation, the unit of every network.
 
     ``pad`` is ``reflect`` or ``zero`` (explicit, PyTorch-style k//2 or 1 for 4x4 kernels),
-    ``same`` (Keras same padding) or ``valid``.
+    ``same`` (Keras same padding) or ``valid``. A transposed convolution has Keras' ``same``
+    output grid unless ``pad`` is ``torch``: then PyTorch's ``ConvTranspose2d(padding=p,
+    output_padding=stride + 2p - kernel)``, which for a 3x3 kernel samples one pixel later.
     """
     if transpose:
+        torch_grid = pad == "torch"
         x = layers.Conv2DTranspose(
-            filters, kernel, strides=stride, padding="same", use_bias=use_bias,
+            filters, kernel, strides=stride, padding="valid" if torch_grid else "same", use_bias=use_bias,
             kernel_initializer=weight_init(), name=f"{name}_deconv",
         )(x)
+        if torch_grid:  # PyTorch crops p from the full output's start and p - output_padding from its end
+            p = (kernel - 1) // 2 if kernel % 2 else 1
+            cut = (p, p - (stride + 2 * p - kernel))
+            x = layers.Cropping2D((cut, cut), name=f"{name}_crop")(x)
     else:
         padding = "valid"
         amount = (kernel - 1) // 2 if kernel % 2 else 1

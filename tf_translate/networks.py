@@ -29,6 +29,7 @@ def resnet_generator(
     upsample: str = "transpose",
     sampling_kernel: int = 3,
     pad: str = "reflect",
+    transpose_pad: str = "same",
     name: str = "resnet_generator",
 ) -> keras.Model:
     """Johnson et al.'s ResNet generator, as CycleGAN uses it (Zhu et al. 2017, appendix 7.2)
@@ -51,7 +52,8 @@ def resnet_generator(
     "Deconvolution and Checkerboard Artifacts", Distill 2016), which avoids the checkerboard
     a transposed convolution's uneven kernel overlap paints into stylised images.
     ``sampling_kernel`` is the kernel of the down- and up-sampling convolutions (StarGAN: 4)
-    and ``pad`` the padding of the others (StarGAN: ``zero``).
+    and ``pad`` the padding of the others (StarGAN: ``zero``); ``transpose_pad="torch"`` puts
+    the transposed convolutions' outputs on PyTorch's grid (for imported weights).
     """
     if upsample not in UPSAMPLE:
         raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE)}, not {upsample!r}")
@@ -83,7 +85,7 @@ def resnet_generator(
             x = conv_block(x, filters * 2**i, 3, name=name_u, pad=pad, norm_kind=norm_kind)
         else:
             x = conv_block(x, filters * 2**i, sampling_kernel, stride=2, transpose=True, name=name_u,
-                           norm_kind=norm_kind)
+                           norm_kind=norm_kind, pad=transpose_pad)
     x = conv_block(x, out_channels, outer_kernel, name="out", pad=pad, norm_kind="none", act=None)
     outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
     return keras.Model(model_inputs, outputs, name=name)
