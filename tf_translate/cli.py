@@ -183,6 +183,32 @@ def cmd_translate(argv):
     print(f"wrote {len(written)} image(s) to {args.output}")
 
 
+def cmd_import_torch(argv):
+    from tf_translate.torch_import import ARCHS
+
+    parser = argparse.ArgumentParser(
+        prog="import_torch", description="Export a generator trained with the PyTorch CycleGAN/pix2pix reference "
+        "implementation (a *_net_G*.pth state dict; torch is not needed) for TF Serving and TFLite.")
+    parser.add_argument("checkpoint", help="the .pth file, e.g. checkpoints/horse2zebra/latest_net_G_A.pth")
+    parser.add_argument("--arch", required=True, choices=sorted(ARCHS), help="the reference's --netG")
+    parser.add_argument("--export-dir", help="export root (default: exported/<checkpoint name>)")
+    parser.add_argument("--name", help="signature name (default: X2Y from a file named X2Y.pth, b2a for *net_G_B, "
+                                       "else a2b)")
+    parser.add_argument("--eval", action="store_true", help="batch norm with its running statistics, as the "
+                                                            "reference's test.py --eval (default: each image's own "
+                                                            "statistics, as test.py runs pix2pix by default)")
+    parser.add_argument("--tflite", default="float32", help="TFLite variants, comma-separated: float32, float16, "
+                                                            "dynamic-int8, int8 (default: float32)")
+    parser.add_argument("--calibration", help="int8: a folder of typical input images to calibrate on")
+    args = parser.parse_args(argv)
+    from tf_translate import torch_import
+
+    variants = tuple(v.strip() for v in args.tflite.split(",") if v.strip())
+    print(torch_import.import_checkpoint(args.checkpoint, args.arch, export_dir=args.export_dir, name=args.name,
+                                         running_stats=args.eval, tflite_variants=variants,
+                                         calibration=args.calibration))
+
+
 def style_weights(text: str | None) -> list[float] | None:
     """``--style-weights 0.5,0.5,0`` -> [0.5, 0.5, 0.0]."""
     if not text:
@@ -311,7 +337,7 @@ def cmd_fetch_weights(argv):
 
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate,
             "interpolate": cmd_interpolate, "fetch-weights": cmd_fetch_weights,
-            "stylize": cmd_stylize, "serve-client": cmd_serve_client}
+            "stylize": cmd_stylize, "serve-client": cmd_serve_client, "import-torch": cmd_import_torch}
 
 
 def main(argv: list[str] | None = None, command: str | None = None) -> int:

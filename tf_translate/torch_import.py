@@ -123,11 +123,22 @@ def generator(arch: str, state: dict, *, running_stats: bool = False, label: str
         net = networks.unet_generator(in_channels=int(in_channels), out_channels=int(out_channels), depth=n,
                                       filters=int(filters), max_filters=8 * int(filters), norm_kind=norm_kind,
                                       dropout=0.0, name="G")
-    assign(net, plan, state, f"{label} as {arch}")
+    try:
+        assign(net, plan, state, f"{label} as {arch}")
+    except CheckpointError as e:
+        fits = [a for a in ARCHS if a != arch and keys_fit(plan_for(a, state), state)]
+        raise CheckpointError(f"{e} (its keys fit --arch {fits[0]})" if fits else str(e)) from None
     norm = ("batch norm, running statistics" if norm_kind == "batch" else "batch norm, per-image statistics"
             ) if batch_norm else "instance norm"
     return net, {"in_channels": int(in_channels), "out_channels": int(out_channels), "filters": int(filters),
                  "norm": norm, "batch_norm": batch_norm}
+
+
+def keys_fit(plan: list[Mapped], state: dict) -> bool:
+    """Whether ``state`` has every convolution of ``plan`` and nothing outside its modules."""
+    prefixes = {m.torch for m in plan}
+    return (all(f"{m.torch}.weight" in state for m in plan if m.kind != "norm")
+            and all(key.rsplit(".", 1)[0] in prefixes for key in state))
 
 
 def assign(net: keras.Model, plan: list[Mapped], state: dict, label: str) -> None:
@@ -267,7 +278,9 @@ def import_checkpoint(checkpoint, arch: str, *, export_dir=None, name: str | Non
         "export": {"export_dir": str(export_dir or Path("exported") / checkpoint.stem), "tflite": True,
                    "tflite_variants": ("float32", *(v for v in tflite_variants if v != "float32"))}})
     multiple = 2**n if family == "unet" else 4
-    version = export.export_model(Imported(net, name, multiple), cfg, representative=representative)
+    # the TFLite variants are compared with the SavedModel on the calibration images when given
+    version = export.export_model(Imported(net, name, multiple), cfg, representative=representative,
+                                  examples=None if representative is None else [representative])
     (version / "torch_import.json").write_text(json.dumps({
         "checkpoint": str(checkpoint.resolve()), "arch": arch, "signature": name, **info,
         "running_stats": running_stats}, indent=2))
