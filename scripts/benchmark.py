@@ -77,6 +77,11 @@ def parse_args(argv=None):
                    help="also time the PyTorch reference implementation's step (benchmarks/torch_cyclegan.py)")
     p.add_argument("--inference", metavar="EXPORT_DIR",
                    help="time inference of this exported version (SavedModel and every .tflite) instead of training")
+    p.add_argument("--tflite-variants", metavar="METHODS",
+                   help="comma-separated methods: export each with every TFLite variant and report size, PSNR "
+                        "against the SavedModel and ms per image (the paper's networks, untrained, unless --run)")
+    p.add_argument("--run", action="append", default=[], metavar="METHOD=RUN_DIR",
+                   help="--tflite-variants: take this method's trained weights from a run folder (repeatable)")
     p.add_argument("--onednn", default="default",
                    help="TensorFlow's oneDNN CPU kernels: default (tf_translate's choice), on, off, or off,on "
                         "to compare both in child processes")
@@ -293,23 +298,24 @@ def compare_onednn(args) -> int:
     return 0
 
 
-def inference(args, tf, keras) -> int:
-    """ms per image of the SavedModel's float signature and of each TFLite variant, batch 1."""
+def time_exported(folder: Path, sizes, args, tf) -> tuple[str, list[dict]]:
+    """ms per image of an exported version's float SavedModel signature and of each TFLite
+    file beside it, batch 1, at each size, interleaved; returns (signature, results)."""
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
-    folder = Path(args.inference)
     loaded = tf.saved_model.load(str(folder))
-    name = next(n for n in loaded.signatures if n != "serving_default" and not n.endswith(("_bytes", "_map")))
+    name = next(n for n in loaded.signatures
+                if n != "serving_default" and not n.endswith(("_bytes", "_map", "_tile", "_statistics"))
+                and "images" in loaded.signatures[n].structured_outputs)
     fn = loaded.signatures[name]
     inputs = fn.structured_input_signature[1]
-    channels = inputs["images"].shape[-1]
+    channels, fixed = inputs["images"].shape[-1], inputs["images"].shape[1]
     extra = {k: np.full((1, v.shape[-1]), 1.0 / v.shape[-1], np.float32) for k, v in inputs.items() if k != "images"}
     variants = [("SavedModel", None)] + [(f.stem.replace("model_", "TFLite ").replace("model", "TFLite float32"), f)
                                          for f in sorted(folder.glob("*.tflite"))]
-    env = machine(tf, keras)
     runs = []
-    for size in args.sizes:
+    for size in ([fixed] if fixed else sizes):  # DTN takes its one training size
         image = np.random.default_rng(size).random((1, size, size, channels), dtype=np.float32)
         for label, path in variants:
             if path is None:
@@ -318,20 +324,28 @@ def inference(args, tf, keras) -> int:
                 interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
                 runner = interpreter.get_signature_runner(name)
                 call = lambda image=image, runner=runner: runner(images=image, **extra)["images"]  # noqa: E731
-            v = {"size": size, "variant": label, "runs": [], "cpu": []}
+            v = {"size": size, "variant": label, "file": None if path is None else path.name, "runs": [], "cpu": []}
             v["warmup_s"] = [step(call) for _ in range(max(1, args.warmup))]
             v["run"] = call
             runs.append(v)
-            print(f"{size}px {label}: warm-up {', '.join(f'{t:.3f}' for t in v['warmup_s'])} s", file=sys.stderr)
+            print(f"{folder} {size}px {label}: warm-up {', '.join(f'{t:.3f}' for t in v['warmup_s'])} s",
+                  file=sys.stderr)
     for r in range(args.repeats):
         for v in runs[r % len(runs):] + runs[:r % len(runs)]:
             v["runs"].append([step(v["run"], v["cpu"]) for _ in range(args.steps)])
+    return name, [{"size": v["size"], "variant": v["variant"], "file": v["file"], "step_times_s": v["runs"],
+                   "summary": summarize(v["runs"], v["cpu"])} for v in runs]
+
+
+def inference(args, tf, keras) -> int:
+    """ms per image of the SavedModel's float signature and of each TFLite variant, batch 1."""
+    folder = Path(args.inference)
+    env = machine(tf, keras)
+    name, results = time_exported(folder, args.sizes, args, tf)
     lines = ["| size | variant | median ms/image | min | max | IQR % | cores busy |", "|---:|---|---:|---:|---:|---:|---:|"]
-    results = []
-    for v in runs:
-        m = summarize(v["runs"], v["cpu"])
-        results.append({"size": v["size"], "variant": v["variant"], "step_times_s": v["runs"], "summary": m})
-        lines.append(f"| {v['size']} | {v['variant']} | {1000 * m['median_s']:.1f} | {1000 * m['min_s']:.1f} | "
+    for r in results:
+        m = r["summary"]
+        lines.append(f"| {r['size']} | {r['variant']} | {1000 * m['median_s']:.1f} | {1000 * m['min_s']:.1f} | "
                      f"{1000 * m['max_s']:.1f} | {m['iqr_pct']:.1f} | {m['cores_busy']:.2f} |")
     table = "\n".join(lines)
     command = command_line()
@@ -340,6 +354,73 @@ def inference(args, tf, keras) -> int:
           f"# Inference latency of {folder}\n\n`{command}`  \nTF {env['tensorflow']}, {env['cpu']}, {env['cores']} "
         f"cores, oneDNN {'on' if env['onednn'] else 'off'}; signature `{name}`, batch 1, {args.repeats} x "
         f"{args.steps} timed calls per variant after {args.warmup} warm-up, interleaved.\n\n{table}\n")
+    print(table)
+    return 0
+
+
+def export_variants(method: str, run: str | None, size: int, tmpdir: str):
+    """Export ``method``'s generator with every TFLite variant: trained weights from ``run``,
+    or else the paper's networks at ``size`` with their initial weights. Returns (version
+    folder, held-out examples, description of the weights)."""
+    from tf_translate import config, data as tf_data, export, registry, trainer
+
+    variants = {"tflite": True, "tflite_variants": export.TFLITE_VARIANTS, "export_dir": f"{tmpdir}/{method}"}
+    spec = registry.get(method)
+    if run:
+        cfg = config.load(Path(run) / "config.json")
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, output=run),
+                                  export=dataclasses.replace(cfg.export, **variants))
+        model, weights = trainer.restore(cfg), f"trained: {run}"
+    else:
+        sizes = {} if spec.data_kind == "transfer" else {"crop_size": size, "load_size": size}
+        cfg = config.build(method, spec.config, spec.overrides, {"data": sizes, "export": variants,
+                                                                 "train": {"output": f"{tmpdir}/run_{method}"}})
+        model, weights = trainer.build_model(cfg, spec, steps_per_epoch=1), "untrained (initial weights), paper size"
+    data = tf_data.load(spec.data_kind, cfg)
+    examples = data.preview(8)
+    version = export.export_model(model, cfg, examples=examples, representative=trainer.representative(data, cfg))
+    return version, examples, weights
+
+
+def tflite_variants(args, tf, keras) -> int:
+    """Per method: every TFLite variant's file size, PSNR and max error against the SavedModel
+    on held-out images, and ms per image beside the SavedModel's."""
+    from tf_translate import export
+
+    env = machine(tf, keras)
+    runs = dict(item.split("=", 1) for item in args.run)
+    report = {"command": command_line(), "machine": env, "methods": {}}
+    lines = ["| method | weights | variant | size MB | PSNR dB | max error | size px | ms/image | speed-up |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory(prefix="benchmark_") as tmpdir:
+        for method in args.tflite_variants.split(","):
+            version, examples, weights = export_variants(method, runs.get(method), max(args.sizes), tmpdir)
+            names = [n for n in export.Exported(version).names]
+            quality = {v: export.tflite_parity(version, names[:1], examples, variant=v, limit=None)["signatures"][names[0]]
+                       for v in export.TFLITE_VARIANTS}
+            name, results = time_exported(version, args.sizes, args, tf)
+            files = {v: version / export.tflite_file(v) for v in export.TFLITE_VARIANTS}
+            saved_bytes = sum(f.stat().st_size for f in (version / "variables").iterdir())
+            report["methods"][method] = {"weights": weights, "signature": name, "quality": quality,
+                                         "sizes_bytes": {"SavedModel variables": saved_bytes,
+                                                         **{v: f.stat().st_size for v, f in files.items()}},
+                                         "results": results}
+            for r in results:
+                variant = r["variant"].replace("TFLite ", "")
+                base = next(x["summary"]["median_s"] for x in results
+                            if x["size"] == r["size"] and x["variant"] == "SavedModel")
+                q = quality.get(variant)
+                size_mb = (files[variant].stat().st_size if variant in files else saved_bytes) / 1e6
+                lines.append(f"| {method} | {weights.split(':')[0].split(' (')[0]} | {r['variant']} | {size_mb:.2f} | "
+                             f"{'' if q is None else format(q['psnr_db'], '.1f')} | "
+                             f"{'' if q is None else format(q['max_abs_error'], '.3f')} | {r['size']} | "
+                             f"{1000 * r['summary']['median_s']:.1f} | {base / r['summary']['median_s']:.2f}x |")
+    table = "\n".join(lines)
+    write(args.output, report,
+          f"# TFLite variants against the SavedModel\n\n`{report['command']}`  \nTF {env['tensorflow']}, {env['cpu']}, "
+          f"{env['cores']} cores; PSNR and max error on [0, 1] outputs of the held-out images (8, at the training "
+          f"size); ms per image at batch 1, {args.repeats} x {args.steps} timed calls after {args.warmup} warm-up, "
+          f"interleaved; speed-up over the SavedModel at the same size.\n\n{table}\n")
     print(table)
     return 0
 
@@ -365,6 +446,8 @@ def main(argv=None) -> int:
 
     if args.inference:
         return inference(args, tf, keras)
+    if args.tflite_variants:
+        return tflite_variants(args, tf, keras)
     env = machine(tf, keras)
     if make_torch_step is not None:
         import torch

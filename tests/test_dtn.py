@@ -110,6 +110,22 @@ def test_stage1_resume_equals_uninterrupted(tmp_path, transfer_dir, op_determini
                                                                            .classifier)))
 
 
+def test_history_pool_feeds_d_and_is_off_by_default(tmp_path, transfer_dir):
+    """--pool-size: D's G(x) of both kinds go through history pools, which fill step by step
+    and are checkpointed; off (the paper), the model holds no pool variables."""
+    _, _, plain = build(tmp_path / "plain", transfer_dir)
+    assert plain.pools is None and not any("pool" in v.path for v in plain.variables)
+    cfg, data, model = build(tmp_path, transfer_dir, model={"pool_size": 3, "g_steps": 1})
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    model.train_step(batch)
+    model.train_step(batch)
+    source, target = model.pools
+    assert int(source.count.numpy()) == 3 and int(target.count.numpy()) == 3  # 2 + 2 images, capped at 3
+    stored = source.images.numpy()
+    assert np.abs(stored).max() > 0 and not np.array_equal(stored, target.images.numpy())
+    assert sum("pool" in v.path for v in model.variables) == 4
+
+
 def test_averaged_g_follows_g_and_is_what_is_exported(tmp_path, transfer_dir):
     cfg, data, model = build(tmp_path, transfer_dir, model={"g_average": 0.75, "g_steps": 1})
     batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))

@@ -401,9 +401,11 @@ def run_tflite(interpreter, name: str, images: np.ndarray, **inputs) -> np.ndarr
     return runner(images=images.astype(np.float32), **{k: v.astype(np.float32) for k, v in inputs.items()})["images"]
 
 
-def tflite_parity(saved_model: Path, names: list[str], examples=None, variant: str = "float32") -> dict:
-    """Max and mean |TFLite - SavedModel| and PSNR per signature on ``examples`` (float [-1, 1]
-    batches per signature input) or, without them, on a fixed random image of an odd size."""
+def tflite_parity(saved_model: Path, names: list[str], examples=None, variant: str = "float32",
+                  limit: int | None = 2) -> dict:
+    """Max and mean |TFLite - SavedModel| and PSNR per signature on the first ``limit`` of
+    ``examples`` (float [-1, 1] batches per signature input) or, without them, on a fixed
+    random image of an odd size."""
     loaded = tf.saved_model.load(str(saved_model))
     interpreter = litert_interpreter((saved_model / tflite_file(variant)).read_bytes())
     report = {"tolerance": PARITY_TOLERANCE, "signatures": {}}
@@ -411,7 +413,7 @@ def tflite_parity(saved_model: Path, names: list[str], examples=None, variant: s
         fn = loaded.signatures[name]
         channels = fn.structured_input_signature[1]["images"].shape[-1]
         if examples is not None and i < len(examples):
-            images = (np.asarray(examples[i][:2], np.float32) + 1.0) / 2.0
+            images = (np.asarray(examples[i][:limit], np.float32) + 1.0) / 2.0
         else:
             shape = fn.structured_input_signature[1]["images"].shape
             images = np.random.default_rng(0).random((1, shape[1] or 37, shape[2] or 45, channels), dtype=np.float32)

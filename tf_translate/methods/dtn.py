@@ -13,6 +13,7 @@ import tensorflow as tf
 from tf_translate import classifier, losses, networks
 from tf_translate.config import opt
 from tf_translate.data.images import DataError
+from tf_translate.layers import ImagePool
 from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
 
@@ -44,6 +45,9 @@ class DTNConfig:
     g_average: float = opt(0.0, "decay of an exponential moving average of g's weights, used for validation, "
                                 "samples and export (0: off, the latest g; 0.999 on the embedded digits drew "
                                 "blends of a class's two modes, see the README)")
+    pool_size: int = opt(0, "D sees G(x) drawn from a history pool of this many past images of each kind "
+                            "(Shrivastava et al. 2017, as CycleGAN's D does) instead of the latest batch; "
+                            "0: off, as in the paper")
     filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
     features: int = opt(128, "size of f's representation (its last layer's filters)")
     encoder: str | None = opt(None, "f saved by an earlier run's stage 1 (RUN/encoder/f.keras), reused "
@@ -81,7 +85,7 @@ class DTN(TranslationModel):
     L_G = L_GANG + alpha L_CONST + beta L_TID + gamma L_TV with L_GANG = -log D_3(G(x_s))
     - log D_3(G(x_t)), L_CONST = MSE(f(x_s), f(G(x_s))), L_TID = MSE(x_t, G(x_t)), L_TV the
     anisotropic total variation of G(x_s); only g and D are updated, g ``g_steps`` times per
-    update of D.
+    update of D. With ``pool_size``, D's G(x) come from history pools (off in the paper).
     """
 
     loss_names = (*G_LOSSES, "D")
@@ -123,6 +127,11 @@ class DTN(TranslationModel):
             self.g_average.set_weights(self.g.get_weights())
             self.g_average.trainable = False
             self.G_out = keras.Model(image, self.g_average(self.f(image)), name="G_average")
+        self.pools = None  # none when off, so that checkpoints keep the paper's variables only
+        if m.pool_size:
+            shape = (size, size, s["channels"])
+            self.pools = [ImagePool(m.pool_size, shape, seed=self.seed * 2 + k, name=f"pool_{kind}")
+                          for k, kind in enumerate(("source", "target"))]
         self.nets = {"f": self.f, "g": self.g, "D": self.D, "G": self.G}
         self.judge = None  # --judge, loaded at the first validation
         if m.g_steps < 1:
@@ -189,6 +198,8 @@ class DTN(TranslationModel):
         x_s, _, x_t = data
         s = self.settings
         fake_s, fake_t = self.G(x_s, training=True), self.G(x_t, training=True)
+        if self.pools:
+            fake_s, fake_t = (pool.query(fake, self.step) for pool, fake in zip(self.pools, (fake_s, fake_t)))
         with tf.GradientTape() as tape:
             d_loss = self.reduce(losses.dtn_discriminator_loss(
                 self.D(fake_s, training=True), self.D(fake_t, training=True), self.D(x_t, training=True)), x_s)
