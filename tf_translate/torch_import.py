@@ -128,8 +128,7 @@ def generator(arch: str, state: dict, *, running_stats: bool = False, label: str
     except CheckpointError as e:
         fits = [a for a in ARCHS if a != arch and keys_fit(plan_for(a, state), state)]
         raise CheckpointError(f"{e} (its keys fit --arch {fits[0]})" if fits else str(e)) from None
-    norm = ("batch norm, running statistics" if norm_kind == "batch" else "batch norm, per-image statistics"
-            ) if batch_norm else "instance norm"
+    norm = f"batch norm, {'running' if running_stats else 'per-image'} statistics" if batch_norm else "instance norm"
     return net, {"in_channels": int(in_channels), "out_channels": int(out_channels), "filters": int(filters),
                  "norm": norm, "batch_norm": batch_norm}
 
@@ -157,7 +156,7 @@ def assign(net: keras.Model, plan: list[Mapped], state: dict, label: str) -> Non
                 missing.append(f"{m.torch}.weight")
                 continue
             weight = present["weight"]
-            expected = tuple(np.transpose(np.zeros(shapes[0], np.bool_), (3, 2, 0, 1)).shape)
+            expected = tuple(shapes[0][i] for i in (3, 2, 0, 1))  # the Keras kernel's shape in PyTorch's order
             if weight.shape != expected:
                 wrong.append(f"{m.torch}.weight is {tuple(weight.shape)}, expected {expected}")
                 continue
