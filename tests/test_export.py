@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import cli, export, trainer
+from tf_translate import cli, export, features, fid, trainer
 from tf_translate.data.pipeline import to_uint8
 
 
@@ -162,7 +162,15 @@ def test_evaluate_pairs_by_name(trained, tmp_path):
         for key in ("translated_vs_target", "input_vs_target"):
             s = report[direction][key]
             assert np.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1 and 0 <= s["l1"] <= 1
-    assert "| a2b |" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert "| a2b |" in text
+    if (features.cache_dir() / features.CACHE_FILE).exists():  # LPIPS beside PSNR on the pairs
+        assert 0 <= report["a2b"]["translated_vs_target"]["lpips"] < 1
+        assert report["a2b"]["input_vs_target"]["lpips"] > 0
+    if (features.cache_dir() / fid.CACHE_FILE).exists():  # FID and KID over all held-out images
+        d = report["distribution"]["b2a"]
+        assert d["images"] == [2, 2] and d["translated_vs_target"]["fid"] > 0
+        assert np.isfinite(d["input_vs_target"]["kid"]) and "| b2a | translated vs target | 2 vs 2 |" in text
 
 
 def test_an_op_without_a_builtin_kernel_fails_the_export(tmp_path):

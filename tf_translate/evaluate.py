@@ -23,6 +23,8 @@ from PIL import Image
 from tf_translate import data as tf_data, registry
 from tf_translate.data.frames import blend_weights, is_crossfade
 from tf_translate.data.images import DataError
+from tf_translate.features import WeightsMissing
+from tf_translate.fid import frechet_distance, kernel_inception_distance
 from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
 
@@ -58,10 +60,42 @@ def l1(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return diff.reshape(len(x), -1).mean(axis=1)
 
 
-def scores(x: np.ndarray, y: np.ndarray) -> dict:
-    """Mean PSNR, SSIM (11x11 Gaussian and 7x7 uniform windows) and L1 of two uint8 batches."""
-    return {"psnr": float(np.mean(psnr(x, y))), "ssim": float(np.mean(ssim(x, y))),
-            "ssim_7x7": float(np.mean(ssim_7x7(x, y))), "l1": float(np.mean(l1(x, y)))}
+def scores(x: np.ndarray, y: np.ndarray, lpips=None) -> dict:
+    """Mean PSNR, SSIM (11x11 Gaussian and 7x7 uniform windows) and L1 of two uint8 batches,
+    and LPIPS with an ``lpips.LPIPS`` model."""
+    out = {"psnr": float(np.mean(psnr(x, y))), "ssim": float(np.mean(ssim(x, y))),
+           "ssim_7x7": float(np.mean(ssim_7x7(x, y))), "l1": float(np.mean(l1(x, y)))}
+    if lpips is not None:
+        out["lpips"] = float(np.mean(lpips(x.astype(np.float32) / 255.0, y.astype(np.float32) / 255.0)))
+    return out
+
+
+def pretrained(name: str, report: dict):
+    """The LPIPS or FID network, or None when its weights are not cached: the report's notes
+    then say how to get them, and the other scores are still given."""
+    try:
+        if name == "lpips":
+            from tf_translate.lpips import LPIPS
+
+            return LPIPS()
+        from tf_translate.fid import FID
+
+        return FID()
+    except WeightsMissing as e:
+        report.setdefault("notes", []).append(f"{name.upper()} not computed: {e}")
+        return None
+
+
+def distribution(fid, made: np.ndarray, real: np.ndarray, baseline: np.ndarray) -> dict:
+    """FID and KID of translated images (float [0, 1]) against real ones of the target domain,
+    beside the untranslated inputs against the same; KID is unbiased on small sets, FID is not."""
+    real_features = fid.features(real)
+    out = {"images": [len(made), len(real)]}
+    for key, images in (("translated_vs_target", made), ("input_vs_target", baseline)):
+        features = fid.features(images)
+        kid, spread = kernel_inception_distance(features, real_features)
+        out[key] = {"fid": frechet_distance(features, real_features), "kid": kid, "kid_std": spread}
+    return out
 
 
 def _uint8(images01: np.ndarray) -> np.ndarray:
@@ -242,14 +276,19 @@ def _unpaired(model: Exported, dataset, cfg) -> dict:
         ia = [names_a.index(n) for n in common]
         ib = [names_b.index(n) for n in common]
         report["paired"] = len(common)
+        lpips = pretrained("lpips", report)
         for src, dst, xs, ys in ((a, b, x01[ia], y01[ib]), (b, a, y01[ib], x01[ia])):
             out = model(xs, to=dst)
-            report[f"{src}2{dst}"] = {"translated_vs_target": scores(_uint8(out), _uint8(ys)),
-                                      "input_vs_target": scores(_uint8(xs), _uint8(ys))}
+            report[f"{src}2{dst}"] = {"translated_vs_target": scores(_uint8(out), _uint8(ys), lpips),
+                                      "input_vs_target": scores(_uint8(xs), _uint8(ys), lpips)}
     else:
         for src, dst, xs in ((a, b, x01), (b, a, y01)):
             back = model(model(xs, to=dst), to=src)
             report[f"{src}2{dst}2{src}"] = {"reconstruction_vs_input": scores(_uint8(back), _uint8(xs))}
+    fid = pretrained("fid", report)
+    if fid is not None:  # every held-out image of each domain, paired or not
+        report["distribution"] = {f"{src}2{dst}": distribution(fid, model(xs, to=dst), ys, xs)
+                                  for src, dst, xs, ys in ((a, b, x01, y01), (b, a, y01, x01))}
     return report
 
 
@@ -270,12 +309,13 @@ def _paired(model: Exported, dataset) -> dict:
     out = np.concatenate([model.images(x[i: i + 1]) for i in range(len(x))])
     weights = blend_weights(dataset.inputs, dataset.targets)
     report = {"samples": len(stacks), "inputs": list(dataset.inputs), "targets": list(dataset.targets)}
+    lpips = pretrained("lpips", report)
     for k, t in enumerate(dataset.targets):
         real, made = stacks[:, t], out[..., 3 * k: 3 * k + 3]
         baseline = blend([stacks[:, i] for i in dataset.inputs], weights[:, k])
         name = "crossfade_vs_real" if is_crossfade(weights, k) else "input_vs_real"
         key = f"frame {t}" if len(dataset.targets) > 1 else "translate"
-        report[key] = {"generated_vs_real": scores(made, real), name: scores(baseline, real)}
+        report[key] = {"generated_vs_real": scores(made, real, lpips), name: scores(baseline, real, lpips)}
     frames = [report[f"frame {t}"] for t in dataset.targets] if len(dataset.targets) > 1 else []
     if frames:
         report["mean over frames"] = {compared: {m: float(np.mean([f[compared][m] for f in frames]))
@@ -289,12 +329,24 @@ def markdown(report: dict) -> str:
     if "target_classifier" in report:
         return _transfer_markdown(report)
     lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
-             "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 |", "|---|---|---|---|---|---|"]
+             "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 | LPIPS |", "|---|---|---|---|---|---|---|"]
     for key, value in report.items():
-        if isinstance(value, dict) and key != "images":
+        if isinstance(value, dict) and key not in ("images", "distribution"):
             for compared, s in value.items():
+                lpips = f"{s['lpips']:.4f}" if "lpips" in s else "–"
                 lines.append(f"| {key} | {compared.replace('_', ' ')} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
-                             f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} |")
+                             f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} | {lpips} |")
+    if "distribution" in report:
+        lines += ["", "Distances between the sets of images (FID Inception features; FID is biased upwards on small "
+                  "sets, KID is not: compare KID across models, FID only with the same number of images):", "",
+                  "| direction | compared | images | FID | KID (x 1000) |", "|---|---|---|---:|---:|"]
+        for key, d in report["distribution"].items():
+            for compared in ("translated_vs_target", "input_vs_target"):
+                s = d[compared]
+                lines.append(f"| {key} | {compared.replace('_', ' ')} | {d['images'][0]} vs {d['images'][1]} | "
+                             f"{s['fid']:.2f} | {1000 * s['kid']:.2f}"
+                             + (f" ± {1000 * s['kid_std']:.2f} |" if s["kid_std"] else " |"))
+    lines += [f"\nNote: {note}" for note in report.get("notes", [])]
     return "\n".join(lines) + "\n"
 
 

@@ -215,13 +215,16 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, *, subsets: int = 10
                               seed: int = 0) -> tuple[float, float]:
     """KID (Binkowski et al. 2018): the unbiased MMD^2 with the cubic polynomial kernel
     k(x, y) = (x.y / d + 1)^3, averaged over ``subsets`` random subsets of
-    min(``subset_size``, both set sizes) features; returns (mean, standard deviation). Unlike
-    FID it is unbiased, so small sets (~100 images) can be compared."""
+    min(``subset_size``, both set sizes) features; returns (mean, standard deviation; 0 when
+    the subsets are the whole sets). Unlike FID it is unbiased, so small sets (~100 images)
+    can be compared."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     m = min(len(a), len(b), subset_size)
     if m < 2:
         raise ValueError(f"KID needs at least 2 images per set, got {len(a)} and {len(b)}")
     d = a.shape[1]
+    if m == len(a) == len(b):
+        subsets = 1  # every subset would be the whole sets
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(subsets):
