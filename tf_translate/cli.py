@@ -209,6 +209,36 @@ def cmd_import_torch(argv):
                                          calibration=args.calibration))
 
 
+def cmd_cluster(argv):
+    parser = argparse.ArgumentParser(
+        prog="cluster", description="Curate a folder of images: embed each with VGG-16, cluster with k-means, "
+        "write a contact sheet per cluster and a CSV of assignments; with --drop, copy the images of the other "
+        "clusters to --output.")
+    parser.add_argument("folder", help="a folder of images")
+    parser.add_argument("--k", type=int, default=8, help="clusters (default: 8)")
+    parser.add_argument("--seed", type=int, default=0, help="k-means seed: the same seed, the same clusters")
+    parser.add_argument("--embedding", default="conv5_3", help="conv5_3 (relu5_3 averaged, 512-d; default) or fc6 "
+                                                              "(4,096-d; needs Keras' full ImageNet VGG-16)")
+    parser.add_argument("--sheets", help="folder for clusters.csv and the contact sheets (default: FOLDER_clusters)")
+    parser.add_argument("--drop", help="clusters to leave out, e.g. 3,5 (with --output)")
+    parser.add_argument("--output", help="with --drop: folder that receives the kept images")
+    args = parser.parse_args(argv)
+    if bool(args.drop) != bool(args.output):
+        parser.error("--drop and --output go together")
+    from tf_translate import cluster
+
+    sheets = Path(args.sheets or f"{str(args.folder).rstrip('/')}_clusters")
+    table = cluster.cluster_folder(args.folder, sheets, k=args.k, seed=args.seed, embedding=args.embedding)
+    print(f"clusters: {table} and {sheets}/cluster_*.jpg")
+    if args.drop:
+        try:
+            drop = [int(c) for c in args.drop.split(",")]
+        except ValueError:
+            raise ValueError(f"--drop {args.drop!r}: expected cluster numbers separated by commas") from None
+        kept = cluster.keep(table, args.folder, drop, args.output)
+        print(f"kept {len(kept)} image(s) in {args.output}")
+
+
 def style_weights(text: str | None) -> list[float] | None:
     """``--style-weights 0.5,0.5,0`` -> [0.5, 0.5, 0.0]."""
     if not text:
@@ -342,7 +372,8 @@ def cmd_fetch_weights(argv):
 
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate,
             "interpolate": cmd_interpolate, "fetch-weights": cmd_fetch_weights,
-            "stylize": cmd_stylize, "serve-client": cmd_serve_client, "import-torch": cmd_import_torch}
+            "stylize": cmd_stylize, "serve-client": cmd_serve_client, "import-torch": cmd_import_torch,
+            "cluster": cmd_cluster}
 
 
 def main(argv: list[str] | None = None, command: str | None = None) -> int:
