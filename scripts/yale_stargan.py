@@ -114,14 +114,10 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, path: Path, *, seed
     return model
 
 
-def accuracy(classifier, images: np.ndarray, targets: np.ndarray) -> float:
-    predicted = np.argmax(classifier.predict(images, verbose=0), axis=1)
-    return float(np.mean(predicted == targets))
-
-
 def score(model_dir: Path, data: Path, work: Path) -> dict:
     """The classifier's accuracies on real, input and translated held-out photos; reconstruction L1."""
     import tf_translate
+    from tf_translate.classifier import accuracy  # the shared metric: argmax of the logits against the labels
 
     model = tf_translate.load_exported(model_dir)
     load, crop = model.config.data.load_size, model.config.data.crop_size
