@@ -173,6 +173,21 @@ def test_evaluate_pairs_by_name(trained, tmp_path):
         assert np.isfinite(d["input_vs_target"]["kid"]) and "| b2a | translated vs target | 2 vs 2 |" in text
 
 
+def test_evaluate_run_scores_the_final_and_the_best_checkpoint(trained, tmp_path):
+    cfg, _ = trained
+    best = json.loads((cfg.run_dir / "best" / "best.json").read_text())["step"]
+    assert cli.main(["--run", str(cfg.run_dir), "--output", str(tmp_path / "report")], command="evaluate") == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    final = trainer.checkpoint_step(cfg.run_dir / "checkpoints")
+    assert report["checkpoints"]["final"]["step"] == final and report["checkpoints"]["best"]["step"] == best
+    assert report["best_by"] == "lowest val_cycle_l1"
+    for which in ("final", "best"):
+        assert np.isfinite(report["checkpoints"][which]["a2b"]["translated_vs_target"]["psnr"])
+    text = (tmp_path / "report.md").read_text()
+    assert f"## Final checkpoint: {cfg.run_dir} (final checkpoint, step {final})" in text and "optimistic" in text
+    assert not list(cfg.run_dir.glob("exported*"))  # the evaluation's exports are temporary
+
+
 def test_an_op_without_a_builtin_kernel_fails_the_export(tmp_path):
     class Module(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 4, 4, 1], tf.float32, name="images")])

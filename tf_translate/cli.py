@@ -286,19 +286,27 @@ def attribute_setting(text: str) -> tuple[str, int]:
 
 
 def cmd_evaluate(argv):
-    parser = argparse.ArgumentParser(prog="evaluate", description="Score an exported model on held-out data.")
-    parser.add_argument("--model", required=True, help="an exported version folder")
+    parser = argparse.ArgumentParser(prog="evaluate", description="Score an exported model, or a run's final and "
+                                     "best checkpoints, on held-out data.")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="an exported version folder")
+    which.add_argument("--run", help="a run folder: its final checkpoint and its best one (chosen by validation), "
+                                     "each scored")
     parser.add_argument("--data", help="data source (default: the held-out split of the training data)")
-    parser.add_argument("--output", help="report path without suffix (default: MODEL/evaluation) -> .json, .md")
+    parser.add_argument("--output", help="report path without suffix (default: MODEL/evaluation or "
+                                         "RUN/evaluation) -> .json, .md")
     parser.add_argument("--classifier", help="DTN: the target-domain classifier that scores translations, loaded "
                                              "if the file exists, else trained and saved there (default: "
                                              "target_classifier.keras beside the report)")
     args = parser.parse_args(argv)
     from tf_translate import evaluate
 
-    output = Path(args.output or Path(args.model) / "evaluation")
-    report = evaluate.evaluate(args.model, args.data, pictures=output.parent,
-                               classifier_path=args.classifier or output.parent / "target_classifier.keras")
+    output = Path(args.output or Path(args.model or args.run) / "evaluation")
+    classifier = args.classifier or output.parent / "target_classifier.keras"
+    if args.run:
+        report = evaluate.evaluate_run(args.run, args.data, pictures=output.parent, classifier_path=classifier)
+    else:
+        report = evaluate.evaluate(args.model, args.data, pictures=output.parent, classifier_path=classifier)
     json_path, md_path = evaluate.write_report(report, output)
     print(md_path.read_text())
     print(f"report: {json_path}")

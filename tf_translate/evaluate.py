@@ -124,6 +124,32 @@ def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | P
     return report
 
 
+def evaluate_run(run_dir: str | Path, source: str | None = None, pictures: str | Path | None = None,
+                 classifier_path: str | Path | None = None) -> dict:
+    """Score a run's final checkpoint and, when it validated, its best one. The best was chosen
+    on the same held-out split, so its scores flatter it: published numbers often quote such a
+    best epoch, and the report says which is which."""
+    import tempfile
+
+    from tf_translate import config, export, trainer
+
+    run_dir = Path(run_dir)
+    cfg = config.load(run_dir / "config.json")
+    chosen = {"final": trainer.checkpoint_step(run_dir / "checkpoints")}
+    if (run_dir / "best" / "best.json").exists():
+        chosen["best"] = json.loads((run_dir / "best" / "best.json").read_text())["step"]
+    model_cls = registry.get(cfg.method).model
+    checkpoints = {}
+    with tempfile.TemporaryDirectory(prefix="tf_translate_evaluate_") as tmp:
+        for which, step in chosen.items():
+            version = export.export_run(run_dir, export_dir=tmp, best=which == "best", tflite=False)
+            report = evaluate(version, source, Path(pictures) / which if pictures else None, classifier_path)
+            report.update(model=f"{run_dir} ({which} checkpoint, step {step})", step=step)
+            checkpoints[which] = report
+    return {"run": str(run_dir), "method": cfg.method, "checkpoints": checkpoints,
+            "best_by": f"{'lowest' if model_cls.validation_mode == 'min' else 'highest'} {model_cls.validation_key}"}
+
+
 def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations: int = 100) -> dict:
     """Fast style's quality reference: on each held-out photo, the trained network's weighted
     perceptual loss (content, style, TV, exactly as in training) beside that of a per-image
@@ -324,6 +350,15 @@ def _paired(model: Exported, dataset) -> dict:
 
 
 def markdown(report: dict) -> str:
+    if "checkpoints" in report:  # a run: the final and the best checkpoint
+        lines = [f"# Evaluation of the run {report['run']} ({report['method']})", ""]
+        if "best" in report["checkpoints"]:
+            lines += [f"The best checkpoint is the one with the {report['best_by']} on the held-out split that is "
+                      "scored here too, so its scores are optimistic; the final checkpoint's are not. Published "
+                      "numbers often quote such a best epoch.", ""]
+        for which, sub in report["checkpoints"].items():
+            lines.append(markdown(sub).replace("# Evaluation of", f"## {which.capitalize()} checkpoint:", 1))
+        return "\n".join(lines)
     if "styles" in report:
         return _style_markdown(report)
     if "target_classifier" in report:

@@ -651,9 +651,10 @@ def blend_ramp(start: int, length: int, size: int, overlap: int) -> np.ndarray:
 
 
 def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, best: bool = False,
-               test_dropout: bool | None = None, tflite_variants: tuple[str, ...] | None = None) -> Path:
+               test_dropout: bool | None = None, tflite_variants: tuple[str, ...] | None = None,
+               tflite: bool = True) -> Path:
     """Export a run folder's latest (or best) checkpoint as the next version; ``tflite_variants``
-    replaces the run's (float32 is always written)."""
+    replaces the run's (float32 is always written); ``tflite=False`` writes the SavedModel only."""
     from tf_translate import config, trainer
 
     run_dir = Path(run_dir)
@@ -667,8 +668,10 @@ def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, bes
             raise ExportError(f"unknown TFLite variant {', '.join(unknown)}; expected some of {', '.join(TFLITE_VARIANTS)}")
         variants = ("float32", *(v for v in tflite_variants if v != "float32"))
         cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, tflite=True, tflite_variants=variants))
+    if not tflite:
+        cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, tflite=False))
     representative = None
-    if "int8" in cfg.export.tflite_variants:
+    if cfg.export.tflite and "int8" in cfg.export.tflite_variants:
         from tf_translate import data as tf_data, registry
 
         representative = trainer.representative(tf_data.load(registry.get(cfg.method).data_kind, cfg), cfg)

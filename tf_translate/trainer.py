@@ -152,6 +152,14 @@ def representative(data, cfg: RunConfig, n: int = 16):
     return np.concatenate([(b[0] if isinstance(b, tuple) else b).numpy() for b in batches])
 
 
+def checkpoint_step(folder) -> int:
+    """The training step of the latest checkpoint in ``folder`` (checkpoints are numbered by step)."""
+    path = tf.train.latest_checkpoint(str(folder))
+    if path is None:
+        raise TrainingError(f"{folder}: no checkpoint found")
+    return int(path.rsplit("-", 1)[1])
+
+
 def restore(cfg: RunConfig, best: bool = False):
     """The model of a run folder, restored from its latest (or best) checkpoint, for export."""
     folder = cfg.run_dir / ("best" if best else "checkpoints")
