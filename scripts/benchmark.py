@@ -361,7 +361,7 @@ def inference(args, tf, keras) -> int:
 def export_variants(method: str, run: str | None, size: int, tmpdir: str):
     """Export ``method``'s generator with every TFLite variant: trained weights from ``run``,
     or else the paper's networks at ``size`` with their initial weights. Returns (version
-    folder, held-out examples, description of the weights)."""
+    folder, held-out examples, description of the weights, the first generator)."""
     from tf_translate import config, data as tf_data, export, registry, trainer
 
     variants = {"tflite": True, "tflite_variants": export.TFLITE_VARIANTS, "export_dir": f"{tmpdir}/{method}"}
@@ -379,32 +379,38 @@ def export_variants(method: str, run: str | None, size: int, tmpdir: str):
     data = tf_data.load(spec.data_kind, cfg)
     examples = data.preview(8)
     version = export.export_model(model, cfg, examples=examples, representative=trainer.representative(data, cfg))
-    return version, examples, weights
+    return version, examples, weights, next(iter(model.generators().values()))[0]
 
 
 def tflite_variants(args, tf, keras) -> int:
     """Per method: every TFLite variant's file size, PSNR and max error against the SavedModel
-    on held-out images, and ms per image beside the SavedModel's."""
+    on held-out images, and ms per image beside the SavedModel's, with the generator's FLOPs
+    per image and the fraction of this machine's measured peak that each variant achieves."""
+    from flops import flops_per_image, machine_peak
+
     from tf_translate import export
 
     env = machine(tf, keras)
+    peak = machine_peak()
+    conv_peak = peak["conv3x3_256_128px"]["gflops"]
     runs = dict(item.split("=", 1) for item in args.run)
-    report = {"command": command_line(), "machine": env, "methods": {}}
-    lines = ["| method | weights | variant | size MB | PSNR dB | max error | size px | ms/image | speed-up |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    report = {"command": command_line(), "machine": env, "peak": peak, "methods": {}}
+    lines = ["| method | weights | variant | size MB | PSNR dB | max error | size px | GFLOP/image | ms/image | "
+             "speed-up | % of peak |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory(prefix="benchmark_") as tmpdir:
         for method in args.tflite_variants.split(","):
-            version, examples, weights = export_variants(method, runs.get(method), max(args.sizes), tmpdir)
+            version, examples, weights, net = export_variants(method, runs.get(method), max(args.sizes), tmpdir)
             names = [n for n in export.Exported(version).names]
             quality = {v: export.tflite_parity(version, names[:1], examples, variant=v, limit=None)["signatures"][names[0]]
                        for v in export.TFLITE_VARIANTS}
             name, results = time_exported(version, args.sizes, args, tf)
+            work = {size: flops_per_image(net, size) for size in {r["size"] for r in results}}
             files = {v: version / export.tflite_file(v) for v in export.TFLITE_VARIANTS}
             saved_bytes = sum(f.stat().st_size for f in (version / "variables").iterdir())
             report["methods"][method] = {"weights": weights, "signature": name, "quality": quality,
                                          "sizes_bytes": {"SavedModel variables": saved_bytes,
                                                          **{v: f.stat().st_size for v, f in files.items()}},
-                                         "results": results}
+                                         "flops_per_image": work, "results": results}
             for r in results:
                 variant = r["variant"].replace("TFLite ", "")
                 base = next(x["summary"]["median_s"] for x in results
@@ -414,13 +420,18 @@ def tflite_variants(args, tf, keras) -> int:
                 lines.append(f"| {method} | {weights.split(':')[0].split(' (')[0]} | {r['variant']} | {size_mb:.2f} | "
                              f"{'' if q is None else format(q['psnr_db'], '.1f')} | "
                              f"{'' if q is None else format(q['max_abs_error'], '.3f')} | {r['size']} | "
-                             f"{1000 * r['summary']['median_s']:.1f} | {base / r['summary']['median_s']:.2f}x |")
+                             f"{work[r['size']] / 1e9:.2f} | {1000 * r['summary']['median_s']:.1f} | "
+                             f"{base / r['summary']['median_s']:.2f}x | "
+                             f"{100 * work[r['size']] / r['summary']['median_s'] / 1e9 / conv_peak:.0f} |")
     table = "\n".join(lines)
     write(args.output, report,
           f"# TFLite variants against the SavedModel\n\n`{report['command']}`  \nTF {env['tensorflow']}, {env['cpu']}, "
           f"{env['cores']} cores; PSNR and max error on [0, 1] outputs of the held-out images (8, at the training "
           f"size); ms per image at batch 1, {args.repeats} x {args.steps} timed calls after {args.warmup} warm-up, "
-          f"interleaved; speed-up over the SavedModel at the same size.\n\n{table}\n")
+          f"interleaved; speed-up over the SavedModel at the same size. GFLOP/image: the float generator's "
+          f"forward pass (TF's profiler; a multiply-add is 2); % of peak: GFLOP/image / time against this "
+          f"machine's measured {conv_peak:.0f} GFLOP/s (3x3 convolution, float32; matmul: "
+          f"{peak['matmul_2048']['gflops']:.0f}), float-equivalent for the quantized variants.\n\n{table}\n")
     print(table)
     return 0
 
