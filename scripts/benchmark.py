@@ -64,14 +64,17 @@ TORCH_STEPS = {"cyclegan": BENCHMARKS / "torch_cyclegan.py", "pix2pix": BENCHMAR
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--method", default="cyclegan", help="registered method to benchmark")
+    p.add_argument("--method", default="cyclegan", help="registered method to benchmark; several, comma-separated, "
+                                                        "each in a child process, with their peak memory")
     p.add_argument("--sizes", default="128,256", help="comma-separated square image sizes (crop = load size)")
     p.add_argument("--jit", default="off,on", help="comma-separated XLA settings to compare (off, on)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per variant in each repeat")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant before timing")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds over all variants")
-    p.add_argument("--n-blocks", type=int, default=6, help="generator residual blocks (ResNet-6 = paper's 128px net)")
-    p.add_argument("--filters", type=int, default=64, help="first-layer filters of generator and discriminator")
+    p.add_argument("--n-blocks", type=int, help="generator residual blocks (default: the method's; ResNet-6 = "
+                                                 "CycleGAN's 128 px network)")
+    p.add_argument("--filters", type=int, help="first-layer filters of generator and discriminator (default: the "
+                                               "method's)")
     p.add_argument("--output", default="benchmarks/train_throughput", help="writes OUTPUT.json and OUTPUT.md")
     p.add_argument("--torch", action="store_true",
                    help="also time the PyTorch reference implementation's step (benchmarks/torch_cyclegan.py)")
@@ -128,25 +131,27 @@ def machine(tf, keras) -> dict:
             "load_average_at_start": os.getloadavg()}
 
 
-def build(tf, method: str, size: int, jit: str, n_blocks: int, filters: int, tmpdir: str):
-    """(model, iterator) as ``trainer`` builds them and as ``fit`` feeds them."""
+def build(tf, method: str, size: int, jit: str, n_blocks: int | None, filters: int | None, tmpdir: str):
+    """(model, iterator, batch size, image size) as ``trainer`` builds them and as ``fit`` feeds them: the
+    method's own configuration (``n_blocks`` and ``filters`` over it when given) and one batch of
+    its embedded default data, repeated, so that the step and not the input pipeline is timed
+    (DTN trains at its one size, 32 px, with batch 64)."""
     from tf_translate import config, registry, trainer
 
     spec = registry.get(method)
-    model_options = {"filters": filters, "disc_filters": filters}
-    if "n_blocks" in {f.name for f in dataclasses.fields(spec.config)}:
-        model_options["n_blocks"] = n_blocks
+    fields = {f.name for f in dataclasses.fields(spec.config)}
+    model_options = {k: v for k, v in (("filters", filters), ("disc_filters", filters), ("n_blocks", n_blocks))
+                     if k in fields and v is not None}
+    data_options = {} if spec.data_kind == "transfer" else {"crop_size": size, "load_size": size, "batch_size": 1}
     cfg = config.build(method, spec.config, spec.overrides,
-                       {"data": {"crop_size": size, "load_size": size, "batch_size": 1},
-                        "model": model_options, "train": {"jit_compile": jit, "output": tmpdir}})
-    model = trainer.build_model(cfg, spec, steps_per_epoch=100)
+                       {"data": data_options, "model": model_options,
+                        "train": {"jit_compile": jit, "output": f"{tmpdir}/{method}_{size}_{jit}"}})
+    cfg, data, model, *_ = trainer.prepare(cfg)
     model.make_train_function()
-    images = lambda seed, c: tf.random.stateless_uniform((8, size, size, c), (seed, size), -1.0, 1.0)  # noqa: E731
-    channels = getattr(model, "in_channels", 3), getattr(model, "out_channels", 3)
-    data = tf.data.Dataset.from_tensor_slices((images(1, channels[0]), images(2, channels[1])))
-    data = data.batch(1, drop_remainder=True).repeat()
-    data = tf.distribute.get_strategy().experimental_distribute_dataset(data)  # as fit's TFEpochIterator
-    return model, iter(data)
+    batch = next(iter(data.training(batch_size=cfg.data.batch_size, flip=False, seed=0, first_step=0, steps=1)))
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    dataset = tf.distribute.get_strategy().experimental_distribute_dataset(dataset)  # as fit's TFEpochIterator
+    return model, iter(dataset), cfg.data.batch_size, cfg.data.crop_size
 
 
 def keras_step(model, iterator):
@@ -169,11 +174,11 @@ def step(run, cpu: list | None = None) -> float:
     return time.perf_counter() - start
 
 
-def summarize(runs: list[list[float]], cpu: list[float]) -> dict:
+def summarize(runs: list[list[float]], cpu: list[float], batch: int = 1) -> dict:
     times = sorted(t for run in runs for t in run)
     q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
     return {"median_s": median, "min_s": times[0], "max_s": times[-1], "q1_s": q1, "q3_s": q3,
-            "iqr_s": q3 - q1, "iqr_pct": 100 * (q3 - q1) / median, "images_per_s": 1 / median,
+            "iqr_s": q3 - q1, "iqr_pct": 100 * (q3 - q1) / median, "images_per_s": batch / median,
             "repeat_medians_s": [statistics.median(run) for run in runs], "n": len(times),
             "cores_busy": sum(cpu) / sum(times)}  # our CPU s per wall s; below the core count = waiting or sharing
 
@@ -240,6 +245,54 @@ def write(output: str, report: dict, markdown: str) -> None:
     Path(f"{out}.md").write_text(markdown)
 
 
+def network_flags(args) -> list[str]:
+    """The --n-blocks and --filters given, for a child process."""
+    return [*(["--n-blocks", str(args.n_blocks)] if args.n_blocks else []),
+            *(["--filters", str(args.filters)] if args.filters else [])]
+
+
+def run_child(command: list[str]) -> tuple[int, float]:
+    """Run ``command``; returns (exit code, its peak resident memory in MB)."""
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024  # Linux: kB
+
+
+def compare_methods(args) -> int:
+    """Training throughput of several methods, XLA off and on, each method in a child process
+    of its own (so that its peak memory is its own); one summary table."""
+    methods = args.method.split(",")
+    rows, report = [], {"command": command_line(), "methods": {}}
+    for method in methods:
+        out = f"{args.output}_{method}"
+        command = [sys.executable, __file__, "--method", method, "--sizes", ",".join(map(str, args.sizes)),
+                   "--jit", ",".join(args.jit), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                   "--repeats", str(args.repeats), *network_flags(args), "--output", out]
+        print(f"{method} (child process)", file=sys.stderr)
+        code, peak_mb = run_child(command)
+        if not Path(f"{out}.json").exists():
+            report["methods"][method] = {"error": f"exit code {code}", "peak_rss_mb": peak_mb}
+            rows.append(f"| {method} | failed (exit code {code}) | | | | | |")
+            continue
+        child = json.loads(Path(f"{out}.json").read_text())
+        report["methods"][method] = {"peak_rss_mb": peak_mb, "report": f"{out}.json", "results": child["results"]}
+        found = {(r["size"], r["jit"]): r for r in child["results"] if "summary" in r}
+        for size in sorted({size for size, _ in found}):
+            off, on = found.get((size, "off")), found.get((size, "on"))
+            rate = lambda r: f"{r['summary']['images_per_s']:.2f}" if r else "-"  # noqa: E731
+            ratio = f"{off['summary']['median_s'] / on['summary']['median_s']:.2f}" if off and on else "-"
+            batch = (off or on).get("batch", 1)
+            rows.append(f"| {method} | {size} | {batch} | {rate(off)} | {rate(on)} | {ratio} | {peak_mb:.0f} |")
+    table = "\n".join(["| method | size px | batch | images/s XLA off | images/s XLA on | XLA on/off speed | "
+                       "peak memory MB |", "|---|---:|---:|---:|---:|---:|---:|", *rows])
+    write(args.output, report, f"# Training throughput per method\n\n`{report['command']}`  \nEach method's own "
+          f"networks and a batch of its embedded data, repeated; {args.repeats} x {args.steps} timed steps per "
+          f"setting after {args.warmup} warm-up; peak memory: the method's child process's peak resident set "
+          f"(both XLA settings, all sizes). Per-method details: OUTPUT_METHOD.md.\n\n{table}\n")
+    print(table)
+    return 0
+
+
 def compare_onednn(args) -> int:
     """Each repeat runs every oneDNN setting in a child process (this script, one repeat each,
     settings in a rotating order); merges their step times and writes one report."""
@@ -251,8 +304,7 @@ def compare_onednn(args) -> int:
                 child = Path(tmpdir) / f"{setting}_{r}"
                 command = [sys.executable, __file__, "--method", args.method, "--sizes", ",".join(map(str, args.sizes)),
                            "--jit", ",".join(args.jit), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                           "--repeats", "1", "--n-blocks", str(args.n_blocks), "--filters", str(args.filters),
-                           "--onednn", setting, "--output", str(child)]
+                           "--repeats", "1", *network_flags(args), "--onednn", setting, "--output", str(child)]
                 print(f"repeat {r + 1}/{args.repeats}: oneDNN {setting} (child process)", file=sys.stderr)
                 if subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
                     print(f"benchmark.py: error: the oneDNN {setting} child failed: {' '.join(command)}", file=sys.stderr)
@@ -438,6 +490,8 @@ def tflite_variants(args, tf, keras) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if "," in args.method:
+        return compare_methods(args)
     if len(args.onednn) > 1:
         return compare_onednn(args)
     if args.onednn[0] != "default":
@@ -475,10 +529,11 @@ def main(argv=None) -> int:
                 variants.append(v)
                 try:
                     if jit == "torch":
-                        v["run"] = make_torch_step(size=size, n_blocks=args.n_blocks)
+                        v["run"] = make_torch_step(size=size, n_blocks=args.n_blocks or 9)
                         v["torch_threads"] = env["torch_threads"] = torch.get_num_threads()
                     else:
-                        model, iterator = build(tf, args.method, size, jit, args.n_blocks, args.filters, tmpdir)
+                        model, iterator, v["batch"], v["size"] = build(tf, args.method, size, jit, args.n_blocks,
+                                                                       args.filters, tmpdir)
                         v["jit_effective"] = bool(model.jit_compile)
                         v["run"] = keras_step(model, iterator)
                     v["warmup_s"] = [step(v["run"]) for _ in range(max(1, args.warmup))]
@@ -496,9 +551,10 @@ def main(argv=None) -> int:
 
     results = []
     for v in variants:
-        r = {k: v[k] for k in ("size", "jit", "jit_effective", "torch_threads", "warmup_s", "error") if k in v}
+        r = {k: v[k] for k in ("size", "jit", "batch", "jit_effective", "torch_threads", "warmup_s", "error") if k in v}
         if "error" not in v:
-            r.update(step_times_s=v["runs"], cpu_times_s=v["cpu"], summary=summarize(v["runs"], v["cpu"]))
+            r.update(step_times_s=v["runs"], cpu_times_s=v["cpu"],
+                     summary=summarize(v["runs"], v["cpu"], v.get("batch", 1)))
         results.append(r)
     medians = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results if "summary" in r}
     ratios = [{"size": s, "off_s": medians[s, "off"], "on_s": medians[s, "on"],
@@ -509,7 +565,7 @@ def main(argv=None) -> int:
                      "off_over_torch": medians[s, "off"] / medians[s, "torch"] if (s, "off") in medians else None,
                      "on_over_torch": medians[s, "on"] / medians[s, "torch"] if (s, "on") in medians else None}
                     for s in args.sizes if (s, "torch") in medians]
-    table = tables(results, ratios, torch_ratios, args.method, args.n_blocks)
+    table = tables(results, ratios, torch_ratios, args.method, args.n_blocks or 9)
     settings = {k: getattr(args, k)
                 for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks", "filters", "torch", "onednn")}
     report = {"command": command_line(), "settings": settings, "machine": env,
