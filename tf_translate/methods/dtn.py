@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import classifier, losses, networks
+from tf_translate import classifier, losses, networks, seeding
 from tf_translate.config import opt
 from tf_translate.data.images import DataError
 from tf_translate.layers import ImagePool
@@ -48,6 +48,9 @@ class DTNConfig:
     pool_size: int = opt(0, "D sees G(x) drawn from a history pool of this many past images of each kind "
                             "(Shrivastava et al. 2017, as CycleGAN's D does) instead of the latest batch; "
                             "0: off, as in the paper")
+    instance_noise: float = opt(0.0, "standard deviation of Gaussian noise added to every image D sees, real "
+                                      "and generated (Sonderby et al. 2016), so that D cannot separate them "
+                                      "perfectly; 0: off, as in the paper")
     filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
     features: int = opt(128, "size of f's representation (its last layer's filters)")
     encoder: str | None = opt(None, "f saved by an earlier run's stage 1 (RUN/encoder/f.keras), reused "
@@ -85,7 +88,8 @@ class DTN(TranslationModel):
     L_G = L_GANG + alpha L_CONST + beta L_TID + gamma L_TV with L_GANG = -log D_3(G(x_s))
     - log D_3(G(x_t)), L_CONST = MSE(f(x_s), f(G(x_s))), L_TID = MSE(x_t, G(x_t)), L_TV the
     anisotropic total variation of G(x_s); only g and D are updated, g ``g_steps`` times per
-    update of D. With ``pool_size``, D's G(x) come from history pools (off in the paper).
+    update of D. With ``pool_size``, D's G(x) come from history pools, and with
+    ``instance_noise`` D sees every image with Gaussian noise (both off in the paper).
     """
 
     loss_names = (*G_LOSSES, "D")
@@ -202,13 +206,15 @@ class DTN(TranslationModel):
             fake_s, fake_t = (pool.query(fake, self.step) for pool, fake in zip(self.pools, (fake_s, fake_t)))
         with tf.GradientTape() as tape:
             d_loss = self.reduce(losses.dtn_discriminator_loss(
-                self.D(fake_s, training=True), self.D(fake_t, training=True), self.D(x_t, training=True)), x_s)
+                self.D(self.noisy(fake_s, 0), training=True), self.D(self.noisy(fake_t, 1), training=True),
+                self.D(self.noisy(x_t, 2), training=True)), x_s)
         finite_d = self.apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator_roles)
         f_s, finite_g = self.f(x_s), tf.constant(True)
         for k in range(self.run_config.model.g_steps):
             with tf.GradientTape() as tape:
                 fake_s, fake_t = self.g(f_s, training=True), self.G(x_t, training=True)
-                gang = losses.dtn_generator_loss(self.D(fake_s, training=True), self.D(fake_t, training=True))
+                gang = losses.dtn_generator_loss(self.D(self.noisy(fake_s, 3 + 2 * k), training=True),
+                                                 self.D(self.noisy(fake_t, 4 + 2 * k), training=True))
                 const = losses.mse(f_s, self.f(fake_s))
                 tid = losses.mse(x_t, fake_t)
                 tv = losses.anisotropic_total_variation(fake_s)
@@ -219,6 +225,15 @@ class DTN(TranslationModel):
                 self.update_average(self.step * self.run_config.model.g_steps + k)
         values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv)), d_loss)
         return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
+
+    def noisy(self, images, k: int):
+        """``images`` as D sees them: with ``--instance-noise``, plus Gaussian noise drawn from
+        (seed, step, ``k``), so that a resumed run draws the same."""
+        sigma = self.run_config.model.instance_noise
+        if not sigma:
+            return images
+        seed = seeding.derive(self.seed, seeding.NOISE, self.step, k)
+        return images + sigma * tf.random.stateless_normal(tf.shape(images), seed, dtype=images.dtype)
 
     def update_average(self, updates):
         """g_average <- d g_average + (1 - d) g after g's update number ``updates`` (from 0),
