@@ -106,13 +106,19 @@ def test_export_command_best_and_latest(trained, tmp_path, capsys):
     assert code == 0 and (tmp_path / "e" / "1" / "saved_model.pb").exists()
     code = cli.main(["--run", str(tmp_path / "nothing")], command="export")
     assert code == 2 and "config.json" in capsys.readouterr().err
-    code = cli.main(["--run", str(cfg.run_dir), "--export-dir", str(tmp_path / "e"), "--tflite", "float16,int8"],
-                    command="export")
+    code = cli.main(["--run", str(cfg.run_dir), "--export-dir", str(tmp_path / "e"), "--tflite",
+                     "float16,int8,int16x8"], command="export")
     assert code == 0
     version = tmp_path / "e" / "2"
-    assert all((version / export.tflite_file(v)).exists() for v in ("float32", "float16", "int8"))
+    assert all((version / export.tflite_file(v)).exists() for v in ("float32", "float16", "int8", "int16x8"))
     report = json.loads((version / "tflite_parity.json").read_text())
-    assert sorted(report["variants"]) == ["float16", "int8"] and report["variants"]["float16"]["a2b"]["psnr_db"] > 40
+    assert sorted(report["variants"]) == ["float16", "int16x8", "int8"]
+    assert report["variants"]["float16"]["a2b"]["psnr_db"] > 40
+    # int16x8 takes the training size (its signatures have no padding), and is checked there
+    runner = export.litert_interpreter((version / export.tflite_file("int16x8")).read_bytes()).get_signature_runner("a2b")
+    assert list(runner.get_input_details()["images"]["shape_signature"][1:]) == [cfg.data.crop_size] * 2 + [3]
+    assert report["variants"]["int16x8"]["a2b"]["shape"][:2] == [cfg.data.crop_size] * 2
+    assert report["variants"]["int16x8"]["a2b"]["psnr_db"] > report["variants"]["int8"]["a2b"]["psnr_db"]
     code = cli.main(["--run", str(cfg.run_dir), "--tflite", "int4"], command="export")
     assert code == 2 and "unknown TFLite variant int4" in capsys.readouterr().err
 

@@ -128,8 +128,9 @@ def cmd_export(argv):
                         help="keep dropout on at inference (pix2pix's noise; outputs vary per call); "
                              "default: as the run was configured (off: deterministic)")
     parser.add_argument("--tflite", metavar="VARIANTS", help="TFLite variants to write, e.g. "
-                        "float32,float16,dynamic-int8,int8 (int8 calibrated on training images; each checked "
-                        "against the SavedModel in tflite_parity.json; default: as the run was configured)")
+                        "float32,float16,dynamic-int8,int8,int16x8 (int8 and int16x8 calibrated on training images; "
+                        "int16x8 at the training size only; each checked against the SavedModel in "
+                        "tflite_parity.json; default: as the run was configured)")
     parser.add_argument("--serving-config", metavar="PATH",
                         help="write a models.config (ModelServerConfig) there for every model under --models")
     parser.add_argument("--models", default="exported", help="the folder of exported models (NAME/VERSION/) that "
@@ -198,8 +199,8 @@ def cmd_import_torch(argv):
                                                             "reference's test.py --eval (default: each image's own "
                                                             "statistics, as test.py runs pix2pix by default)")
     parser.add_argument("--tflite", default="float32", help="TFLite variants, comma-separated: float32, float16, "
-                                                            "dynamic-int8, int8 (default: float32)")
-    parser.add_argument("--calibration", help="int8: a folder of typical input images to calibrate on")
+                                                            "dynamic-int8, int8, int16x8 (default: float32)")
+    parser.add_argument("--calibration", help="int8, int16x8: a folder of typical input images to calibrate on")
     args = parser.parse_args(argv)
     from tf_translate import torch_import
 

@@ -59,8 +59,9 @@ class ExportConfig:
     export: bool = opt(True, "export at the end of training")
     tflite: bool = opt(True, "also write a float32 .tflite model, checked against the SavedModel")
     tflite_variants: tuple[str, ...] = opt(("float32",), "TFLite variants: float32 (model.tflite), float16, "
-                                           "dynamic-int8, int8 (calibrated on training images); each "
-                                           "compared with the SavedModel in tflite_parity.json")
+                                           "dynamic-int8, int8, int16x8 (both calibrated on training images; "
+                                           "int16x8 at the training size only); each compared with the "
+                                           "SavedModel in tflite_parity.json")
     test_dropout: bool = opt(False, "keep dropout on at inference (pix2pix's noise): outputs then vary "
                                     "per call and TFLite parity is not checked; off = deterministic")
 

@@ -113,16 +113,20 @@ class ServingModule(tf.Module):
                  size: int | None = None, readers: dict | None = None):
         super().__init__()
         self.size = size  # the one square size a fixed-size generator takes (DTN); None = any
-        self.readers = {name: model for name, (model, _, _) in (readers or {}).items()}
+        # The Keras models are kept out of the SavedModel's object graph (object.__setattr__
+        # bypasses tf.Module's tracking): tracked, every weight was saved twice, once under
+        # them and once under tf_variables below.
+        untracked = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        untracked("readers", {name: model for name, (model, _, _) in (readers or {}).items()})
         self.reader_outputs = {name: (key, fn) for name, (_, key, fn) in (readers or {}).items()}
-        self.nets = {name: net for name, (net, _) in generators.items()}
+        untracked("nets", {name: net for name, (net, _) in generators.items()})
         self.channels = {name: c for name, (_, c) in generators.items()}
         # The second input of a conditional generator: style weights, or domain labels; 0 = none.
         self.conditions = {name: int(net.inputs[1].shape[-1]) if len(net.inputs) > 1 else 0
                            for name, net in self.nets.items()}
         self.condition = "labels" if labels else "style_weights"
         self.labels = labels
-        self.discriminator = labels.discriminator if labels and labels.multi_label else None
+        untracked("discriminator", labels.discriminator if labels and labels.multi_label else None)
         self.multiple = multiple
         # The underlying tf.Variables, tracked explicitly as keras.export.ExportArchive does:
         # without this the TFLite converter reads every Keras 3 weight as NaN.
@@ -289,7 +293,7 @@ def next_version(root: Path) -> int:
 
 def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = None, representative=None) -> Path:
     """Write the next version of ``model``'s generators; returns the version folder.
-    ``representative``: training images (float [-1, 1]) to calibrate an int8 TFLite variant."""
+    ``representative``: training images (float [-1, 1]) to calibrate an int8 or int16x8 variant."""
     root = Path(export_dir or cfg.export_dir)
     root.mkdir(parents=True, exist_ok=True)
     version = next_version(root)
@@ -306,8 +310,16 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
         serving_config.write_warmup(tmp, signatures, domains=module.labels.names if module.labels else ())
         cfg.save(tmp / "config.json")
         if cfg.export.tflite:
-            write_tflite(tmp, list(module.nets), examples, check=not cfg.export.test_dropout,
-                         variants=cfg.export.tflite_variants, representative=calibration(module, representative))
+            with tempfile.TemporaryDirectory(prefix="tf_translate_fixed_") as fixed:
+                if FIXED_SIZE_VARIANTS & set(cfg.export.tflite_variants):
+                    # the same generators without the padding (no index arithmetic) at the training size
+                    sized = ServingModule(model.generators(), model.down_factor(), model.domain_labels(),
+                                          size=model.input_size() or cfg.data.crop_size)
+                    every = sized.signatures()
+                    tf.saved_model.save(sized, fixed, signatures={n: every[n] for n in sized.nets})
+                write_tflite(tmp, list(module.nets), examples, check=not cfg.export.test_dropout,
+                             variants=cfg.export.tflite_variants, representative=calibration(module, representative),
+                             fixed_size=Path(fixed))
         final = root / str(version)
         os.rename(tmp, final)
     except BaseException:
@@ -317,7 +329,16 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
     return final
 
 
-TFLITE_VARIANTS = ("float32", "float16", "dynamic-int8", "int8")
+TFLITE_VARIANTS = ("float32", "float16", "dynamic-int8", "int8", "int16x8")
+CALIBRATED = {"int8", "int16x8"}  # variants whose activations are quantized on representative images
+# int16x8 is converted from signatures of the training size: the converter cannot calibrate
+# 16-bit activations through the dynamic-size padding ("Max and min for dynamic tensors should
+# be recorded during calibration: Failed for tensor FloorMod"), a known converter bug.
+FIXED_SIZE_VARIANTS = {"int16x8"}
+
+
+def needs_calibration(variants) -> bool:
+    return bool(CALIBRATED & set(variants))
 
 
 def tflite_file(variant: str) -> str:
@@ -327,7 +348,8 @@ def tflite_file(variant: str) -> str:
 def convert_tflite(saved_model: Path, names: list[str], variant: str, representative=None) -> bytes:
     """One TFLite variant of the float signatures, builtin ops only: float32; float16 weights;
     dynamic-int8 (int8 weights, float activations); int8 (weights and activations, calibrated
-    on ``representative``: {signature: [input dicts]}, float in and out)."""
+    on ``representative``: {signature: [input dicts]}, float in and out); int16x8 (int8
+    weights, 16-bit activations, calibrated likewise; ops without a 16-bit kernel stay float)."""
     if variant not in TFLITE_VARIANTS:
         raise ExportError(f"unknown TFLite variant {variant!r}; expected one of {', '.join(TFLITE_VARIANTS)}")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=names)
@@ -336,9 +358,12 @@ def convert_tflite(saved_model: Path, names: list[str], variant: str, representa
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if variant == "int8":
+    if variant == "int16x8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                                               tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant in CALIBRATED:
         if not representative:
-            raise ExportError("int8 TFLite needs representative images (from the training data)")
+            raise ExportError(f"{variant} TFLite needs representative images (from the training data)")
 
         def samples():
             for name, inputs in representative.items():
@@ -360,14 +385,15 @@ def convert_tflite(saved_model: Path, names: list[str], variant: str, representa
 
 
 def write_tflite(saved_model: Path, names: list[str], examples=None, check: bool = True,
-                 variants=("float32",), representative=None) -> dict | None:
-    """Convert the float signatures to each TFLite variant (``model.tflite`` is float32) and
+                 variants=("float32",), representative=None, fixed_size: Path | None = None) -> dict | None:
+    """Convert the float signatures to each TFLite variant (``model.tflite`` is float32; the
+    FIXED_SIZE_VARIANTS from ``fixed_size``, the same signatures at the training size) and
     check them against the SavedModel (not for a model with test-time dropout, whose outputs
     differ on every call): float32 must agree within PARITY_TOLERANCE; the quantized variants'
     max error and PSNR are reported in ``tflite_parity.json``."""
     for variant in variants:
-        (saved_model / tflite_file(variant)).write_bytes(
-            convert_tflite(saved_model, names, variant, representative))
+        source = fixed_size if variant in FIXED_SIZE_VARIANTS else saved_model
+        (saved_model / tflite_file(variant)).write_bytes(convert_tflite(source, names, variant, representative))
     if not check:
         return None
     report = tflite_parity(saved_model, names, examples)
@@ -414,9 +440,10 @@ def tflite_parity(saved_model: Path, names: list[str], examples=None, variant: s
         channels = fn.structured_input_signature[1]["images"].shape[-1]
         if examples is not None and i < len(examples):
             images = (np.asarray(examples[i][:limit], np.float32) + 1.0) / 2.0
-        else:
-            shape = fn.structured_input_signature[1]["images"].shape
-            images = np.random.default_rng(0).random((1, shape[1] or 37, shape[2] or 45, channels), dtype=np.float32)
+        else:  # an odd size, or the size of a fixed-size variant
+            runner = interpreter.get_signature_runner(name).get_input_details()["images"]["shape_signature"]
+            height, width = (int(n) if n > 0 else default for n, default in zip(runner[1:3], (37, 45)))
+            images = np.random.default_rng(0).random((1, height, width, channels), dtype=np.float32)
         extra = {}
         for key in CONDITIONS.intersection(fn.structured_input_signature[1]):  # an even blend of all
             n = fn.structured_input_signature[1][key].shape[-1]
@@ -671,7 +698,7 @@ def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, bes
     if not tflite:
         cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, tflite=False))
     representative = None
-    if cfg.export.tflite and "int8" in cfg.export.tflite_variants:
+    if cfg.export.tflite and needs_calibration(cfg.export.tflite_variants):
         from tf_translate import data as tf_data, registry
 
         representative = trainer.representative(tf_data.load(registry.get(cfg.method).data_kind, cfg), cfg)

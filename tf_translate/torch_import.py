@@ -233,7 +233,7 @@ class Imported:
 
 def calibration_images(folder, size: int, most: int = 16) -> np.ndarray:
     """Up to ``most`` images of ``folder`` resized to ``size`` squared, float [-1, 1], to
-    calibrate an int8 TFLite variant."""
+    calibrate an int8 or int16x8 TFLite variant."""
     import tensorflow as tf
 
     from tf_translate.data.images import image_files, read_image
@@ -264,9 +264,10 @@ def import_checkpoint(checkpoint, arch: str, *, export_dir=None, name: str | Non
                          f"{', '.join(export.TFLITE_VARIANTS)}")
     size = 2**n if family == "unet" else 256
     representative = None
-    if "int8" in tflite_variants:
+    if export.needs_calibration(tflite_variants):
         if calibration is None:
-            raise ValueError("the int8 TFLite variant needs --calibration DIR: a folder of typical input images")
+            raise ValueError("the int8 and int16x8 TFLite variants need --calibration DIR: a folder of typical "
+                             "input images")
         representative = calibration_images(calibration, size)
     method = "cyclegan" if family == "resnet" else "pix2pix"
     model = {"filters": info["filters"], "norm": "batch" if info["batch_norm"] else "instance",

@@ -144,9 +144,11 @@ def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch) -> None:
 
 
 def representative(data, cfg: RunConfig, n: int = 16):
-    """Training inputs (random crops, float [-1, 1]) to calibrate an int8 TFLite export; None
-    when no int8 variant is asked for."""
-    if "int8" not in cfg.export.tflite_variants:
+    """Training inputs (random crops, float [-1, 1]) to calibrate an int8 or int16x8 TFLite
+    export; None when no such variant is asked for."""
+    from tf_translate.export import needs_calibration
+
+    if not needs_calibration(cfg.export.tflite_variants):
         return None
     batches = data.training(batch_size=1, flip=False, seed=cfg.train.seed, first_step=0, steps=n)
     return np.concatenate([(b[0] if isinstance(b, tuple) else b).numpy() for b in batches])
