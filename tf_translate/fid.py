@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -198,7 +199,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"FID needs at least 2 images per set, got {len(a)} and {len(b)}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    with warnings.catch_warnings():  # fewer images than features: the product is singular, as always here
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root, _ = linalg.sqrtm(s_a @ s_b, disp=False)
     if not np.isfinite(root).all():  # singular product: offset the diagonals, as pytorch-fid does
         offset = np.eye(len(s_a)) * 1e-6
         root = linalg.sqrtm((s_a + offset) @ (s_b + offset))
