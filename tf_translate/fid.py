@@ -201,10 +201,10 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     with warnings.catch_warnings():  # fewer images than features: the product is singular, as always here
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        root, _ = linalg.sqrtm(s_a @ s_b, disp=False)
-    if not np.isfinite(root).all():  # singular product: offset the diagonals, as pytorch-fid does
-        offset = np.eye(len(s_a)) * 1e-6
-        root = linalg.sqrtm((s_a + offset) @ (s_b + offset))
+        root = linalg.sqrtm(s_a @ s_b)
+        if not np.isfinite(root).all():  # offset the diagonals, as pytorch-fid does
+            offset = np.eye(len(s_a)) * 1e-6
+            root = linalg.sqrtm((s_a + offset) @ (s_b + offset))
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2.0 * np.trace(root.real))
 
 
