@@ -441,8 +441,8 @@ def tflite_parity(saved_model: Path, names: list[str], examples=None, variant: s
         if examples is not None and i < len(examples):
             images = (np.asarray(examples[i][:limit], np.float32) + 1.0) / 2.0
         else:  # an odd size, or the size of a fixed-size variant
-            runner = interpreter.get_signature_runner(name).get_input_details()["images"]["shape_signature"]
-            height, width = (int(n) if n > 0 else default for n, default in zip(runner[1:3], (37, 45)))
+            shape = interpreter.get_signature_runner(name).get_input_details()["images"]["shape_signature"]
+            height, width = (int(n) if n > 0 else default for n, default in zip(shape[1:3], (37, 45)))
             images = np.random.default_rng(0).random((1, height, width, channels), dtype=np.float32)
         extra = {}
         for key in CONDITIONS.intersection(fn.structured_input_signature[1]):  # an even blend of all
