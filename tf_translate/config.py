@@ -45,7 +45,8 @@ class TrainConfig:
     beta_1: float = opt(0.5, "Adam beta_1")
     beta_2: float = opt(0.999, "Adam beta_2")
     seed: int = opt(0, "seed of every random choice (crops, flips, shuffles, pool, init)")
-    jit_compile: str = opt("auto", "auto | on | off; auto = on (faster on the AVX2 CPUs first measured, not on AVX-512 ones: README, Benchmarks)")
+    jit_compile: str = opt("auto", "auto | on | off; auto = on (faster on the AVX2 CPUs first measured, "
+                                   "not on AVX-512 ones: README, Benchmarks)")
     log_every: int = opt(10, "steps between TensorBoard scalars")
     sample_every: int = opt(200, "steps between sample panels")
     checkpoint_every: int = opt(200, "steps between checkpoints (also at the end and on Ctrl-C)")
