@@ -13,6 +13,7 @@ it (a model worth shipping beats it), otherwise the untranslated input.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -70,17 +71,24 @@ def scores(x: np.ndarray, y: np.ndarray, lpips=None) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _network(name: str):
+    """The LPIPS or FID network, built once per process (``evaluate --run`` scores two
+    checkpoints, each in both directions)."""
+    if name == "lpips":
+        from tf_translate.lpips import LPIPS
+
+        return LPIPS()
+    from tf_translate.fid import FID
+
+    return FID()
+
+
 def pretrained(name: str, report: dict):
     """The LPIPS or FID network, or None when its weights are not cached: the report's notes
     then say how to get them, and the other scores are still given."""
     try:
-        if name == "lpips":
-            from tf_translate.lpips import LPIPS
-
-            return LPIPS()
-        from tf_translate.fid import FID
-
-        return FID()
+        return _network(name)
     except WeightsMissing as e:
         report.setdefault("notes", []).append(f"{name.upper()} not computed: {e}")
         return None
