@@ -28,10 +28,13 @@ def train(model: keras.Model, batches: Callable, *, steps: int, lr: float, folde
     """Train ``model`` (logits) with Adam on softmax cross-entropy for ``steps`` steps of
     ``batches(first_step, count)`` ((images, int labels) batches that depend on the step only).
     With ``folder``, checkpoints there every ``checkpoint_every`` steps (and on Ctrl-C) and
-    resumes from the latest one, replaying the uninterrupted run."""
-    optimizer = keras.optimizers.Adam(lr)
-    optimizer.build(model.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    resumes from the latest one, replaying the uninterrupted run. Under a ``tf.distribute``
+    strategy (the one whose scope ``model`` was built in) each batch is split across replicas."""
+    strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        optimizer = keras.optimizers.Adam(lr)
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False)
     manager = None
     if folder is not None:
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
@@ -39,22 +42,28 @@ def train(model: keras.Model, batches: Callable, *, steps: int, lr: float, folde
         if manager.latest_checkpoint:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
 
-    @tf.function
-    def update(x, y):
+    def replica_update(x, y):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+            y = tf.cast(y, tf.int32)
+            loss = tf.nn.compute_average_loss(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        step.assign_add(1)
         return loss, tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.float32))
+
+    @tf.function
+    def update(x, y):
+        loss, accuracy = strategy.run(replica_update, args=(x, y))
+        step.assign_add(1)
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, accuracy, axis=None))
 
     first = int(step.numpy())
     if first >= steps:
         return
     bar = tqdm(total=steps, initial=first, unit="step", desc=describe, file=sys.stderr, mininterval=bar_interval())
     try:
-        for x, y in batches(first, steps - first):
-            loss, accuracy = update(x, tf.cast(y, tf.int32))
+        for x, y in strategy.experimental_distribute_dataset(batches(first, steps - first)):
+            loss, accuracy = update(x, y)
             now = int(step.numpy())
             bar.update(1)
             if now % 10 == 0:

@@ -47,6 +47,13 @@ class TrainConfig:
     seed: int = opt(0, "seed of every random choice (crops, flips, shuffles, pool, init)")
     jit_compile: str = opt("auto", "auto | on | off; auto = on (faster on the AVX2 CPUs first measured, "
                                    "not on AVX-512 ones: README, Benchmarks)")
+    strategy: str = opt("default", "default (one device) | mirrored (this machine's GPUs, or its logical CPUs) | "
+                                   "multiworker (the machines TF_CONFIG names) | tpu (TPU_NAME); --batch-size is "
+                                   "the global batch, split across replicas")
+    precision: str = opt("auto", "auto | float32 | mixed_float16 | mixed_bfloat16 (layers compute in 16 bits, "
+                                 "variables, losses, outputs and exports stay float32); auto = mixed_bfloat16 on "
+                                 "CPUs with BF16 instructions for the methods measured as fast and as good in it, "
+                                 "float32 elsewhere (README, Scale out)")
     log_every: int = opt(10, "steps between TensorBoard scalars")
     sample_every: int = opt(200, "steps between sample panels")
     checkpoint_every: int = opt(200, "steps between checkpoints (also at the end and on Ctrl-C)")

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from tf_translate import seeding
+from tf_translate import replicas, seeding
 
 # N(0, 0.02), as the CycleGAN, pix2pix and DCGAN papers initialise convolutions.
 def weight_init(seed: int | None = None) -> keras.initializers.Initializer:
@@ -144,7 +144,8 @@ def norm(kind: str, name: str) -> layers.Layer:
     if kind == "instance":
         return InstanceNorm(name=name)
     if kind == "batch":
-        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+        # synchronized: statistics of the global batch under tf.distribute, as on one device
+        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name=name)
     if kind == "none":
         return layers.Identity(name=name)
     raise ValueError(f"unknown norm {kind!r}; expected one of {', '.join(NORMS)}")
@@ -218,9 +219,11 @@ class StatelessDropout(layers.Layer):
     """Dropout whose training mask derives from a seed, so a resumed run drops the units the
     uninterrupted one would have (DESIGN convention 6).
 
-    The model sets ``seed_fn``, a function returning a [2] int32 seed (from its seed, the
-    step and the replica) read while the training step is traced. With ``at_test`` set
-    (pix2pix's test-time noise) inference drops units too, with fresh randomness per call.
+    The model sets ``seed_fn``, a function returning a [2] int32 seed (from its seed and the
+    step) read while the training step is traced; the mask is drawn for the global batch and
+    each replica keeps its rows (``replicas.draw``), so replicas drop what one device would.
+    With ``at_test`` set (pix2pix's test-time noise) inference drops units too, with fresh
+    randomness per call.
     """
 
     def __init__(self, rate: float, **kwargs):
@@ -233,7 +236,11 @@ class StatelessDropout(layers.Layer):
         if self.rate == 0.0 or not (training or self.at_test):
             return x
         if training and self.seed_fn is not None:
-            return tf.nn.experimental.stateless_dropout(x, self.rate, seed=self.seed_fn())
+            seed, shape = self.seed_fn(), tf.shape(x)
+            # tf.nn.experimental.stateless_dropout's mask, for the global batch
+            uniform = replicas.draw(lambda n: tf.random.stateless_uniform(
+                tf.concat([[n], shape[1:]], 0), seed, dtype=x.dtype), shape[0])
+            return x * tf.cast(1.0 / (1.0 - self.rate), x.dtype) * tf.cast(uniform >= self.rate, x.dtype)
         return tf.nn.dropout(x, self.rate)
 
     def get_config(self):
@@ -273,15 +280,19 @@ class ImagePool(layers.Layer):
         self.size = int(size)
         self.image_shape = tuple(image_shape)
         self.seed = seed
+        # Every replica makes the same update (from the global batch); the first one's is kept.
         self.images = self.add_weight(shape=(max(self.size, 1), *self.image_shape), initializer="zeros",
-                                      trainable=False, name="images")
-        self.count = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="count")
+                                      trainable=False, name="images", aggregation="only_first_replica")
+        self.count = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="count",
+                                     aggregation="only_first_replica")
 
     def query(self, images, step):
         if self.size == 0:
             return images
+        local = images.shape[0]  # static per-replica batch size
+        images = replicas.gather(images)  # the pool takes in the global batch, in order, as on one device
         out = []
-        for k in range(images.shape[0]):  # static per-replica batch size
+        for k in range(images.shape[0]):
             image = tf.cast(images[k], self.images.dtype)
             count = self.count.value
             u = tf.random.stateless_uniform([], seed=seeding.derive(self.seed, seeding.POOL, step, k, 0))
@@ -293,10 +304,14 @@ class ImagePool(layers.Layer):
             # gather, not slicing: XLA would bake a sliced index into the program and recompile every step
             previous = tf.gather(self.images.value, target)
             write = tf.logical_or(filling, swap)
-            self.images.value.scatter_nd_update([[target]], [tf.where(write, image, previous)])
+            update = [tf.where(write, image, previous)]
+            if replicas.count() == 1:
+                self.images.value.scatter_nd_update([[target]], update)
+            else:  # a mirrored variable has no scatter in replica context: assign the whole pool
+                self.images.assign(tf.tensor_scatter_nd_update(self.images.value, [[target]], update))
             self.count.assign(tf.minimum(count + 1, self.size))
             out.append(tf.where(swap, previous, image))
-        return tf.cast(tf.stack(out), images.dtype)
+        return replicas.local_rows(tf.cast(tf.stack(out), images.dtype), local)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "image_shape": self.image_shape, "seed": self.seed}

@@ -18,6 +18,7 @@ class MethodSpec:
     data_kind: str  # which tf_translate.data builder feeds it
     exportable: bool = True  # has generator(s) to export
     distributable: bool = True  # trains under tf.distribute
+    bfloat16: bool = False  # --precision auto picks mixed_bfloat16 on BF16 CPUs (measured: README, Scale out)
     overrides: dict = dataclasses.field(default_factory=dict)  # {section: {field: value}} over the defaults
     demo: dict = dataclasses.field(default_factory=dict)  # overrides for the embedded default data
 

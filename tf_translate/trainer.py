@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import callbacks, data as tf_data, registry
+from tf_translate import callbacks, data as tf_data, distribute, registry
 from tf_translate.config import RunConfig
 from tf_translate.methods.base import LinearDecay
 
@@ -18,7 +18,7 @@ from tf_translate.methods.base import LinearDecay
 RESUMABLE_CHANGES = {
     ("train", "epochs"), ("train", "decay_epochs"), ("train", "output"), ("train", "jit_compile"),
     ("train", "log_every"), ("train", "sample_every"), ("train", "checkpoint_every"),
-    ("train", "validate_every"), ("train", "keep_checkpoints"),
+    ("train", "validate_every"), ("train", "keep_checkpoints"), ("train", "strategy"), ("train", "precision"),
     ("export", "export_dir"), ("export", "export"), ("export", "tflite"), ("export", "tflite_variants"),
     ("export", "test_dropout"), ("data", "data"), ("model", "judge"),
 }
@@ -55,15 +55,34 @@ def _check_same_run(saved: Path, cfg: RunConfig) -> None:
                             "use another --output, or delete the folder to start over")
 
 
-def build_model(cfg: RunConfig, spec, steps_per_epoch: int):
-    """The method's model, compiled with one Adam optimizer per role (build under a strategy scope)."""
+def build_model(cfg: RunConfig, spec, steps_per_epoch: int, precision: str = "float32"):
+    """The method's model, compiled with one Adam optimizer per role (build under a strategy
+    scope), its layers computing in ``precision`` (a Keras dtype policy; variables are float32)."""
     keras.utils.set_random_seed(cfg.train.seed)  # the initial weights
-    model = spec.model(cfg)
+    with distribute.policy(precision):
+        model = spec.model(cfg)
     t = cfg.train
-    adam = lambda every=1: keras.optimizers.Adam(  # noqa: E731
-        LinearDecay(t.lr, t.epochs, t.decay_epochs, steps_per_epoch, every), beta_1=t.beta_1, beta_2=t.beta_2)
+
+    def adam(every=1):
+        optimizer = keras.optimizers.Adam(LinearDecay(t.lr, t.epochs, t.decay_epochs, steps_per_epoch, every),
+                                          beta_1=t.beta_1, beta_2=t.beta_2)
+        # float16 gradients underflow: scale the loss (apply_gradients scales and unscales)
+        return keras.optimizers.LossScaleOptimizer(optimizer) if precision == "mixed_float16" else optimizer
+
     model.compile(g_optimizer=adam(model.generator_every), d_optimizer=adam(), jit_compile=resolve_jit(t.jit_compile))
     return model
+
+
+def training_precision(cfg: RunConfig) -> str:
+    return distribute.resolve_precision(cfg.train.precision, registry.get(cfg.method).bfloat16)
+
+
+def float32_copy(model, cfg: RunConfig):
+    """``model``'s weights in a float32 model on one device, for export: exports compute in
+    float32 whatever the training precision and strategy."""
+    copy = build_model(cfg, registry.get(cfg.method), steps_per_epoch=1)  # outside any strategy scope
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def checkpoint(model) -> tf.train.Checkpoint:
@@ -73,6 +92,7 @@ def checkpoint(model) -> tf.train.Checkpoint:
 def prepare(cfg: RunConfig, strategy=None):
     """Data, model and checkpoint managers of a run, restored from its latest checkpoint if any."""
     spec = registry.get(cfg.method)
+    strategy = strategy or tf.distribute.get_strategy()
     data = tf_data.load(spec.data_kind, cfg)
     cfg = data.complete(cfg)
     run_dir = cfg.run_dir
@@ -80,52 +100,66 @@ def prepare(cfg: RunConfig, strategy=None):
     if saved.exists():
         _check_same_run(saved, cfg)
     batch = cfg.data.batch_size
+    if batch % strategy.num_replicas_in_sync:
+        raise TrainingError(f"--batch-size {batch} does not split over {strategy.num_replicas_in_sync} replicas: "
+                            "use a multiple of the replica count")
     steps_per_epoch = cfg.train.steps_per_epoch or max(1, data.steps_per_epoch_samples // batch)
-    strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        model = build_model(cfg, spec, steps_per_epoch)
+        model = build_model(cfg, spec, steps_per_epoch, training_precision(cfg))
     ckpt = checkpoint(model)
-    latest = tf.train.CheckpointManager(ckpt, run_dir / "checkpoints", max_to_keep=cfg.train.keep_checkpoints)
-    best = tf.train.CheckpointManager(ckpt, run_dir / "best", max_to_keep=1)
-    if latest.latest_checkpoint:
-        ckpt.restore(latest.latest_checkpoint).assert_existing_objects_matched()
-    cfg.save(saved)
+    chief = distribute.is_chief(strategy)
+    folder = run_dir if chief else distribute.worker_folder(run_dir, strategy)
+    latest = tf.train.CheckpointManager(ckpt, folder / "checkpoints", max_to_keep=cfg.train.keep_checkpoints)
+    best = tf.train.CheckpointManager(ckpt, folder / "best", max_to_keep=1)
+    found = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))  # every worker resumes from the chief's
+    if found:
+        ckpt.restore(found).assert_existing_objects_matched()
+    if chief:
+        cfg.save(saved)
     return cfg, data, model, latest, best, steps_per_epoch
 
 
 def run(cfg: RunConfig, strategy=None) -> Path:
+    """Train (or resume) the run of ``cfg`` under ``strategy`` (default: ``--strategy``'s), then
+    export it; returns the export's version folder (the run folder when export is off)."""
+    strategy = strategy or distribute.make_strategy(cfg.train.strategy)
     cfg, data, model, latest, best, steps_per_epoch = prepare(cfg, strategy)
     t = cfg.train
     total = (t.epochs + t.decay_epochs) * steps_per_epoch
     step = int(model.step.numpy())
     run_dir = cfg.run_dir
-    if step:
+    chief = distribute.is_chief(strategy)
+    if step and chief:
         print(f"resuming {run_dir} at step {step} of {total}", file=sys.stderr)
     if step < total:
-        model.before_fit(data, run_dir)
-        _fit(cfg, data, model, latest, best, step, total, steps_per_epoch)
-    if not cfg.export.export:
+        with strategy.scope():
+            model.before_fit(data, run_dir)
+        _fit(cfg, data, model, latest, best, step, total, steps_per_epoch, chief)
+    if not cfg.export.export or not chief:
         return run_dir
     from tf_translate import export
 
+    if strategy.num_replicas_in_sync > 1 or training_precision(cfg) != "float32":
+        model = float32_copy(model, cfg)
     return export.export_model(model, cfg, examples=data.preview(4), representative=representative(data, cfg))
 
 
-def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch) -> None:
+def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch, chief=True) -> None:
     t = cfg.train
     run_dir = cfg.run_dir
-    writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    writer = tf.summary.create_file_writer(str(run_dir / "logs")) if chief else tf.summary.create_noop_writer()
     dataset = data.training(batch_size=cfg.data.batch_size, flip=cfg.data.flip, seed=t.seed,
                             first_step=step, steps=total - step)
-    steps = [
-        callbacks.NaNGuard(),
-        callbacks.Progress(total, steps_per_epoch, step),
-        callbacks.Scalars(t.log_every, writer),
-        callbacks.Samples(t.sample_every, data.preview(2), run_dir / "samples", writer),
-    ]
-    if t.validate_every and data.test is not None:
-        steps.append(callbacks.Validation(t.validate_every, data.held_out(), best, writer,
-                                          run_dir / "best" / "best.json"))
+    steps = [callbacks.NaNGuard()]
+    if chief:  # the other workers train and checkpoint only
+        steps += [
+            callbacks.Progress(total, steps_per_epoch, step),
+            callbacks.Scalars(t.log_every, writer),
+            callbacks.Samples(t.sample_every, data.preview(2), run_dir / "samples", writer),
+        ]
+        if t.validate_every and data.test is not None:
+            steps.append(callbacks.Validation(t.validate_every, data.held_out(), best, writer,
+                                              run_dir / "best" / "best.json"))
     steps.append(callbacks.Checkpoints(t.checkpoint_every, latest))
     try:
         model.fit(dataset, epochs=1, steps_per_epoch=total - step, verbose=0, shuffle=False, callbacks=steps)
@@ -169,6 +203,6 @@ def restore(cfg: RunConfig, best: bool = False):
     if path is None:
         what = "best checkpoint (train with --validate-every N and a test split)" if best else "checkpoint"
         raise TrainingError(f"{folder}: no {what} found")
-    model = build_model(cfg, registry.get(cfg.method), steps_per_epoch=1)
+    model = build_model(cfg, registry.get(cfg.method), steps_per_epoch=1)  # float32, one device
     checkpoint(model).restore(path).expect_partial()
     return model

@@ -52,7 +52,8 @@ class TranslationModel(keras.Model):
         super().__init__(name=self.method_name, **kwargs)
         self.run_config = config
         self.seed = config.train.seed
-        self.step = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False, name="step")
+        self.step = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False, name="step",
+                                    aggregation="only_first_replica")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
 
     @property
@@ -70,6 +71,11 @@ class TranslationModel(keras.Model):
         if d_optimizer is not None:
             self.d_optimizer.build(self.role_variables(self.discriminator_roles))
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: the networks are built when made, and compile() takes no loss or
+        metrics. Keras' own version first reduces a data batch across replicas, which fails
+        under MultiWorkerMirroredStrategy (Keras 3.15: "Attempt to convert a value (PerReplica...")."""
+
     def apply_gradients(self, optimizer, tape, loss, roles) -> tf.Tensor:
         """One optimizer update for ``roles``; returns whether every gradient was finite.
 
@@ -77,6 +83,12 @@ class TranslationModel(keras.Model):
         inside fused ops, and the loss that TerminateOnNaN reads may stay finite.
         """
         variables = self.role_variables(roles)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            # float16: gradients of the scaled loss, which the optimizer unscales, skipping (and
+            # lowering the scale) on overflow; so only a non-finite loss is a failure here
+            grads = tape.gradient(loss, variables, output_gradients=tf.cast(optimizer.dynamic_scale, loss.dtype))
+            optimizer.apply_gradients(zip(grads, variables))
+            return tf.math.is_finite(loss)
         grads = tape.gradient(loss, variables)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
         optimizer.apply_gradients(zip(grads, variables))
@@ -93,7 +105,18 @@ class TranslationModel(keras.Model):
         logs["loss"] = logs[self.loss_names[0]]
         logs["finite"] = tf.cast(finite, tf.float32)
         self.step.assign_add(1)
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15 reduces multi-worker logs with reduce(MEAN, axis=0), which needs a batch axis
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
+
+    def static_batch(self, data):
+        """``data`` with this replica's batch size set in its shapes (under
+        MultiWorkerMirroredStrategy it arrives unknown; the image pool loops over it)."""
+        local = self.run_config.data.batch_size // tf.distribute.get_strategy().num_replicas_in_sync
+        for tensor in tf.nest.flatten(data):
+            tensor.set_shape([local, *tensor.shape[1:]])
+        return data
 
     def global_batch(self, x) -> tf.Tensor:
         return tf.shape(x)[0] * tf.distribute.get_strategy().num_replicas_in_sync

@@ -64,7 +64,7 @@ class CycleGAN(TranslationModel):
         self.domain_names = (a, b)
 
     def train_step(self, data):
-        real_x, real_y = data
+        real_x, real_y = self.static_batch(data)
         m = self.run_config.model
         gan, reduce = self.gan, lambda per_sample: self.reduce(per_sample, real_x)  # noqa: E731
         with tf.GradientTape(persistent=True) as tape:

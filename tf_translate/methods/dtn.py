@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import classifier, losses, networks, seeding
+from tf_translate import classifier, losses, networks, replicas, seeding
 from tf_translate.config import opt
 from tf_translate.data.images import DataError
 from tf_translate.layers import ImagePool
@@ -199,7 +199,7 @@ class DTN(TranslationModel):
     # --- stage 2: g and D ---------------------------------------------------------------
 
     def train_step(self, data):
-        x_s, _, x_t = data
+        x_s, _, x_t = self.static_batch(data)
         s = self.settings
         fake_s, fake_t = self.G(x_s, training=True), self.G(x_t, training=True)
         if self.pools:
@@ -233,7 +233,10 @@ class DTN(TranslationModel):
         if not sigma:
             return images
         seed = seeding.derive(self.seed, seeding.NOISE, self.step, k)
-        return images + sigma * tf.random.stateless_normal(tf.shape(images), seed, dtype=images.dtype)
+        shape = tf.shape(images)
+        noise = replicas.draw(lambda n: tf.random.stateless_normal(tf.concat([[n], shape[1:]], 0), seed,
+                                                                   dtype=images.dtype), shape[0])
+        return images + sigma * noise
 
     def update_average(self, updates):
         """g_average <- d g_average + (1 - d) g after g's update number ``updates`` (from 0),

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import networks, perceptual, seeding
+from tf_translate import networks, perceptual, replicas, seeding
 from tf_translate.config import opt
 from tf_translate.layers import NORMS, label_planes
 from tf_translate.methods.base import TranslationModel
@@ -106,7 +106,8 @@ class FastStyle(TranslationModel):
     def train_step(self, x):
         n = tf.shape(x)[0]
         key = seeding.derive(self.seed, STYLE_CHOICE, self.step)
-        style_index = tf.random.stateless_uniform([n], key, 0, len(self.styles), dtype=tf.int32)
+        style_index = replicas.draw(
+            lambda k: tf.random.stateless_uniform([k], key, 0, len(self.styles), dtype=tf.int32), n)
         with tf.GradientTape() as tape:
             fake = self.stylize(x, style_index, training=True)
             terms = {k: self.reduce(v, x) for k, v in self.terms(x, fake, style_index).items()}

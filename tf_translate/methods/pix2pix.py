@@ -78,7 +78,7 @@ class Pix2Pix(TranslationModel):
                                               name="D")
         self.nets = {"G": self.G, "D": self.D}
         for k, layer in enumerate(l for l in self.G.layers if isinstance(l, StatelessDropout)):
-            layer.seed_fn = lambda k=k: seeding.derive(self.seed, seeding.DROPOUT, self.step, k, _replica())
+            layer.seed_fn = lambda k=k: seeding.derive(self.seed, seeding.DROPOUT, self.step, k)
         self.panel_titles = self._titles()
 
     def train_step(self, data):
@@ -154,7 +154,3 @@ def frames_of(stack: np.ndarray) -> list[np.ndarray]:
     """A (H, W, 3K) stack as K RGB frames."""
     return [stack[..., 3 * k: 3 * k + 3] for k in range(stack.shape[-1] // 3)]
 
-
-def _replica():
-    context = tf.distribute.get_replica_context()
-    return 0 if context is None else context.replica_id_in_sync_group

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import losses, networks, seeding
+from tf_translate import losses, networks, replicas, seeding
 from tf_translate.config import opt
 from tf_translate.layers import label_planes
 from tf_translate.methods.base import TranslationModel
@@ -99,24 +99,32 @@ class StarGAN(TranslationModel):
         labels in a random order (attributes)."""
         key = seeding.derive(self.seed, TARGET_LABELS, self.step)
         n = tf.shape(labels)[0]
-        if self.multi_label:
-            order = tf.argsort(tf.random.stateless_uniform([n], key))
-            return tf.gather(labels, order)
+        if self.multi_label:  # a permutation of the global batch's labels
+            every = replicas.gather(labels)
+            order = tf.argsort(tf.random.stateless_uniform(tf.shape(every)[:1], key))
+            return replicas.local_rows(tf.gather(every, order), n)
         k = len(self.domain_names)
-        shift = tf.random.stateless_uniform([n], key, 1, k, dtype=tf.int32)
+        shift = replicas.draw(lambda m: tf.random.stateless_uniform([m], key, 1, k, dtype=tf.int32), n)
         return tf.one_hot((tf.argmax(labels, axis=1, output_type=tf.int32) + shift) % k, k)
 
     def classification(self, logits, labels):
         return losses.domain_classification(logits, labels, self.multi_label)
 
-    def compile(self, g_optimizer, d_optimizer=None, jit_compile=False, **kwargs):
-        """XLA compiles the discriminator and the generator update each on its own, around a
-        plain graph step: the generator's update sits in the ``tf.cond`` of the n_critic
-        schedule, and XLA on CPU ran the convolutions inside that conditional many times
-        slower (a 64 px step: 4.2 s with n_critic 5, 17.7 s with 1, against 0.6 s for D's update alone)."""
-        self.update_d = tf.function(self.discriminator_update, jit_compile=jit_compile)
-        self.update_g = tf.function(self.generator_update, jit_compile=jit_compile)
-        super().compile(g_optimizer, d_optimizer, jit_compile=False, **kwargs)
+    def make_train_function(self, force=False):
+        """Two train functions, with and without G's update, and the n_critic schedule chosen
+        between them on the host each step. Not a ``tf.cond`` around G's update: it would hold
+        the gradient all-reduce, which tf.distribute cannot run inside control flow, and XLA on
+        CPU ran the convolutions inside that conditional many times slower (a 64 px step: 4.2 s
+        with n_critic 5, 17.7 s with 1, against 0.6 s for D's update alone)."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        both = self._make_function(lambda data: self.train_step(data, update_g=True))
+        critic_only = self._make_function(lambda data: self.train_step(data, update_g=False))
+        self.train_function = lambda iterator: (both if self.g_due() else critic_only)(iterator)
+        return self.train_function
+
+    def g_due(self) -> bool:
+        return int(self.step.numpy()) % self.run_config.model.n_critic == 0
 
     def discriminator_update(self, x, c_org, c_trg, alpha):
         m = self.run_config.model
@@ -142,17 +150,22 @@ class StarGAN(TranslationModel):
         finite = self.apply_gradients(self.g_optimizer, tape, total, self.generator_roles)
         return finite, dict(zip(G_LOSSES, (total, *(self.reduce(v, x) for v in (adv, cls, rec)))))
 
-    def train_step(self, data):
+    def train_step(self, data, update_g: bool | None = None):
+        """D's update, then G's when ``update_g`` (default, run eagerly: when the schedule says)."""
         x, c_org = data
         c_trg = self.target_labels(c_org)
-        alpha = tf.random.stateless_uniform(tf.shape(x)[:1], seeding.derive(self.seed, GP_MIX, self.step))
-        finite_d, d_losses = self.update_d(x, c_org, c_trg, alpha)
-        updated = self.step % self.run_config.model.n_critic == 0
-        skipped = lambda: (tf.constant(True), {k: tf.zeros([]) for k in G_LOSSES})  # noqa: E731
-        finite_g, g_losses = tf.cond(updated, lambda: self.update_g(x, c_org, c_trg), skipped)
+        key = seeding.derive(self.seed, GP_MIX, self.step)
+        alpha = replicas.draw(lambda n: tf.random.stateless_uniform([n], key), tf.shape(x)[0])
+        finite_d, d_losses = self.discriminator_update(x, c_org, c_trg, alpha)
+        if update_g is None:
+            update_g = self.g_due()
+        if update_g:
+            finite_g, g_losses = self.generator_update(x, c_org, c_trg)
+        else:
+            finite_g, g_losses = tf.constant(True), {k: tf.zeros([]) for k in G_LOSSES}
         # G's trackers average over the steps that updated G only
         return self.record({**d_losses, **g_losses}, tf.logical_and(finite_d, finite_g),
-                           weights={k: tf.cast(updated, tf.float32) for k in g_losses})
+                           weights={k: tf.constant(float(update_g)) for k in g_losses})
 
     def generators(self) -> dict:
         return {"translate": (self.G, 3)}
