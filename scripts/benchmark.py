@@ -68,6 +68,8 @@ def parse_args(argv=None):
                                                         "each in a child process, with their peak memory")
     p.add_argument("--sizes", default="128,256", help="comma-separated square image sizes (crop = load size)")
     p.add_argument("--jit", default="off,on", help="comma-separated XLA settings to compare (off, on)")
+    p.add_argument("--precision", default="float32", help="comma-separated --precision settings to compare "
+                   "(float32, mixed_bfloat16, mixed_float16)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per variant in each repeat")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant before timing")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds over all variants")
@@ -91,6 +93,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.jit = [j.strip() for j in args.jit.split(",")]
+    args.precision = [q.strip() for q in args.precision.split(",")]
+    if any(q not in ("float32", "mixed_bfloat16", "mixed_float16") for q in args.precision):
+        p.error("--precision takes float32, mixed_bfloat16 and/or mixed_float16")
     args.onednn = [o.strip() for o in args.onednn.split(",")]
     if any(j not in ("off", "on") for j in args.jit):
         p.error("--jit takes off and/or on")
@@ -131,7 +136,8 @@ def machine(tf, keras) -> dict:
             "load_average_at_start": os.getloadavg()}
 
 
-def build(tf, method: str, size: int, jit: str, n_blocks: int | None, filters: int | None, tmpdir: str):
+def build(tf, method: str, size: int, jit: str, n_blocks: int | None, filters: int | None, tmpdir: str,
+          precision: str = "float32"):
     """(model, iterator, batch size, image size) as ``trainer`` builds them and as ``fit`` feeds them: the
     method's own configuration (``n_blocks`` and ``filters`` over it when given) and one batch of
     its embedded default data, repeated, so that the step and not the input pipeline is timed
@@ -145,7 +151,8 @@ def build(tf, method: str, size: int, jit: str, n_blocks: int | None, filters: i
     data_options = {} if spec.data_kind == "transfer" else {"crop_size": size, "load_size": size, "batch_size": 1}
     cfg = config.build(method, spec.config, spec.overrides,
                        {"data": data_options, "model": model_options,
-                        "train": {"jit_compile": jit, "output": f"{tmpdir}/{method}_{size}_{jit}"}})
+                        "train": {"jit_compile": jit, "precision": precision,
+                                  "output": f"{tmpdir}/{method}_{size}_{jit}_{precision}"}})
     cfg, data, model, *_ = trainer.prepare(cfg)
     model.make_train_function()
     batch = next(iter(data.training(batch_size=cfg.data.batch_size, flip=False, seed=0, first_step=0, steps=1)))
@@ -183,12 +190,13 @@ def summarize(runs: list[list[float]], cpu: list[float], batch: int = 1) -> dict
             "cores_busy": sum(cpu) / sum(times)}  # our CPU s per wall s; below the core count = waiting or sharing
 
 
-def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], method: str, n_blocks: int) -> str:
+def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], method: str, n_blocks: int,
+           precision_ratios: list[dict] = ()) -> str:
     network = f"ResNet-{n_blocks}" if method == "cyclegan" else "U-Net"
-    out = ["| size | XLA | median s/step | min | max | IQR (s) | IQR % | images/s | medians per repeat | "
-           "cores busy | first call s |", "|---:|:---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    out = ["| size | XLA | precision | median s/step | min | max | IQR (s) | IQR % | images/s | medians per repeat | "
+           "cores busy | first call s |", "|---:|:---:|:---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in results:
-        head = f"| {r['size']} | {r['jit']} |"
+        head = f"| {r['size']} | {r['jit']} | {r.get('precision', 'float32')} |"
         if "error" in r:
             out.append(f"{head} failed: {r['error']} | | | | | | | | |")
             continue
@@ -204,6 +212,10 @@ def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], me
                 "|---:|---:|---:|---:|"]
         out += [f"| {q['size']} | {q['off_s']:.3f} | {q['on_s']:.3f} | {q['on_over_off_speed']:.3f} |"
                 for q in ratios]
+    if precision_ratios:
+        out += ["", "| size | XLA | precision | speed over the first precision (>1 = faster) |", "|---:|:---:|:---:|---:|"]
+        out += [f"| {q['size']} | {q['jit']} | {q['precision']} | {q['speed']:.3f} (over {q['over']}) |"
+                for q in precision_ratios]
     if torch_ratios:
         fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
         out += ["", f"Ours / PyTorch reference, same machine, same run (median s/step, {network}; "
@@ -212,7 +224,8 @@ def tables(results: list[dict], ratios: list[dict], torch_ratios: list[dict], me
                 "ours / PyTorch (XLA on) |", "|---:|---:|---:|---:|---:|---:|"]
         out += [f"| {q['size']} | {q['torch_s']:.3f} | {fmt(q['off_s'])} | {fmt(q['off_over_torch'])} | "
                 f"{fmt(q['on_s'])} | {fmt(q['on_over_torch'])} |" for q in torch_ratios]
-    found = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results if "summary" in r}
+    found = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results
+             if "summary" in r and r.get("precision", "float32") == "float32"}
     if method != "cyclegan":  # the quoted references and the target are CycleGAN's
         return "\n".join(out)
     out += ["", f"References quoted from the design notes (measured there on another machine of this type, "
@@ -262,12 +275,13 @@ def compare_methods(args) -> int:
     """Training throughput of several methods, XLA off and on, each method in a child process
     of its own (so that its peak memory is its own); one summary table."""
     methods = args.method.split(",")
+    variants = [(jit, precision) for precision in args.precision for jit in args.jit]
     rows, report = [], {"command": command_line(), "methods": {}}
     for method in methods:
         out = f"{args.output}_{method}"
         command = [sys.executable, __file__, "--method", method, "--sizes", ",".join(map(str, args.sizes)),
-                   "--jit", ",".join(args.jit), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                   "--repeats", str(args.repeats), *network_flags(args), "--output", out]
+                   "--jit", ",".join(args.jit), "--precision", ",".join(args.precision), "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--repeats", str(args.repeats), *network_flags(args), "--output", out]
         print(f"{method} (child process)", file=sys.stderr)
         code, peak_mb = run_child(command)
         if not Path(f"{out}.json").exists():
@@ -276,19 +290,24 @@ def compare_methods(args) -> int:
             continue
         child = json.loads(Path(f"{out}.json").read_text())
         report["methods"][method] = {"peak_rss_mb": peak_mb, "report": f"{out}.json", "results": child["results"]}
-        found = {(r["size"], r["jit"]): r for r in child["results"] if "summary" in r}
-        for size in sorted({size for size, _ in found}):
-            off, on = found.get((size, "off")), found.get((size, "on"))
+        found = {(r["size"], r["jit"], r["precision"]): r for r in child["results"] if "summary" in r}
+        for size in sorted({key[0] for key in found}):
+            cells = [found.get((size, *v)) for v in variants]
             rate = lambda r: f"{r['summary']['images_per_s']:.2f}" if r else "-"  # noqa: E731
-            ratio = f"{off['summary']['median_s'] / on['summary']['median_s']:.2f}" if off and on else "-"
-            batch = (off or on).get("batch", 1)
-            rows.append(f"| {method} | {size} | {batch} | {rate(off)} | {rate(on)} | {ratio} | {peak_mb:.0f} |")
-    table = "\n".join(["| method | size px | batch | images/s XLA off | images/s XLA on | XLA on/off speed | "
-                       "peak memory MB |", "|---|---:|---:|---:|---:|---:|---:|", *rows])
+            first = cells[0]
+            ratios = [f"{first['summary']['median_s'] / r['summary']['median_s']:.2f}" if first and r else "-"
+                      for r in cells[1:]]
+            batch = next(r for r in cells if r).get("batch", 1)
+            rows.append(f"| {method} | {size} | {batch} | {' | '.join(map(rate, cells))} | {' | '.join(ratios)} | "
+                        f"{peak_mb:.0f} |")
+    label = lambda v: f"XLA {v[0]}, {v[1]}"  # noqa: E731
+    table = "\n".join([f"| method | size px | batch | {' | '.join(f'images/s {label(v)}' for v in variants)} | "
+                       f"{' | '.join(f'speed {label(v)} / {label(variants[0])}' for v in variants[1:])} | "
+                       "peak memory MB |", "|---|" + "---:|" * (2 * len(variants) + 2), *rows])
     write(args.output, report, f"# Training throughput per method\n\n`{report['command']}`  \nEach method's own "
           f"networks and a batch of its embedded data, repeated; {args.repeats} x {args.steps} timed steps per "
           f"setting after {args.warmup} warm-up; peak memory: the method's child process's peak resident set "
-          f"(both XLA settings, all sizes). Per-method details: OUTPUT_METHOD.md.\n\n{table}\n")
+          f"(all settings and sizes). Per-method details: OUTPUT_METHOD.md.\n\n{table}\n")
     print(table)
     return 0
 
@@ -520,12 +539,13 @@ def main(argv=None) -> int:
     print(f"TF {env['tensorflow']}, Keras {env['keras']}, {env['cpu']}, {env['cores']} cores, "
           f"oneDNN {'on' if env['onednn'] else 'off'}"
           + (f", torch {env['torch']}" if "torch" in env else ""), file=sys.stderr)
-    name = lambda v: "PyTorch reference" if v["jit"] == "torch" else f"XLA {v['jit']}"  # noqa: E731
+    name = lambda v: "PyTorch reference" if v["jit"] == "torch" else f"XLA {v['jit']} {v['precision']}"  # noqa: E731
     variants = []
     with tempfile.TemporaryDirectory(prefix="benchmark_") as tmpdir:
         for size in args.sizes:
-            for jit in args.jit + (["torch"] if make_torch_step else []):
-                v = {"size": size, "jit": jit, "runs": [], "cpu": []}
+            for jit, precision in [(j, q) for q in args.precision for j in args.jit] + (
+                    [("torch", "float32")] if make_torch_step else []):
+                v = {"size": size, "jit": jit, "precision": precision, "runs": [], "cpu": []}
                 variants.append(v)
                 try:
                     if jit == "torch":
@@ -533,7 +553,7 @@ def main(argv=None) -> int:
                         v["torch_threads"] = env["torch_threads"] = torch.get_num_threads()
                     else:
                         model, iterator, v["batch"], v["size"] = build(tf, args.method, size, jit, args.n_blocks,
-                                                                       args.filters, tmpdir)
+                                                                       args.filters, tmpdir, precision)
                         v["jit_effective"] = bool(model.jit_compile)
                         v["run"] = keras_step(model, iterator)
                     v["warmup_s"] = [step(v["run"]) for _ in range(max(1, args.warmup))]
@@ -551,12 +571,18 @@ def main(argv=None) -> int:
 
     results = []
     for v in variants:
-        r = {k: v[k] for k in ("size", "jit", "batch", "jit_effective", "torch_threads", "warmup_s", "error") if k in v}
+        r = {k: v[k] for k in ("size", "jit", "precision", "batch", "jit_effective", "torch_threads", "warmup_s", "error") if k in v}
         if "error" not in v:
             r.update(step_times_s=v["runs"], cpu_times_s=v["cpu"],
                      summary=summarize(v["runs"], v["cpu"], v.get("batch", 1)))
         results.append(r)
-    medians = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results if "summary" in r}
+    medians = {(r["size"], r["jit"]): r["summary"]["median_s"] for r in results
+               if "summary" in r and r["precision"] == args.precision[0]}
+    precision_ratios = [
+        {"size": r["size"], "jit": r["jit"], "precision": r["precision"], "over": args.precision[0],
+         "speed": medians[r["size"], r["jit"]] / r["summary"]["median_s"]}
+        for r in results if "summary" in r and r["jit"] != "torch" and r["precision"] != args.precision[0]
+        and (r["size"], r["jit"]) in medians]
     ratios = [{"size": s, "off_s": medians[s, "off"], "on_s": medians[s, "on"],
                "on_over_off_speed": medians[s, "off"] / medians[s, "on"]}
               for s in args.sizes if (s, "off") in medians and (s, "on") in medians]
@@ -565,12 +591,12 @@ def main(argv=None) -> int:
                      "off_over_torch": medians[s, "off"] / medians[s, "torch"] if (s, "off") in medians else None,
                      "on_over_torch": medians[s, "on"] / medians[s, "torch"] if (s, "on") in medians else None}
                     for s in args.sizes if (s, "torch") in medians]
-    table = tables(results, ratios, torch_ratios, args.method, args.n_blocks or 9)
+    table = tables(results, ratios, torch_ratios, args.method, args.n_blocks or 9, precision_ratios)
     settings = {k: getattr(args, k)
-                for k in ("method", "sizes", "jit", "steps", "warmup", "repeats", "n_blocks", "filters", "torch", "onednn")}
+                for k in ("method", "sizes", "jit", "precision", "steps", "warmup", "repeats", "n_blocks", "filters", "torch", "onednn")}
     report = {"command": command_line(), "settings": settings, "machine": env,
               "load_average_at_end": os.getloadavg(), "results": results, "xla_ratios": ratios,
-              "torch_ratios": torch_ratios,
+              "torch_ratios": torch_ratios, "precision_ratios": precision_ratios,
               "references_s_per_step": {k: {"size": s, "jit": j, "s": t} for k, (s, j, t) in REFERENCES.items()},
               "references_source": "design notes, another machine of this type; not measured in this run",
               "target": {"size": TARGET[0], "jit": TARGET[1], "max_s": TARGET[2]}}

@@ -379,10 +379,36 @@ def cmd_fetch_weights(argv):
             print(fetch(source, cache))
 
 
+def cmd_prepare(argv):
+    from tf_translate import data as tf_data, registry
+    from tf_translate.data import records
+
+    parser = argparse.ArgumentParser(
+        prog="prepare", description="Convert a dataset, in any layout a method reads, to sharded TFRecords that "
+        "training streams from disk (--data OUTPUT). Every other flag is train's: --method, --data and the data "
+        "options (--load-size, --domains, --attrs, --frame-gap, ...) choose and shape the data as training would.")
+    parser.add_argument("--output", required=True, help="new folder for the records")
+    parser.add_argument("--shards", type=int, default=0, help="shards per source (0 = about 1,000 images each)")
+    args, rest = parser.parse_known_args(argv)
+    if args.shards < 0:
+        raise ValueError(f"--shards {args.shards}: a count of shards, or 0 for about 1,000 images each")
+    cfg = config_from_args(rest)
+    spec = registry.get(cfg.method)
+    data = tf_data.load(spec.data_kind, cfg)
+    manifest = records.write(data, Path(args.output), kind=spec.data_kind, method=cfg.method,
+                             load_size=cfg.data.load_size, shards=args.shards)
+    size = sum(f.stat().st_size for f in Path(args.output).iterdir()) / 1e6
+    sources = records.sources_of(manifest["data"])
+    counts = ", ".join(f"{entry['$source']}: {entry['count']}" for entry in sources)
+    print(f"wrote {sum(entry['count'] for entry in sources)} items ({counts}) in "
+          f"{sum(len(entry['shards']) for entry in sources)} shards, {size:.1f} MB, to {args.output}; "
+          f"train with --method {cfg.method} --data {args.output}")
+
+
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate,
             "interpolate": cmd_interpolate, "fetch-weights": cmd_fetch_weights,
             "stylize": cmd_stylize, "serve-client": cmd_serve_client, "import-torch": cmd_import_torch,
-            "cluster": cmd_cluster}
+            "cluster": cmd_cluster, "prepare": cmd_prepare}
 
 
 def main(argv: list[str] | None = None, command: str | None = None) -> int:

@@ -148,8 +148,7 @@ def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch, chief=Tru
     t = cfg.train
     run_dir = cfg.run_dir
     writer = tf.summary.create_file_writer(str(run_dir / "logs")) if chief else tf.summary.create_noop_writer()
-    dataset = data.training(batch_size=cfg.data.batch_size, flip=cfg.data.flip, seed=t.seed,
-                            first_step=step, steps=total - step)
+    dataset = training_batches(data, cfg, step, total, model.distribute_strategy)
     steps = [callbacks.NaNGuard()]
     if chief:  # the other workers train and checkpoint only
         steps += [
@@ -175,6 +174,24 @@ def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch, chief=Tru
         raise TrainingError(
             f"non-finite gradients at step {model.nonfinite_step}; training stopped without saving them. "
             f"Resume from the last checkpoint in {latest.directory} with a lower --lr")
+
+
+def training_batches(data, cfg: RunConfig, step: int, total: int, strategy):
+    """The batches of steps ``step .. total - 1``. Under MultiWorkerMirroredStrategy each worker's
+    input pipeline reads only its replicas' part of every global batch (the samples one device
+    would give them), rather than every worker reading everything and keeping its share."""
+    def batches(part=(0, 1)):
+        return data.training(batch_size=cfg.data.batch_size, flip=cfg.data.flip, seed=cfg.train.seed,
+                             first_step=step, steps=total - step, part=part)
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return batches()
+
+    def pipeline(context: tf.distribute.InputContext):
+        mine = batches((context.input_pipeline_id, context.num_input_pipelines))
+        return mine.unbatch().batch(context.get_per_replica_batch_size(cfg.data.batch_size), drop_remainder=True)
+
+    return strategy.distribute_datasets_from_function(pipeline)
 
 
 def representative(data, cfg: RunConfig, n: int = 16):

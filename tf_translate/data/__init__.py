@@ -8,6 +8,10 @@ from tf_translate.data.images import DataError, ImageError  # noqa: F401
 def load(kind: str, cfg):
     if cfg.data.crop_size > cfg.data.load_size:
         raise DataError(f"crop size {cfg.data.crop_size} is larger than load size {cfg.data.load_size}")
+    from tf_translate.data import records
+
+    if records.is_records(cfg.data.data):  # prepared by scripts/prepare.py
+        return records.load(cfg.data.data, kind, cfg)
     if kind == "unpaired":
         from tf_translate.data import unpaired
 

@@ -48,7 +48,8 @@ class DomainData:
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, domains=self.domains),
                                    model=dataclasses.replace(cfg.model, attrs=self.domains if self.multi_label else ()))
 
-    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int):
+    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int,
+                 part: tuple[int, int] = (0, 1)):
         """Batches (images in [-1, 1], labels) for global steps ``first_step .. first_step+steps-1``."""
         labels = tf.constant(self.train_labels)
 
@@ -58,7 +59,7 @@ class DomainData:
                                        seed=seed, sample=j)
             return pipeline.to_float(image), labels[index]
 
-        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample)
+        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample, part)
 
     def held_out(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(held-out images centre-cropped in [-1, 1], their labels)."""

@@ -47,7 +47,8 @@ class PairedData:
         return (tf.concat([stack[i] for i in self.inputs], axis=-1),
                 tf.concat([stack[i] for i in self.targets], axis=-1))
 
-    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int):
+    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int,
+                 part: tuple[int, int] = (0, 1)):
         """Batches (x, y) in [-1, 1] for global steps ``first_step .. first_step+steps-1``; the
         same crop and flip for every frame of a sample."""
         source = self.train
@@ -59,7 +60,7 @@ class PairedData:
             x, y = self.split(stack)
             return pipeline.to_float(x), pipeline.to_float(y)
 
-        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample)
+        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample, part)
 
     def stacks(self, source, limit: int | None = None) -> np.ndarray:
         """uint8 (N, K, crop, crop, 3): centre crops of every sample of ``source``, or of

@@ -42,14 +42,15 @@ class PhotoData:
         resolved = tuple(str(Path(p).expanduser().resolve()) for p in styles)
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, style=resolved)) if styles else cfg
 
-    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int):
+    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int,
+                 part: tuple[int, int] = (0, 1)):
         """Batches of photos in [-1, 1] for global steps ``first_step .. first_step+steps-1``."""
         def sample(j):
             (image,) = pipeline.jitter([pipeline.read(self.train, pipeline.pick(self.train, j, seed, 0))],
                                        crop_size=self.crop_size, flip=flip, seed=seed, sample=j)
             return pipeline.to_float(image)
 
-        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample)
+        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample, part)
 
     def held_out(self, limit: int | None = None) -> tuple[np.ndarray]:
         """(held-out photos,), centre-cropped, float [-1, 1]."""

@@ -65,8 +65,17 @@ def to_uint8(image) -> tf.Tensor:
     return tf.cast(tf.round(tf.clip_by_value((tf.cast(image, tf.float32) + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
 
 
-def indexed(first_sample: int, count: int, batch_size: int, fn) -> tf.data.Dataset:
-    """Samples ``first_sample .. first_sample + count - 1`` through ``fn``, batched, prefetched."""
-    ds = tf.data.Dataset.range(first_sample, first_sample + count)
+def indexed(first_sample: int, count: int, batch_size: int, fn, part: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+    """Samples ``first_sample .. first_sample + count - 1`` through ``fn``, in batches of
+    ``batch_size`` (one global step each), prefetched. With ``part`` = (i, n), the i-th of n equal
+    slices of every batch only, batched by slice: input pipeline i of n (one per worker) reads
+    just the samples its replicas train on, the ones one device would give them."""
+    i, n = part
+    per = batch_size // n
+    ds = tf.data.Dataset.range(count // batch_size * per)
+    if n > 1:
+        ds = ds.map(lambda k: first_sample + (k // per) * batch_size + i * per + k % per)
+    else:
+        ds = ds.map(lambda k: first_sample + k)
     ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(per, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -62,7 +62,8 @@ class TransferData:
         """``cfg`` with the source classes (f's classifier head) as this data found them."""
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, classes=self.classes))
 
-    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int):
+    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int,
+                 part: tuple[int, int] = (0, 1)):
         """Batches (x_s, y_s, x_t) in [-1, 1] for global steps ``first_step .. first_step+steps-1``:
         source images with their class (-1 if unlabelled) and target images, drawn independently."""
         src, dst = self.source.images, self.target.images
@@ -76,7 +77,7 @@ class TransferData:
             (t,) = pipeline.jitter([t], crop_size=self.crop_size, flip=flip, seed=seed, sample=2 * j + 1)
             return self.to_channels(pipeline.to_float(s)), labels[i], self.to_channels(pipeline.to_float(t))
 
-        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample)
+        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample, part)
 
     def labelled(self, role: str, *, batch_size: int, seed: int, first_step: int, steps: int,
                  augment: bool = False):

@@ -31,7 +31,8 @@ class UnpairedData:
         """``cfg`` with the domain names this data resolved (e.g. from a TFDS name)."""
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, domains=tuple(self.domains)))
 
-    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int):
+    def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int,
+                 part: tuple[int, int] = (0, 1)):
         """Batches (real_a, real_b) in [-1, 1] for global steps ``first_step .. first_step+steps-1``."""
         src_a, src_b = self.train
 
@@ -42,7 +43,7 @@ class UnpairedData:
             (b,) = pipeline.jitter([b], crop_size=self.crop_size, flip=flip, seed=seed, sample=2 * j + 1)
             return pipeline.to_float(a), pipeline.to_float(b)
 
-        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample)
+        return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample, part)
 
     def held_out(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Test images of both domains, centre-cropped to the crop size, float [-1, 1]."""

@@ -115,7 +115,8 @@ class TranslationModel(keras.Model):
         MultiWorkerMirroredStrategy it arrives unknown; the image pool loops over it)."""
         local = self.run_config.data.batch_size // tf.distribute.get_strategy().num_replicas_in_sync
         for tensor in tf.nest.flatten(data):
-            tensor.set_shape([local, *tensor.shape[1:]])
+            if tensor.shape.rank and tensor.shape[0] is None:
+                tensor.set_shape([local, *tensor.shape[1:]])
         return data
 
     def global_batch(self, x) -> tf.Tensor:
