@@ -53,7 +53,7 @@ def write(data, folder: Path, *, kind: str, method: str, load_size: int, shards:
         raise DataError(f"{folder}: not empty; prepare into a new folder")
     folder.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
-    tree = _encode(data, folder, arrays, shards, path="data")
+    tree = _encode(data, folder, arrays, shards, path="")
     np.savez(folder / "arrays.npz", **arrays)
     manifest = {"format": FORMAT, "method": method, "kind": kind, "load_size": load_size, "data": tree}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -66,7 +66,7 @@ def _encode(value, folder, arrays, shards, path):
     if dataclasses.is_dataclass(value):
         cls = type(value)
         return {"$dataclass": f"{cls.__module__}:{cls.__qualname__}",
-                "fields": {f.name: _encode(getattr(value, f.name), folder, arrays, shards, f"{path}.{f.name}")
+                "fields": {f.name: _encode(getattr(value, f.name), folder, arrays, shards, f"{path}.{f.name}".lstrip("."))
                            for f in dataclasses.fields(value)}}
     if isinstance(value, np.ndarray):
         arrays[path] = value
