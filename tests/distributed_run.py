@@ -18,8 +18,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                           [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
@@ -108,6 +106,8 @@ def compare(method: str, work: Path, steps: int, resume: bool) -> dict:
 
 
 def main() -> None:
+    tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                               [tf.config.LogicalDeviceConfiguration()] * 2)
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("work")

@@ -17,7 +17,7 @@ from tf_translate import config, distribute, export, registry, trainer
 def test_explicit_settings_are_kept_and_bad_ones_named(monkeypatch):
     for name in ("float32", "mixed_float16", "mixed_bfloat16"):
         assert distribute.resolve_precision(name, bfloat16_measured=False) == name
-    with pytest.raises(ValueError, match="--precision bf16: expected one of auto, float32"):
+    with pytest.raises(ValueError, match="--precision 'bf16': expected one of auto, float32"):
         distribute.resolve_precision("bf16", bfloat16_measured=True)
 
 

@@ -132,6 +132,7 @@ class RecordSource:
     """Random access to the records of one prepared source; nothing is cached."""
 
     def __init__(self, folder: Path, entry: dict):
+        self._fds: dict[int, int] = {}  # shard -> open file, opened at its first read
         self.folder = Path(folder)
         self.name = entry["$source"]
         self.describe = f"{folder} ({entry.get('describe', self.name)})"
@@ -148,7 +149,6 @@ class RecordSource:
             end = int((mine[:, 1] + mine[:, 2]).max()) + 4 if len(mine) else 0
             if file.stat().st_size < end:
                 raise DataError(f"{file}: truncated ({file.stat().st_size} bytes, its records need {end})")
-        self._fds: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.index)
