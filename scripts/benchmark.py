@@ -44,6 +44,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,12 @@ def parse_args(argv=None):
                         "against the SavedModel and ms per image (the paper's networks, untrained, unless --run)")
     p.add_argument("--run", action="append", default=[], metavar="METHOD=RUN_DIR",
                    help="--tflite-variants: take this method's trained weights from a run folder (repeatable)")
+    p.add_argument("--stream", metavar="COUNTS",
+                   help="input pipeline from prepared records instead: comma-separated image counts per domain "
+                        "(random 286 px images, prepared by prepare.py's writer), each read through CycleGAN's "
+                        "training pipeline (256 px crops) in a child process; images/s and the reader's peak memory")
+    p.add_argument("--stream-dir", default=None, help="--stream: where the records are written (default: /tmp)")
+    p.add_argument("--stream-child", nargs=2, metavar=("COUNT", "FOLDER"), help=argparse.SUPPRESS)
     p.add_argument("--onednn", default="default",
                    help="TensorFlow's oneDNN CPU kernels: default (tf_translate's choice), on, off, or off,on "
                         "to compare both in child processes")
@@ -507,8 +514,78 @@ def tflite_variants(args, tf, keras) -> int:
     return 0
 
 
+def synthetic_unpaired(count: int):
+    """Unpaired data of ``count`` random 286 px images per domain, made on the fly (never all in memory)."""
+    import numpy as np
+
+    from tf_translate.data import sources
+    from tf_translate.data.unpaired import UnpairedData
+
+    def source(name, stream):
+        noise = lambda i: np.random.default_rng([stream, i]).integers(0, 256, (286, 286, 3), dtype=np.uint8)  # noqa: E731
+        made = sources.ImageSource(name, list(range(count)), size=286, loader=noise)
+        made._cacheable = False
+        return made
+
+    return UnpairedData(domains=("a", "b"), train=(source("a", 0), source("b", 1)), test=None, crop_size=256)
+
+
+def stream_child(count: int, folder: str, steps: int) -> int:
+    """Write (if missing) then read ``steps`` batches of the records of ``count`` images per domain."""
+    from tf_translate import cli
+    from tf_translate.data import records
+
+    cfg = cli.config_from_args(["--method", "cyclegan", "--data", folder])
+    if not records.is_records(folder):
+        started = time.perf_counter()
+        records.write(synthetic_unpaired(count), Path(folder), kind="unpaired", method="cyclegan", load_size=286)
+        Path(folder, "written_s").write_text(f"{time.perf_counter() - started}")
+        return 0
+    data = records.load(folder, "unpaired", cfg)
+    batches = iter(data.training(batch_size=1, flip=True, seed=0, first_step=0, steps=steps + 20))
+    for _ in range(20):  # warm-up: the pipeline's threads start and fill
+        next(batches)
+    started = time.perf_counter()
+    for _ in range(steps):
+        next(batches)
+    Path(folder, "read_s").write_text(f"{time.perf_counter() - started}")
+    return 0
+
+
+def compare_streams(args) -> int:
+    """Per count: prepare the records (child), then read them (another child, whose peak memory is the reader's)."""
+    rows, report = [], {"command": command_line(), "streams": []}
+    with tempfile.TemporaryDirectory(prefix="stream_", dir=args.stream_dir) as tmp:
+        for count in (int(c) for c in args.stream.split(",")):
+            folder = Path(tmp) / str(count)
+            me = [sys.executable, __file__, "--stream-child", str(count), str(folder), "--steps", str(args.steps)]
+            _, write_mb = run_child(me)
+            _, read_mb = run_child(me)
+            size_gb = sum(f.stat().st_size for f in folder.iterdir()) / 1e9
+            written, read = float((folder / "written_s").read_text()), float((folder / "read_s").read_text())
+            row = {"images_per_domain": count, "records_gb": size_gb, "decoded_gb": 2 * count * 286 * 286 * 3 / 1e9,
+                   "write_s": written, "read_images_per_s": 2 * args.steps / read, "reader_peak_rss_mb": read_mb,
+                   "writer_peak_rss_mb": write_mb}
+            report["streams"].append(row)
+            rows.append(f"| {count} | {row['decoded_gb']:.2f} | {size_gb:.2f} | {written:.0f} | "
+                        f"{row['read_images_per_s']:.0f} | {read_mb:.0f} |")
+            shutil.rmtree(folder)
+    table = "\n".join(["| images per domain | decoded GB | records GB | prepare s | images/s read (crop, flip, "
+                       "[-1, 1]) | reader peak memory MB |", "|---:|---:|---:|---:|---:|---:|", *rows])
+    write(args.output, report, f"# Streaming prepared records\n\n`{report['command']}`  \nCycleGAN's training "
+          f"pipeline (two domains, 286 px records, 256 px crops, batch 1) over records of random images; "
+          f"{args.steps} batches timed after 20. The reader's peak resident memory is its whole process "
+          f"(TensorFlow included).\n\n{table}\n")
+    print(table)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.stream_child:
+        return stream_child(int(args.stream_child[0]), args.stream_child[1], args.steps)
+    if args.stream:
+        return compare_streams(args)
     if "," in args.method:
         return compare_methods(args)
     if len(args.onednn) > 1:
