@@ -151,7 +151,7 @@ class StarGAN(TranslationModel):
         return finite, dict(zip(G_LOSSES, (total, *(self.reduce(v, x) for v in (adv, cls, rec)))))
 
     def train_step(self, data, update_g: bool | None = None):
-        """D's update, then G's when ``update_g`` (default, run eagerly: when the schedule says)."""
+        """D's update, then G's if ``update_g`` (None, in an eager call: as the n_critic schedule says)."""
         x, c_org = data
         c_trg = self.target_labels(c_org)
         key = seeding.derive(self.seed, GP_MIX, self.step)
