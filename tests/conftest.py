@@ -28,9 +28,11 @@ def tiny_config(method: str, tmp: Path, source: str | None, **sections) -> confi
     layers = {
         "data": {"data": source, "load_size": 36, "crop_size": 32},
         "model": TINY_MODEL[method],
-        # XLA off: compiling each tiny model would cost more than its few steps
+        # XLA off: compiling each tiny model would cost more than its few steps; float32 whatever
+        # the CPU (--precision auto picks bfloat16 on CPUs with BF16 for some methods)
         "train": {"output": str(tmp / "run"), "epochs": 1, "decay_epochs": 1, "steps_per_epoch": 2,
-                  "sample_every": 2, "checkpoint_every": 2, "log_every": 1, "jit_compile": "off"},
+                  "sample_every": 2, "checkpoint_every": 2, "log_every": 1, "jit_compile": "off",
+                  "precision": "float32"},
         "export": {"export_dir": str(tmp / "exported")},
     }
     for section, values in sections.items():

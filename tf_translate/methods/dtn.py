@@ -127,6 +127,8 @@ class DTN(TranslationModel):
         if m.g_average:
             if not 0.0 < m.g_average < 1.0:
                 raise ValueError(f"--g-average {m.g_average}: a decay between 0 and 1 (e.g. 0.999), or 0 for off")
+            if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+                raise ValueError("--g-average trains on one device only (--strategy default)")
             self.g_average = decoder("g_average")
             self.g_average.set_weights(self.g.get_weights())
             self.g_average.trainable = False
