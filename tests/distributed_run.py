@@ -9,6 +9,7 @@ before TensorFlow initialises. Usage: ``distributed_run.py OUT.json WORK_DIR MET
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -105,6 +106,31 @@ def compare(method: str, work: Path, steps: int, resume: bool) -> dict:
     return out
 
 
+def throughput(method: str, strategy: str, folder: Path, steps: int) -> dict:
+    """Images/s of ``steps`` training steps (after 3 untimed) of the method's demo configuration
+    (its networks and embedded data; an even global batch) under ``strategy``."""
+    from tf_translate import registry
+
+    spec = registry.get(method)
+    layer = {"train": {"output": str(folder), "jit_compile": "off", "precision": "float32",
+                       "steps_per_epoch": steps + 3}}
+    if method == "dtn":  # stage 1 (f) is not what is timed
+        layer["model"] = {"encoder_steps": 20}
+    cfg = config.build(method, spec.config, spec.overrides, spec.demo, layer)
+    batch = cfg.data.batch_size + cfg.data.batch_size % 2
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=batch))
+    if strategy not in STRATEGIES:
+        STRATEGIES[strategy] = distribute.make_strategy(strategy)
+    cfg, data, model, *_ = trainer.prepare(cfg, STRATEGIES[strategy])
+    with STRATEGIES[strategy].scope():
+        model.before_fit(data, cfg.run_dir)
+    ends = []
+    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_, **__: ends.append(time.perf_counter()))
+    model.fit(trainer.training_batches(data, cfg, 0, steps + 3, model.distribute_strategy), epochs=1,
+              steps_per_epoch=steps + 3, verbose=0, callbacks=[timer])
+    return {"batch": batch, "images_per_s": batch * steps / (ends[-1] - ends[2])}
+
+
 def main() -> None:
     tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                                [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -113,8 +139,15 @@ def main() -> None:
     parser.add_argument("work")
     parser.add_argument("methods", nargs="+")
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--throughput", type=int, metavar="STEPS",
+                        help="instead: images/s of the demo configuration, one device against mirrored")
     parser.add_argument("--resume", default="", help="methods also resumed under mirrored from a one-device checkpoint")
     args = parser.parse_args()
+    if args.throughput:
+        results = {m: {s: throughput(m, s, Path(args.work) / m / s, args.throughput) for s in ("default", "mirrored")}
+                   for m in args.methods}
+        Path(args.out).write_text(json.dumps(results, indent=2))
+        return
     results = {m: compare(m, Path(args.work), args.steps, m in args.resume.split(",")) for m in args.methods}
     Path(args.out).write_text(json.dumps(results, indent=2))
 
