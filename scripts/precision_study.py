@@ -73,10 +73,17 @@ def main(argv=None) -> int:
             for seed in seeds:
                 folder = Path(args.work) / f"{method}_{precision}_{seed}"
                 folder.parent.mkdir(parents=True, exist_ok=True)
-                seconds = train(method, seed, precision, folder)
+                try:
+                    seconds = train(method, seed, precision, folder)
+                except subprocess.CalledProcessError as e:
+                    print(f"{method} {precision} seed {seed}: training failed (exit code {e.returncode})",
+                          file=sys.stderr)
+                    results.setdefault("failed", []).append(f"{method} {precision} seed {seed}")
+                    continue
                 results.setdefault(method, {}).setdefault(precision, []).append(
                     {"seed": seed, "seconds": seconds, "scores": score(folder)})
                 print(f"{method} {precision} seed {seed}: {results[method][precision][-1]}", file=sys.stderr)
+    failed = results.get("failed", [])
     lines = [f"# bfloat16 against float32: quality at the same budget\n",
              f"`python scripts/precision_study.py {' '.join(argv or sys.argv[1:])}`  ",
              f"Each method's demo settings with {json.dumps(BUDGETS)}, XLA off; final checkpoint scored with "
@@ -85,7 +92,7 @@ def main(argv=None) -> int:
              "| method | measure | float32 seeds | bfloat16 seeds | float32 mean | bfloat16 mean | within float32 range |",
              "|---|---|---|---|---:|---:|:---:|"]
     verdicts = {}
-    for method, by_precision in results.items():
+    for method, by_precision in ((m, r) for m, r in results.items() if m != "failed"):
         first, other = (by_precision.get(p, []) for p in precisions[:2])
         for key in first[0]["scores"] if first else []:
             a = [r["scores"][key] for r in first]
@@ -96,6 +103,8 @@ def main(argv=None) -> int:
             verdicts[f"{method}/{key}"] = inside
             lines.append(f"| {method} | {key} | {', '.join(f'{v:.4f}' for v in a)} | {', '.join(f'{v:.4f}' for v in b)} "
                          f"| {statistics.mean(a):.4f} | {statistics.mean(b):.4f} | {'yes' if inside else 'no'} |")
+    if failed:
+        lines += ["", f"Failed to train: {', '.join(failed)}."]
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(json.dumps({"budgets": BUDGETS, "results": results, "within": verdicts,

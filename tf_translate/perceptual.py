@@ -118,7 +118,7 @@ def style_loss(p: Preset, found: dict, targets: dict):
 
 def content_loss(p: Preset, found: dict, targets: dict):
     """The preset's content term, per sample: ``found`` features against ``targets``."""
-    return tf.add_n([p.content_scale * _reduced(p.content_reduce, tf.cast(found[n], tf.float32) - targets[n])
+    return tf.add_n([p.content_scale * _reduced(p.content_reduce, tf.cast(found[n], tf.float32) - tf.cast(targets[n], tf.float32))
                      for n in p.content_layers])
 
 
