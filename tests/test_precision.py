@@ -75,3 +75,20 @@ def test_bfloat16_run_exports_float32_models(bfloat16_run):
     x = np.random.default_rng(1).random((1, 32, 32, 3), dtype=np.float32)
     exported = loaded.signatures["a2b"](images=tf.constant(x))["images"].numpy()
     np.testing.assert_allclose(exported, (restored.G(x * 2 - 1).numpy() + 1) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("method_data", registry.names(distributable=True), indirect=True)
+def test_every_method_trains_a_step_in_bfloat16(method_data, tmp_path):
+    from tf_translate import data as tf_data
+
+    method, folder = method_data
+    cfg = tiny_config(method, tmp_path, str(folder), train={"precision": "mixed_bfloat16"})
+    spec = registry.get(method)
+    data = tf_data.load(spec.data_kind, cfg)
+    cfg = data.complete(cfg)
+    model = trainer.build_model(cfg, spec, 2, "mixed_bfloat16")
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    before = [w.numpy().copy() for w in model.G.trainable_weights]
+    logs = model.train_step(batch)
+    assert float(logs["finite"]) == 1.0 and np.isfinite(float(logs["loss"]))
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, model.G.trainable_weights))
