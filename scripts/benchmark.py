@@ -32,6 +32,13 @@ is what ``tf_translate`` itself chooses (on, unless the environment says otherwi
 version's float SavedModel signature and of each TFLite file beside it (``model.tflite``,
 ``model_float16.tflite``, ...), batch 1, at each of ``--sizes``, interleaved in the same way.
 
+``--precision float32,mixed_bfloat16`` adds a precision axis to the training variants (each
+precision x XLA setting built and timed in the same rotation) and their speed ratios.
+
+``--stream 1000,48000`` measures the input pipeline over prepared records instead
+(``scripts/prepare.py``'s writer, random 286 px images): preparation time, images/s through
+CycleGAN's training pipeline, and the reading process's peak memory, each in a child process.
+
 Writes OUTPUT.json (machine, settings, every step time, summaries) and OUTPUT.md (tables),
 and prints the tables. Batch size is 1, so images/s = 1 / median step time.
 """
