@@ -37,12 +37,14 @@ BUDGETS = {
 }
 
 
-def train(method: str, seed: int, precision: str, folder: Path) -> float:
+def train(method: str, seed: int, precision: str, folder: Path, encoder: str | None) -> float:
     """Wall seconds of one training run (resumed where it stopped if the folder exists)."""
     layer = folder.with_suffix(".json")
-    layer.write_text(json.dumps({"train": {**BUDGETS[method], "seed": seed, "precision": precision,
-                                           "jit_compile": "off", "output": str(folder)},
-                                 "export": {"export": False}}))
+    settings = {"train": {**BUDGETS[method], "seed": seed, "precision": precision, "jit_compile": "off",
+                          "output": str(folder)}, "export": {"export": False}}
+    if method == "dtn" and encoder:
+        settings["model"] = {"encoder": encoder}
+    layer.write_text(json.dumps(settings))
     started = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--method", method, "--config", str(layer)],
                    check=True, stdout=subprocess.DEVNULL)
@@ -63,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--method", default="cyclegan,pix2pix,fast_style,stargan,dtn")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--precision", default="float32,mixed_bfloat16")
+    p.add_argument("--encoder", help="DTN: every run reuses this stage-1 f (frozen in stage 2), so that the "
+                   "runs differ in stage 2 only, and skip stage 1 (about 4 min each here)")
     p.add_argument("--work", default="runs/precision_study", help="run folders (kept, so a rerun resumes)")
     p.add_argument("--output", default="benchmarks/precision_quality", help="writes OUTPUT.json and OUTPUT.md")
     args = p.parse_args(argv)
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
                 folder = Path(args.work) / f"{method}_{precision}_{seed}"
                 folder.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    seconds = train(method, seed, precision, folder)
+                    seconds = train(method, seed, precision, folder, args.encoder)
                 except subprocess.CalledProcessError as e:
                     print(f"{method} {precision} seed {seed}: training failed (exit code {e.returncode})",
                           file=sys.stderr)
