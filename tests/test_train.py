@@ -117,6 +117,7 @@ def test_xla_training_runs_and_checkpoints(tmp_path, unpaired_dir):
     cfg = tiny_config("cyclegan", tmp_path, str(unpaired_dir), train={"jit_compile": "auto"},
                       export={"export": False}, model={"pool_size": 1})
     assert trainer.resolve_jit(cfg.train.jit_compile)
+    assert not trainer.resolve_jit("auto", "mixed_bfloat16") and trainer.resolve_jit("on", "mixed_bfloat16")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.run(cfg)

@@ -46,7 +46,8 @@ class TrainConfig:
     beta_2: float = opt(0.999, "Adam beta_2")
     seed: int = opt(0, "seed of every random choice (crops, flips, shuffles, pool, init)")
     jit_compile: str = opt("auto", "auto | on | off; auto = on (faster on the AVX2 CPUs first measured, "
-                                   "not on AVX-512 ones: README, Benchmarks)")
+                                   "not on AVX-512 ones: README, Benchmarks), but off under mixed_bfloat16 "
+                                   "on a CPU, where XLA loses the bfloat16 gain")
     strategy: str = opt("default", "default (one device) | mirrored (this machine's GPUs, or its logical CPUs) | "
                                    "multiworker (the machines TF_CONFIG names) | tpu (TPU_NAME); --batch-size is "
                                    "the global batch, split across replicas")

@@ -28,12 +28,16 @@ class TrainingError(RuntimeError):
     """Training cannot start or go on; the message says why and what to do."""
 
 
-def resolve_jit(setting: str) -> bool:
-    """``auto`` = on: XLA measured faster for these networks on this 2-core CPU (CycleGAN
-    ResNet-6 steps 1.37x at 64 px, 1.39x at 128, 1.42x at 256; benchmarks/) and is the
-    usual win on GPUs. Its first step compiles for about a minute; ``off`` avoids that."""
+def resolve_jit(setting: str, precision: str = "float32") -> bool:
+    """``auto`` = on: XLA measured faster for these networks on the 2-core AVX2 CPU first
+    measured (CycleGAN ResNet-6 steps 1.37x at 64 px, 1.42x at 256; benchmarks/) and is the
+    usual win on GPUs; its first step compiles for about a minute, which ``off`` avoids. But
+    off under mixed_bfloat16 on a CPU-only machine: XLA's CPU code there loses the bfloat16
+    gain (0.84-1.04x of float32 without XLA, against 1.18-1.83x without; README, Scale out)."""
     if setting not in ("auto", "on", "off"):
         raise ValueError(f"--jit-compile {setting!r}: expected auto, on or off")
+    if setting == "auto" and precision == "mixed_bfloat16":
+        return bool(tf.config.list_physical_devices("GPU"))
     return setting != "off"
 
 
@@ -69,7 +73,7 @@ def build_model(cfg: RunConfig, spec, steps_per_epoch: int, precision: str = "fl
         # float16 gradients underflow: scale the loss (apply_gradients scales and unscales)
         return keras.optimizers.LossScaleOptimizer(optimizer) if precision == "mixed_float16" else optimizer
 
-    model.compile(g_optimizer=adam(model.generator_every), d_optimizer=adam(), jit_compile=resolve_jit(t.jit_compile))
+    model.compile(g_optimizer=adam(model.generator_every), d_optimizer=adam(), jit_compile=resolve_jit(t.jit_compile, precision))
     return model
 
 

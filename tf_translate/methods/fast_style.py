@@ -37,7 +37,7 @@ class FastStyleConfig:
     weights: str = opt("torchvision", "VGG-16 weights of the loss network: torchvision (offline) | keras")
 
 
-@register("fast_style", config=FastStyleConfig, data_kind="photos",
+@register("fast_style", config=FastStyleConfig, data_kind="photos", bfloat16=True,
           overrides={"data": {"load_size": 256, "crop_size": 256, "batch_size": 4},
                      "train": {"lr": 1e-3, "beta_1": 0.9, "epochs": 2, "decay_epochs": 0},
                      "export": {"tflite_variants": ("float32", "float16", "int8")}},

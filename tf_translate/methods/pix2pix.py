@@ -37,7 +37,7 @@ class Pix2PixConfig:
                         "target; auto: on when targets lie between input frames (frame interpolation)")
 
 
-@register("pix2pix", config=Pix2PixConfig, data_kind="paired",
+@register("pix2pix", config=Pix2PixConfig, data_kind="paired", bfloat16=True,
           demo={"data": {"load_size": 132, "crop_size": 128},
                 "model": {"filters": 32, "disc_filters": 32},
                 "train": {"epochs": 3, "decay_epochs": 2, "sample_every": 92, "checkpoint_every": 92,
