@@ -49,15 +49,19 @@ def cancelled(net: keras.Model) -> set[str]:
 STRATEGIES: dict = {}  # one of each per process: a second MirroredStrategy's collectives clash with the first's
 
 
+def made(name: str) -> tf.distribute.Strategy:
+    if name not in STRATEGIES:
+        STRATEGIES[name] = distribute.make_strategy(name)
+    return STRATEGIES[name]
+
+
 def train(method: str, strategy: str, folder: Path, steps: int, decay_epochs: int = 1):
     """``steps`` steps (or half of them with ``decay_epochs=0``) of global batch 2 in ``folder``/run."""
     cfg = tiny_config(method, folder, None, data={"batch_size": 2}, export={"export": False},
                       train={"steps_per_epoch": steps // 2, "checkpoint_every": steps // 2, "sample_every": steps,
                              "decay_epochs": decay_epochs})
     started = time.perf_counter()
-    if strategy not in STRATEGIES:
-        STRATEGIES[strategy] = distribute.make_strategy(strategy)
-    trainer.run(cfg, STRATEGIES[strategy])
+    trainer.run(cfg, made(strategy))
     seconds = time.perf_counter() - started
     return trainer.restore(config.load(cfg.run_dir / "config.json")), seconds
 
@@ -119,10 +123,8 @@ def throughput(method: str, strategy: str, folder: Path, steps: int) -> dict:
     cfg = config.build(method, spec.config, spec.overrides, spec.demo, layer)
     batch = cfg.data.batch_size + cfg.data.batch_size % 2
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=batch))
-    if strategy not in STRATEGIES:
-        STRATEGIES[strategy] = distribute.make_strategy(strategy)
-    cfg, data, model, *_ = trainer.prepare(cfg, STRATEGIES[strategy])
-    with STRATEGIES[strategy].scope():
+    cfg, data, model, *_ = trainer.prepare(cfg, made(strategy))
+    with made(strategy).scope():
         model.before_fit(data, cfg.run_dir)
     ends = []
     timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_, **__: ends.append(time.perf_counter()))

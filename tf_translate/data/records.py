@@ -153,9 +153,6 @@ class RecordSource:
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getstate__(self):  # file descriptors do not travel to another process
-        return {**self.__dict__, "_fds": {}}
-
     def _read(self, i: int) -> bytes:
         shard, offset, length = (int(v) for v in self.index[i])
         fd = self._fds.get(shard)
