@@ -127,16 +127,31 @@ def test_history_pool_feeds_d_and_is_off_by_default(tmp_path, transfer_dir):
 
 
 def test_instance_noise_is_seeded_by_step_and_off_by_default(tmp_path, transfer_dir):
-    _, _, plain = build(tmp_path / "plain", transfer_dir)
+    _, _, plain = build(tmp_path / "plain", transfer_dir, model={"preset": "digits"})
     images = tf.zeros([2, 32, 32, 1])
-    assert plain.noisy(images, 0) is images
-    _, _, model = build(tmp_path, transfer_dir, model={"instance_noise": 0.2})
-    first, again, other = model.noisy(images, 0), model.noisy(images, 0), model.noisy(images, 1)
+    assert plain.seen_by_d(images, 0) is images  # the paper's D sees the images as they are
+    _, _, model = build(tmp_path, transfer_dir, model={"instance_noise": 0.2, "d_augment": False})
+    first, again, other = model.seen_by_d(images, 0), model.seen_by_d(images, 0), model.seen_by_d(images, 1)
     np.testing.assert_array_equal(first.numpy(), again.numpy())  # (seed, step, k): a resume draws the same
     assert not np.array_equal(first.numpy(), other.numpy())
     assert float(tf.math.reduce_std(first)) == pytest.approx(0.2, rel=0.1)
     model.step.assign_add(1)
-    assert not np.array_equal(first.numpy(), model.noisy(images, 0).numpy())
+    assert not np.array_equal(first.numpy(), model.seen_by_d(images, 0).numpy())
+
+
+def test_d_augment_shifts_and_cuts_what_d_sees_seeded_by_step(tmp_path, transfer_dir):
+    """--d-augment: every image D sees, real or made, goes through DiffAugment drawn from
+    (seed, step, k); G's images stay as they are."""
+    _, data, model = build(tmp_path, transfer_dir, model={"d_augment": True})
+    images = tf.ones([4, 32, 32, 1])
+    first, again, other = model.seen_by_d(images, 0), model.seen_by_d(images, 0), model.seen_by_d(images, 1)
+    np.testing.assert_array_equal(first.numpy(), again.numpy())
+    assert not np.array_equal(first.numpy(), other.numpy())
+    assert np.all(np.sum(first.numpy() == -1.0, axis=(1, 2, 3)) >= 16 * 16 // 4)  # a cutout, at least clipped
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    before = [w.numpy() for w in model.D.trainable_weights]
+    assert np.isfinite(float(model.train_step(batch)["D"]))
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, model.D.trainable_weights))
 
 
 def test_averaged_g_follows_g_and_is_what_is_exported(tmp_path, transfer_dir):
@@ -278,6 +293,23 @@ def test_faces_preset_is_the_papers_configuration(tmp_path):
         spec.model(config.build("dtn", spec.config, spec.overrides, {"model": {"preset": "faces", "classes": ("a",)}}))
     with pytest.raises(ValueError, match="--preset 'cartoons'"):
         spec.model(config.build("dtn", spec.config, spec.overrides, {"model": {"preset": "cartoons"}}))
+
+
+def test_digits_presets_paper_and_small():
+    """--preset digits is the paper's objective; the default, digits-small, the same networks
+    with beta 50 and DiffAugment; flags override either."""
+    from tf_translate.cli import config_from_args
+
+    def settings(*flags):
+        return config_from_args(["--method", "dtn", *flags]).model.settings
+
+    paper, small = settings("--preset", "digits"), settings()
+    assert (paper["alpha"], paper["beta"], paper["gamma"], paper["d_augment"]) == (15.0, 15.0, 0.0, False)
+    assert (small["alpha"], small["beta"], small["gamma"], small["d_augment"]) == (15.0, 50.0, 0.0, True)
+    assert {k: v for k, v in small.items() if k not in ("beta", "d_augment")} == \
+        {k: v for k, v in paper.items() if k not in ("beta", "d_augment")}
+    assert settings("--no-d-augment", "--beta", "15") == paper
+    assert settings("--preset", "digits", "--d-augment")["d_augment"] is True
 
 
 def test_stage1_distortion_is_seeded_and_keeps_range():

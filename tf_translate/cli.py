@@ -52,7 +52,7 @@ def _add_fields(group, section: str, cls, shown: dict) -> None:
             default = ",".join(default)
         if default is not None or "default" not in help_text:  # else the text says what None means
             help_text = f"{help_text} (default: {default})"
-        if field.type == "bool":
+        if field.type in ("bool", "bool | None"):
             group.add_argument(_flag(section, field.name), dest=f"{section}.{field.name}", default=None,
                                action=argparse.BooleanOptionalAction, help=help_text)
         else:
