@@ -141,7 +141,7 @@ def test_instance_noise_is_seeded_by_step_and_off_by_default(tmp_path, transfer_
 
 def test_d_augment_shifts_and_cuts_what_d_sees_seeded_by_step(tmp_path, transfer_dir):
     """--d-augment: every image D sees, real or made, goes through DiffAugment drawn from
-    (seed, step, k); G's images stay as they are."""
+    (seed, step, k), and D still learns through it."""
     _, data, model = build(tmp_path, transfer_dir, model={"d_augment": True})
     images = tf.ones([4, 32, 32, 1])
     first, again, other = model.seen_by_d(images, 0), model.seen_by_d(images, 0), model.seen_by_d(images, 1)

@@ -101,8 +101,9 @@ class DTN(TranslationModel):
     L_G = L_GANG + alpha L_CONST + beta L_TID + gamma L_TV with L_GANG = -log D_3(G(x_s))
     - log D_3(G(x_t)), L_CONST = MSE(f(x_s), f(G(x_s))), L_TID = MSE(x_t, G(x_t)), L_TV the
     anisotropic total variation of G(x_s); only g and D are updated, g ``g_steps`` times per
-    update of D. With ``pool_size``, D's G(x) come from history pools, and with
-    ``instance_noise`` D sees every image with Gaussian noise (both off in the paper).
+    update of D. With ``pool_size``, D's G(x) come from history pools, with ``d_augment``
+    D sees every image through DiffAugment, and with ``instance_noise`` with Gaussian noise
+    (all off in the paper; ``d_augment`` on in the default preset, digits-small).
     """
 
     loss_names = (*G_LOSSES, "D")
