@@ -10,11 +10,11 @@ import tensorflow as tf
 from tf_translate import replicas
 
 
-def shift_matrices(offsets, size: int):
+def shift_matrices(offsets, size: int, dtype):
     """[n, size, size] 0/1 matrices M with (M @ v)[i] = v[i - offset] (zero where that leaves v)."""
     rows = tf.range(size)[None, :, None]
     cols = tf.range(size)[None, None, :]
-    return tf.cast(tf.equal(rows - offsets[:, None, None], cols), tf.float32)
+    return tf.cast(tf.equal(rows - offsets[:, None, None], cols), dtype)
 
 
 def diff_augment(images, seed, *, translation: float = 0.125, cutout: float = 0.5, background: float = -1.0):
@@ -27,8 +27,8 @@ def diff_augment(images, seed, *, translation: float = 0.125, cutout: float = 0.
     u = replicas.draw(lambda m: tf.random.stateless_uniform([m, 4], seed, 0.0, 1.0), n)
     dy, dx = (tf.cast(tf.floor(u[:, k] * (2 * reach + 1)), tf.int32) - reach for k in (0, 1))
     dtype = images.dtype
-    moved = tf.einsum("nik,nklc,njl->nijc", tf.cast(shift_matrices(dy, size), dtype),
-                      images - tf.cast(background, dtype), tf.cast(shift_matrices(dx, size), dtype))
+    moved = tf.einsum("nik,nklc,njl->nijc", shift_matrices(dy, size, dtype), images - tf.cast(background, dtype),
+                      shift_matrices(dx, size, dtype))
     side = int(round(size * cutout))
     centre = tf.cast(tf.floor(u[:, 2:] * size), tf.int32)
     grid = tf.range(size)[None]
