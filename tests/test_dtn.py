@@ -50,7 +50,7 @@ def snapshot(net):
 
 def test_stage2_step_keeps_f_and_updates_g_and_d(tmp_path, transfer_dir):
     cfg, data, model = build(tmp_path, transfer_dir)
-    assert cfg.model.classes == ("0", "1", "2") and model.settings["alpha"] == 15.0
+    assert cfg.model.classes == ("0", "1", "2") and model.settings["alpha"] == 5.0
     batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
     frozen, trained = model.classifier.variables, model.g.trainable_variables + model.D.trainable_variables
     before = [v.numpy().copy() for v in frozen + trained]
@@ -297,7 +297,7 @@ def test_faces_preset_is_the_papers_configuration(tmp_path):
 
 def test_digits_presets_paper_and_small():
     """--preset digits is the paper's objective; the default, digits-small, the same networks
-    with beta 50 and DiffAugment; flags override either."""
+    with alpha 5, beta 50 and DiffAugment; flags override either."""
     from tf_translate.cli import config_from_args
 
     def settings(*flags):
@@ -305,10 +305,10 @@ def test_digits_presets_paper_and_small():
 
     paper, small = settings("--preset", "digits"), settings()
     assert (paper["alpha"], paper["beta"], paper["gamma"], paper["d_augment"]) == (15.0, 15.0, 0.0, False)
-    assert (small["alpha"], small["beta"], small["gamma"], small["d_augment"]) == (15.0, 50.0, 0.0, True)
-    assert {k: v for k, v in small.items() if k not in ("beta", "d_augment")} == \
-        {k: v for k, v in paper.items() if k not in ("beta", "d_augment")}
-    assert settings("--no-d-augment", "--beta", "15") == paper
+    assert (small["alpha"], small["beta"], small["gamma"], small["d_augment"]) == (5.0, 50.0, 0.0, True)
+    changed = ("alpha", "beta", "d_augment")
+    assert {k: v for k, v in small.items() if k not in changed} == {k: v for k, v in paper.items() if k not in changed}
+    assert settings("--no-d-augment", "--alpha", "15", "--beta", "15") == paper
     assert settings("--preset", "digits", "--d-augment")["d_augment"] is True
 
 
