@@ -26,12 +26,12 @@ def diff_augment(images, seed, *, translation: float = 0.125, cutout: float = 0.
     reach = int(round(size * translation))
     u = replicas.draw(lambda m: tf.random.stateless_uniform([m, 4], seed, 0.0, 1.0), n)
     dy, dx = (tf.cast(tf.floor(u[:, k] * (2 * reach + 1)), tf.int32) - reach for k in (0, 1))
-    dtype = images.dtype
-    moved = tf.einsum("nik,nklc,njl->nijc", shift_matrices(dy, size, dtype), images - tf.cast(background, dtype),
-                      shift_matrices(dx, size, dtype))
+    bg = tf.cast(background, images.dtype)
+    moved = tf.einsum("nik,nklc,njl->nijc", shift_matrices(dy, size, images.dtype), images - bg,
+                      shift_matrices(dx, size, images.dtype))
     side = int(round(size * cutout))
-    centre = tf.cast(tf.floor(u[:, 2:] * size), tf.int32)
+    start = tf.cast(tf.floor(u[:, 2:] * size), tf.int32) - side // 2  # the square's first row and column
     grid = tf.range(size)[None]
-    inside = lambda c: tf.logical_and(grid >= c[:, None] - side // 2, grid < c[:, None] - side // 2 + side)  # noqa: E731
-    keep = 1.0 - tf.cast(tf.logical_and(inside(centre[:, 0])[:, :, None], inside(centre[:, 1])[:, None, :]), dtype)
-    return moved * keep[..., None] + tf.cast(background, dtype)
+    inside = [tf.logical_and(grid >= start[:, k, None], grid < start[:, k, None] + side) for k in (0, 1)]
+    keep = 1.0 - tf.cast(tf.logical_and(inside[0][:, :, None], inside[1][:, None, :]), images.dtype)
+    return moved * keep[..., None] + bg
