@@ -198,6 +198,22 @@ def test_stage1_saves_f_and_encoder_reuse(trained_dtn, tmp_path, transfer_dir, c
         np.testing.assert_array_equal(a, b)
 
 
+def test_saved_run_keeps_the_presets_values(trained_dtn, tmp_path, transfer_dir):
+    """config.json holds the preset's alpha, beta, gamma, d_augment and channels, not only its
+    name, so that a run saved under other preset values is refused rather than resumed with
+    today's."""
+    cfg, _ = trained_dtn
+    saved = json.loads((cfg.run_dir / "config.json").read_text())
+    kept = {k: saved["model"][k] for k in ("alpha", "beta", "gamma", "d_augment", "channels")}
+    assert kept == {"alpha": 5.0, "beta": 50.0, "gamma": 0.0, "d_augment": True, "channels": 1}
+    older = tiny_config("dtn", tmp_path, str(transfer_dir))
+    older.run_dir.mkdir(parents=True)
+    saved["model"]["alpha"] = 15.0  # digits-small before its alpha was lowered
+    (older.run_dir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(trainer.TrainingError, match="alpha 15.0 -> 5.0"):
+        trainer.prepare(older)
+
+
 def test_encoder_errors(trained_dtn, tmp_path, transfer_dir):
     cfg, _ = trained_dtn
     saved = cfg.run_dir / "encoder" / "f.keras"

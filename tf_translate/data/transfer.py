@@ -59,8 +59,9 @@ class TransferData:
         return self.source_test
 
     def complete(self, cfg):
-        """``cfg`` with the source classes (f's classifier head) as this data found them."""
-        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, classes=self.classes))
+        """``cfg`` with the source classes (f's classifier head) as this data found them, and the
+        preset's values written out (DTNConfig.resolved)."""
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, classes=self.classes).resolved())
 
     def training(self, *, batch_size: int, flip: bool, seed: int, first_step: int, steps: int,
                  part: tuple[int, int] = (0, 1)):

@@ -31,6 +31,7 @@ PRESETS = {
 }
 PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV")
+FLAGGED = ("alpha", "beta", "gamma", "d_augment", "channels")  # a preset's values that flags override
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +83,14 @@ class DTNConfig:
         """The preset's values with the explicitly given ones over them."""
         if self.preset not in PRESETS:
             raise ValueError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
-        given = {k: getattr(self, k) for k in ("alpha", "beta", "gamma", "d_augment", "channels")
-                 if getattr(self, k) is not None}
+        given = {k: getattr(self, k) for k in FLAGGED if getattr(self, k) is not None}
         return {**PRESETS[self.preset], **given}
+
+    def resolved(self) -> "DTNConfig":
+        """This config with the preset's values written in where no flag gave one, so that a
+        run's config.json keeps them: a resume then refuses a preset whose values changed."""
+        settings = self.settings
+        return dataclasses.replace(self, **{k: settings[k] for k in FLAGGED})
 
 
 @register("dtn", config=DTNConfig, data_kind="transfer",
