@@ -64,6 +64,40 @@ def test_stage2_step_keeps_f_and_updates_g_and_d(tmp_path, transfer_dir):
         assert not np.array_equal(old, v.numpy()), f"{v.path} did not change"
 
 
+def test_semantic_h_learns_from_what_f_reads_confidently_then_stays_frozen(tmp_path, transfer_dir, monkeypatch):
+    """Stage 1b: h learns the target images f's classifier reads with probability CONFIDENT or
+    more, labelled with f's reading (never the target's own labels); in stage 2, L_SEM moves
+    g and not h; without --semantic there is no h."""
+    from tf_translate.methods import dtn
+
+    assert build(tmp_path / "off", transfer_dir)[2].h is None
+    cfg, data, model = build(tmp_path, transfer_dir, model={"semantic": 1.0, "semantic_steps": 3})
+    monkeypatch.setattr(dtn, "CONFIDENT", 1.01)
+    with pytest.raises(DataError, match="f reads none of the 54 target images"):
+        model.before_fit(data, cfg.run_dir)  # stage 1 is done and saved by then
+    images = data.images(data.target)
+    probabilities = tf.nn.softmax(model.classifier(images)).numpy()
+    monkeypatch.setattr(dtn, "CONFIDENT", float(np.median(probabilities.max(axis=1))))
+    seen = []
+    original = dtn.transfer.array_batches
+    monkeypatch.setattr(dtn.transfer, "array_batches", lambda x, y, **kw: seen.append((x, y)) or original(x, y, **kw))
+    model.before_fit(data, cfg.run_dir)
+    (x, y), = seen
+    confident = probabilities.max(axis=1) >= dtn.CONFIDENT
+    assert 0 < len(x) == confident.sum() < len(images)
+    np.testing.assert_array_equal(x, images[confident])
+    np.testing.assert_array_equal(y, probabilities.argmax(axis=1)[confident])
+    assert (cfg.run_dir / "encoder" / "h.keras").is_file()
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    h_before, g_before = snapshot(model.h), snapshot(model.g)
+    logs = model.train_step(batch)
+    assert float(logs["SEM"]) > 0 and float(logs["finite"]) == 1.0
+    for old, v in zip(h_before, model.h.variables):
+        np.testing.assert_array_equal(old, v.numpy())
+    assert any(not np.array_equal(old, v.numpy()) for old, v in zip(g_before, model.g.variables))
+    assert "val_h_accuracy" in model.validate(data.held_out())
+
+
 def test_embedded_digits_held_out_split_never_trained_on(tmp_path):
     cfg = tiny_config("dtn", tmp_path, None, data={"load_size": 32})
     data = tf_data.load("transfer", cfg)
@@ -235,6 +269,8 @@ def test_encoder_errors(trained_dtn, tmp_path, transfer_dir):
     with pytest.raises(DataError, match="source images are unlabelled"):
         trainer.run(tiny_config("dtn", tmp_path / "d", str(flat)))
     trainer.run(tiny_config("dtn", tmp_path / "e", str(flat), model={"encoder": str(saved)}, export={"export": False}))
+    with pytest.raises(DataError, match="--semantic: L_SEM reads G"):
+        trainer.run(tiny_config("dtn", tmp_path / "f", str(flat), model={"encoder": str(saved), "semantic": 1.0}))
 
 
 def test_export_signatures_and_parity(trained_dtn, tmp_path):

@@ -124,6 +124,20 @@ class TransferData:
         return source, self.images(self.target_test, n)
 
 
+def array_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int, first_step: int,
+                  steps: int):
+    """Batches (image, class) of in-memory ``images`` for steps ``first_step ..
+    first_step+steps-1``, each pass over them a fresh permutation from ``seed``, as ``labelled``
+    draws (stage 1b's h learns from target images labelled by f)."""
+    pixels, classes = tf.constant(images), tf.constant(labels, tf.int32)
+
+    def sample(j):
+        i = pipeline.pick(images, j, seed, 3)
+        return tf.gather(pixels, i), tf.gather(classes, i)
+
+    return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample)
+
+
 def distort(image, key, *, rotate: float = 15.0, scale: float = 0.15, shift: float = 3.0):
     """A random rotation (up to ``rotate`` degrees), scaling (up to ``scale``) and shift (up to
     ``shift`` pixels) about the centre of an [H, W, C] image in [-1, 1] (outside filled with -1,

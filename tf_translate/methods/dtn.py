@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tf_translate import classifier, losses, networks, replicas, seeding
 from tf_translate.config import opt
+from tf_translate.data import transfer
 from tf_translate.data.images import DataError
 from tf_translate.diff_augment import diff_augment
 from tf_translate.layers import ImagePool
@@ -24,14 +25,15 @@ from tf_translate.registry import register
 # digits, where the paper had 531,131 SVHN and 60,000 MNIST): the paper's objective oscillated
 # there, and f, trained on the small source alone, carries how the source draws a digit (README).
 PRESETS = {
-    "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "d_augment": False, "channels": 1, "decoder_blocks": 4,
-               "disc_layers": 3, "disc_act": "relu"},
-    "faces": {"alpha": 100.0, "beta": 1.0, "gamma": 0.05, "d_augment": False, "channels": 3, "decoder_blocks": 5,
-              "disc_layers": 6, "disc_act": "lrelu0.2"},
+    "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "semantic": 0.0, "d_augment": False, "channels": 1,
+               "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
+    "faces": {"alpha": 100.0, "beta": 1.0, "gamma": 0.05, "semantic": 0.0, "d_augment": False, "channels": 3,
+              "decoder_blocks": 5, "disc_layers": 6, "disc_act": "lrelu0.2"},
 }
 PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True}
-G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV")
-FLAGGED = ("alpha", "beta", "gamma", "d_augment", "channels")  # a preset's values that flags override
+G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM")
+FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "channels")
+CONFIDENT = 0.9  # stage 1b: h learns from the target images f's classifier reads with this probability  # a preset's values that flags override
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +51,9 @@ class DTNConfig:
                                    "(digits 15, faces 1, digits-small 50)")
     gamma: float | None = opt(None, "weight of L_TV, anisotropic total variation of G(x); default: the "
                                     "preset's (digits 0, faces 0.05)")
+    semantic: float | None = opt(None, "weight of L_SEM, the cross-entropy of h(G(x)) against a source x's class, "
+                                       "h a target-domain classifier trained (stage 1b) on the target images "
+                                       "labelled by f; not in the paper; default: the preset's (0: off)")
     channels: int | None = opt(None, "image channels, 1 or 3 (default: the preset's, digits 1, faces 3)")
     g_steps: int = opt(2, "updates of g per update of D (the paper does not say; the public implementation "
                           "makes 2, and with 1 g fell behind D on the embedded digits)")
@@ -71,6 +76,8 @@ class DTNConfig:
                                     "instead of training f (default: stage 1 trains it)")
     encoder_steps: int = opt(1500, "stage 1: steps training f as a classifier on the labelled source")
     encoder_lr: float = opt(1e-3, "stage 1: Adam learning rate")
+    semantic_steps: int = opt(1000, "stage 1b (with --semantic): steps training h on the target images that f's "
+                                  f"classifier reads with probability {CONFIDENT} or more, labelled so")
     encoder_augment: bool = opt(True, "stage 1: distort f's training images (rotation, scale, shift, stroke "
                                       "width) so that f reads the target domain's digits too")
     judge: str | None = opt(None, "a target-domain classifier (the target_classifier.keras that scripts/evaluate.py "
@@ -109,8 +116,13 @@ class DTN(TranslationModel):
     - log D_3(G(x_t)), L_CONST = MSE(f(x_s), f(G(x_s))), L_TID = MSE(x_t, G(x_t)), L_TV the
     anisotropic total variation of G(x_s); only g and D are updated, g ``g_steps`` times per
     update of D. With ``pool_size``, D's G(x) come from history pools, with ``d_augment``
-    D sees every image through DiffAugment, and with ``instance_noise`` with Gaussian noise
-    (all off in the paper; ``d_augment`` on in the default preset, digits-small).
+    D sees every image through DiffAugment, with ``instance_noise`` with Gaussian noise, and
+    with ``semantic`` L_G adds ``semantic`` L_SEM, the cross-entropy of h(G(x_s)) against
+    x_s's class, h a classifier of the target domain trained (stage 1b, then frozen) on the
+    target images f reads confidently, with f's readings as labels: CyCADA's semantic
+    consistency (Hoffman et al., ICML 2018) read by a target-domain classifier, as
+    pseudo-labelling does (Lee 2013), so that a class is drawn as the target draws it (none
+    of these is in the paper; ``d_augment`` is on in the default preset, digits-small).
     """
 
     loss_names = (*G_LOSSES, "D")
@@ -118,7 +130,7 @@ class DTN(TranslationModel):
     discriminator_roles = ("D",)
     validation_key = "val_const"
     validation_mode = "min"
-    validation_shown = ("val_f_accuracy", "val_judge")
+    validation_shown = ("val_f_accuracy", "val_h_accuracy", "val_judge")
     panel_titles = ("source", "G(source)", "target", "G(target)")
 
     def __init__(self, config, **kwargs):
@@ -133,6 +145,16 @@ class DTN(TranslationModel):
         self.f.trainable = False
         # f with its stage-1 head; none when the source is unlabelled (f then comes from --encoder)
         self.classifier = classifier.with_head(self.f, len(m.classes), name="f_classifier") if m.classes else None
+        # h, stage 1b's classifier of the target domain, read by L_SEM; none when off
+        self.h = None
+        if s["semantic"]:
+            if self.classifier is None:
+                raise DataError("--semantic: L_SEM reads G(x) as the source x's class, and this source is "
+                                "unlabelled: put its images in one folder per class, or use --semantic 0")
+            h_encoder = networks.dtn_encoder(size=size, in_channels=s["channels"], widths=(64, 128, 256, m.features),
+                                             name="h_encoder")
+            self.h = classifier.with_head(h_encoder, len(m.classes), name="h")
+            self.h.trainable = False
         decoder = lambda name: networks.dtn_decoder(  # noqa: E731
             features=m.features, out_channels=s["channels"], filters=m.filters, n_blocks=s["decoder_blocks"], name=name)
         self.g = decoder("g")
@@ -169,9 +191,10 @@ class DTN(TranslationModel):
 
     def before_fit(self, data, run_dir: Path) -> None:
         """Stage 1: f from ``--encoder``, or from this run's finished stage 1, or trained now as
-        a classifier on the labelled source (resumable; saved as RUN/encoder/f.keras)."""
+        a classifier on the labelled source (resumable; saved as RUN/encoder/f.keras); then,
+        with ``--semantic``, stage 1b: h (``train_h``)."""
         if int(self.step.numpy()):
-            return  # stage 2 has begun: f is in its checkpoint
+            return  # stage 2 has begun: f (and h) are in its checkpoint
         m = self.run_config.model
         folder = Path(run_dir) / "encoder"
         saved = Path(m.encoder) if m.encoder else folder / "f.keras"
@@ -194,6 +217,37 @@ class DTN(TranslationModel):
             self.classifier.save(folder / "f.tmp.keras")
             (folder / "f.tmp.keras").replace(saved)
         self.load_encoder(saved)
+        if self.h is not None:
+            self.train_h(data, folder)
+
+    def train_h(self, data, folder: Path) -> None:
+        """Stage 1b: h, a classifier of the target domain, trained on the target's training images
+        that f's classifier reads with probability ``CONFIDENT`` or more, f's reading as their
+        class (no target labels); resumable, saved as RUN/encoder/h.keras, then frozen."""
+        saved = folder / "h.keras"
+        if not saved.is_file():
+            images = data.images(data.target)
+            probabilities = np.concatenate([tf.nn.softmax(self.classifier(images[i: i + 256])).numpy()
+                                            for i in range(0, len(images), 256)])
+            confident = probabilities.max(axis=1) >= CONFIDENT
+            if not confident.any():
+                raise DataError(f"{data.target.images.describe}: f reads none of the {len(images)} target images "
+                                f"with probability {CONFIDENT} or more, so h has nothing to learn from: use "
+                                "--semantic 0")
+            labels = probabilities.argmax(axis=1)[confident]
+            self.h.trainable = True
+            batch = self.run_config.data.batch_size
+            classifier.train(self.h, lambda first, count: transfer.array_batches(
+                images[confident], labels, batch_size=batch, seed=self.seed, first_step=first, steps=count),
+                steps=self.run_config.model.semantic_steps, lr=self.run_config.model.encoder_lr,
+                folder=folder / "h", describe="stage 1b: h")
+            self.h.trainable = False
+            print(f"stage 1b: h learnt the target's classes from the {int(confident.sum())} of {len(images)} target "
+                  f"images f reads with probability {CONFIDENT} or more; per class "
+                  f"{np.bincount(labels, minlength=len(self.run_config.model.classes)).tolist()}", file=sys.stderr)
+            self.h.save(folder / "h.tmp.keras")
+            (folder / "h.tmp.keras").replace(saved)
+        self.h.set_weights(keras.models.load_model(saved, compile=False).get_weights())
 
     def load_encoder(self, path: Path) -> None:
         """f and its classifier head from a stage-1 file; a file that does not fit fails, saying why."""
@@ -222,7 +276,7 @@ class DTN(TranslationModel):
     # --- stage 2: g and D ---------------------------------------------------------------
 
     def train_step(self, data):
-        x_s, _, x_t = self.static_batch(data)
+        x_s, y_s, x_t = self.static_batch(data)
         s = self.settings
         fake_s, fake_t = self.G(x_s, training=True), self.G(x_t, training=True)
         if self.pools:
@@ -241,12 +295,15 @@ class DTN(TranslationModel):
                 const = losses.mse(f_s, self.f(fake_s))
                 tid = losses.mse(x_t, fake_t)
                 tv = losses.anisotropic_total_variation(fake_s)
-                total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv, x_s)
+                sem = (losses.domain_classification(self.h(fake_s), tf.one_hot(y_s, self.h.output_shape[-1]), False)
+                       if self.h is not None else tf.zeros_like(tv))
+                total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv
+                                    + s["semantic"] * sem, x_s)
             finite_g = tf.logical_and(finite_g, self.apply_gradients(self.g_optimizer, tape, total,
                                                                       self.generator_roles))
             if self.g_average is not None:
                 self.update_average(self.step * self.run_config.model.g_steps + k)
-        values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv)), d_loss)
+        values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv, sem)), d_loss)
         return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
 
     def seen_by_d(self, images, k: int):
@@ -303,6 +360,8 @@ class DTN(TranslationModel):
                   "val_tid": float(tf.reduce_mean(losses.mse(x_t, self.G_out(x_t))))}
         if labels is not None and self.classifier is not None:
             scores["val_f_accuracy"] = classifier.accuracy(self.classifier, made.numpy(), labels)
+        if labels is not None and self.h is not None:
+            scores["val_h_accuracy"] = classifier.accuracy(self.h, made.numpy(), labels)
         if labels is not None and self.run_config.model.judge:
             if self.judge is None:
                 self.judge = keras.models.load_model(self.run_config.model.judge, compile=False)
