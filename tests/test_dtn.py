@@ -80,9 +80,11 @@ def test_semantic_h_learns_from_what_f_reads_confidently_then_stays_frozen(tmp_p
     monkeypatch.setattr(dtn, "CONFIDENT", float(np.median(probabilities.max(axis=1))))
     seen = []
     original = dtn.transfer.array_batches
-    monkeypatch.setattr(dtn.transfer, "array_batches", lambda x, y, **kw: seen.append((x, y)) or original(x, y, **kw))
+    monkeypatch.setattr(dtn.transfer, "array_batches",
+                        lambda x, y, **kw: seen.append((x, y, kw)) or original(x, y, **kw))
     model.before_fit(data, cfg.run_dir)
-    (x, y), = seen
+    (x, y, kw), = seen
+    assert kw["augment"] is True  # distorted as f's images are (--encoder-augment)
     confident = probabilities.max(axis=1) >= dtn.CONFIDENT
     assert 0 < len(x) == confident.sum() < len(images)
     np.testing.assert_array_equal(x, images[confident])

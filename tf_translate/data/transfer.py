@@ -125,15 +125,17 @@ class TransferData:
 
 
 def array_batches(images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int, first_step: int,
-                  steps: int):
+                  steps: int, augment: bool = False):
     """Batches (image, class) of in-memory ``images`` for steps ``first_step ..
-    first_step+steps-1``, each pass over them a fresh permutation from ``seed``, as ``labelled``
-    draws (stage 1b's h learns from target images labelled by f)."""
+    first_step+steps-1``, each pass over them a fresh permutation from ``seed``, with
+    ``augment`` each image distorted, as ``labelled`` draws (stage 1b's h learns from target
+    images labelled by f)."""
     pixels, classes = tf.constant(images), tf.constant(labels, tf.int32)
 
     def sample(j):
         i = pipeline.pick(images, j, seed, 3)
-        return tf.gather(pixels, i), tf.gather(classes, i)
+        image = tf.gather(pixels, i)
+        return (distort(image, seeding.derive(seed, DISTORT, j)) if augment else image), tf.gather(classes, i)
 
     return pipeline.indexed(first_step * batch_size, steps * batch_size, batch_size, sample)
 

@@ -223,7 +223,8 @@ class DTN(TranslationModel):
     def train_h(self, data, folder: Path) -> None:
         """Stage 1b: h, a classifier of the target domain, trained on the target's training images
         that f's classifier reads with probability ``CONFIDENT`` or more, f's reading as their
-        class (no target labels); resumable, saved as RUN/encoder/h.keras, then frozen."""
+        class (no target labels), distorted as f's were (``--encoder-augment``); resumable, saved
+        as RUN/encoder/h.keras, then frozen."""
         saved = folder / "h.keras"
         if not saved.is_file():
             images = data.images(data.target)
@@ -238,7 +239,8 @@ class DTN(TranslationModel):
             self.h.trainable = True
             batch = self.run_config.data.batch_size
             classifier.train(self.h, lambda first, count: transfer.array_batches(
-                images[confident], labels, batch_size=batch, seed=self.seed, first_step=first, steps=count),
+                images[confident], labels, batch_size=batch, seed=self.seed, first_step=first, steps=count,
+                augment=self.run_config.model.encoder_augment),
                 steps=self.run_config.model.semantic_steps, lr=self.run_config.model.encoder_lr,
                 folder=folder / "h", describe="stage 1b: h")
             self.h.trainable = False
