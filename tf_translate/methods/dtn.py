@@ -32,7 +32,7 @@ PRESETS = {
 }
 PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM")
-FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "channels")
+FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "channels")  # a preset's values that flags override
 # stage 1b: h learns from the target images that f's classifier reads with this probability or more
 CONFIDENT = 0.9
 
