@@ -1,5 +1,6 @@
 """DTN: ternary losses, TV, frozen f, stage 1 (training, resume, reuse), held-out splits, export."""
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -98,6 +99,11 @@ def test_semantic_h_learns_from_what_f_reads_confidently_then_stays_frozen(tmp_p
         np.testing.assert_array_equal(old, v.numpy())
     assert any(not np.array_equal(old, v.numpy()) for old, v in zip(g_before, model.g.variables))
     assert "val_h_accuracy" in model.validate(data.held_out())
+    # the whole run with h: stage 1 and 1b are reused from the folder, stage 2 trains and checkpoints
+    trainer.run(dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, export=False)))
+    restored = trainer.restore(cfg)
+    for a, b in zip(snapshot(model.h), snapshot(restored.h)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_embedded_digits_held_out_split_never_trained_on(tmp_path):
@@ -235,13 +241,13 @@ def test_stage1_saves_f_and_encoder_reuse(trained_dtn, tmp_path, transfer_dir, c
 
 
 def test_saved_run_keeps_the_presets_values(trained_dtn, tmp_path, transfer_dir):
-    """config.json holds the preset's alpha, beta, gamma, d_augment and channels, not only its
-    name, so that a run saved under other preset values is refused rather than resumed with
-    today's."""
+    """config.json holds the resolved alpha, beta, gamma, semantic (0 in the tests' config),
+    d_augment and channels, not only the preset's name, so that a run saved under other preset
+    values is refused rather than resumed with today's."""
     cfg, _ = trained_dtn
     saved = json.loads((cfg.run_dir / "config.json").read_text())
-    kept = {k: saved["model"][k] for k in ("alpha", "beta", "gamma", "d_augment", "channels")}
-    assert kept == {"alpha": 5.0, "beta": 50.0, "gamma": 0.0, "d_augment": True, "channels": 1}
+    kept = {k: saved["model"][k] for k in ("alpha", "beta", "gamma", "semantic", "d_augment", "channels")}
+    assert kept == {"alpha": 5.0, "beta": 50.0, "gamma": 0.0, "semantic": 0.0, "d_augment": True, "channels": 1}
     older = tiny_config("dtn", tmp_path, str(transfer_dir))
     older.run_dir.mkdir(parents=True)
     saved["model"]["alpha"] = 15.0  # digits-small before its alpha was lowered
@@ -351,7 +357,7 @@ def test_faces_preset_is_the_papers_configuration(tmp_path):
 
 def test_digits_presets_paper_and_small():
     """--preset digits is the paper's objective; the default, digits-small, the same networks
-    with alpha 5, beta 50 and DiffAugment; flags override either."""
+    with alpha 5, beta 50, DiffAugment and L_SEM; flags override either."""
     from tf_translate.cli import config_from_args
 
     def settings(*flags):
@@ -359,10 +365,11 @@ def test_digits_presets_paper_and_small():
 
     paper, small = settings("--preset", "digits"), settings()
     assert (paper["alpha"], paper["beta"], paper["gamma"], paper["d_augment"]) == (15.0, 15.0, 0.0, False)
+    assert (paper["semantic"], small["semantic"]) == (0.0, 1.0)
     assert (small["alpha"], small["beta"], small["gamma"], small["d_augment"]) == (5.0, 50.0, 0.0, True)
-    changed = ("alpha", "beta", "d_augment")
+    changed = ("alpha", "beta", "d_augment", "semantic")
     assert {k: v for k, v in small.items() if k not in changed} == {k: v for k, v in paper.items() if k not in changed}
-    assert settings("--no-d-augment", "--alpha", "15", "--beta", "15") == paper
+    assert settings("--no-d-augment", "--alpha", "15", "--beta", "15", "--semantic", "0") == paper
     assert settings("--preset", "digits", "--d-augment")["d_augment"] is True
 
 
