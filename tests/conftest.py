@@ -19,9 +19,7 @@ TINY_MODEL = {"cyclegan": {"filters": 4, "n_blocks": 1, "disc_filters": 4},
               "pix2pix": {"filters": 4, "disc_filters": 4, "frames_per_image": 3},
               "fast_style": {"filters": 4, "n_blocks": 1},
               "stargan": {"filters": 4, "n_blocks": 1, "disc_filters": 4, "disc_layers": 5, "n_critic": 2},
-              # L_SEM off: after 3 steps f reads no target image with the probability h's images need
-              # (tests/test_dtn.py turns it on where it lowers that threshold)
-              "dtn": {"filters": 4, "features": 8, "encoder_steps": 3, "semantic": 0.0, "semantic_steps": 3}}
+              "dtn": {"filters": 4, "features": 8, "encoder_steps": 3}}
 
 
 def tiny_config(method: str, tmp: Path, source: str | None, **sections) -> config.RunConfig:

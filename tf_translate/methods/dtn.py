@@ -20,18 +20,17 @@ from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
 
 # The paper's settings (section 5): digits (SVHN -> MNIST) and faces (-> emoji, 64x64); and
-# digits-small, the digits networks with a 3x lighter L_CONST, a 3x heavier L_TID, DiffAugment
-# on D and L_SEM, measured on the embedded pair (1,500 source and 4,000 target training digits,
-# where the paper had 531,131 SVHN and 60,000 MNIST): the paper's objective oscillated there,
-# and f, trained on the small source alone, reads the source's way of drawing a class (a nine
-# curled like a 3) as that class, so only a reader of the target can object (README).
+# digits-small, the digits networks with a 3x lighter L_CONST, a 3x heavier L_TID and
+# DiffAugment on D, measured on the embedded pair (1,500 source and 4,000 target training
+# digits, where the paper had 531,131 SVHN and 60,000 MNIST): the paper's objective oscillated
+# there, and f, trained on the small source alone, carries how the source draws a digit (README).
 PRESETS = {
     "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "semantic": 0.0, "d_augment": False, "channels": 1,
                "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
     "faces": {"alpha": 100.0, "beta": 1.0, "gamma": 0.05, "semantic": 0.0, "d_augment": False, "channels": 3,
               "decoder_blocks": 5, "disc_layers": 6, "disc_act": "lrelu0.2"},
 }
-PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0}
+PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM")
 FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "channels")  # a preset's values that flags override
 # stage 1b: h learns from the target images that f's classifier reads with this probability or more
@@ -45,8 +44,8 @@ class DTNConfig:
                                       "of 4 layers with ReLU; faces: 64x64 RGB, g of 5 blocks, D of 6 stride-2 "
                                       "blocks with LeakyReLU 0.2; no face-identity network or emoji set can be had "
                                       "offline, so faces is the configuration only); digits-small is digits with "
-                                      "alpha 5, beta 50, --d-augment and --semantic 1, for small digit sets such as "
-                                      "the embedded ones (measured, README)")
+                                      "alpha 5, beta 50 and --d-augment, for small digit sets such as the embedded "
+                                      "ones (measured, README)")
     alpha: float | None = opt(None, "weight of L_CONST, f-constancy |f(x) - f(G(x))|^2 on the source; "
                                     "default: the preset's (digits 15, faces 100, digits-small 5)")
     beta: float | None = opt(None, "weight of L_TID, |x - G(x)|^2 on the target; default: the preset's "
@@ -55,8 +54,8 @@ class DTNConfig:
                                     "preset's (digits 0, faces 0.05)")
     semantic: float | None = opt(None, "weight of L_SEM, the cross-entropy of h(G(x)) against a source x's class, "
                                        "h a target-domain classifier trained (stage 1b) on the target images "
-                                       "labelled by f; not in the paper; default: the preset's (digits-small 1, "
-                                       "else 0: off)")
+                                       "labelled by f; not in the paper; default: the preset's (0: off; measured "
+                                       "on the embedded digits, README)")
     channels: int | None = opt(None, "image channels, 1 or 3 (default: the preset's, digits 1, faces 3)")
     g_steps: int = opt(2, "updates of g per update of D (the paper does not say; the public implementation "
                           "makes 2, and with 1 g fell behind D on the embedded digits)")
@@ -125,8 +124,7 @@ class DTN(TranslationModel):
     target images f reads confidently, with f's readings as labels: CyCADA's semantic
     consistency (Hoffman et al., ICML 2018) read by a target-domain classifier, as
     pseudo-labelling does (Lee 2013), so that a class is drawn as the target draws it (none
-    of these is in the paper; ``d_augment`` and ``semantic`` are on in the default preset,
-    digits-small).
+    of these is in the paper; ``d_augment`` is on in the default preset, digits-small).
     """
 
     loss_names = (*G_LOSSES, "D")
