@@ -227,7 +227,7 @@ class DTN(TranslationModel):
         that f's classifier reads with probability ``CONFIDENT`` or more, f's reading as their
         class (no target labels), distorted as f's were (``--encoder-augment``); resumable, saved
         as RUN/encoder/h.keras, then frozen."""
-        saved = folder / "h.keras"
+        m, saved = self.run_config.model, folder / "h.keras"
         if not saved.is_file():
             images = data.images(data.target)
             probabilities = np.concatenate([tf.nn.softmax(self.classifier(images[i: i + 256])).numpy()
@@ -242,13 +242,12 @@ class DTN(TranslationModel):
             batch = self.run_config.data.batch_size
             classifier.train(self.h, lambda first, count: transfer.array_batches(
                 images[confident], labels, batch_size=batch, seed=self.seed, first_step=first, steps=count,
-                augment=self.run_config.model.encoder_augment),
-                steps=self.run_config.model.semantic_steps, lr=self.run_config.model.encoder_lr,
+                augment=m.encoder_augment), steps=m.semantic_steps, lr=m.encoder_lr,
                 folder=folder / "h", describe="stage 1b: h")
             self.h.trainable = False
             print(f"stage 1b: h learnt the target's classes from the {int(confident.sum())} of {len(images)} target "
                   f"images f reads with probability {CONFIDENT} or more; per class "
-                  f"{np.bincount(labels, minlength=len(self.run_config.model.classes)).tolist()}", file=sys.stderr)
+                  f"{np.bincount(labels, minlength=len(m.classes)).tolist()}", file=sys.stderr)
             self.h.save(folder / "h.tmp.keras")
             (folder / "h.tmp.keras").replace(saved)
         self.h.set_weights(keras.models.load_model(saved, compile=False).get_weights())
