@@ -80,10 +80,20 @@ def train(model: keras.Model, batches: Callable, *, steps: int, lr: float, folde
         bar.close()
 
 
+def logits(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The logits ``model`` gives ``images``, ``batch`` at a time."""
+    return np.concatenate([np.asarray(model(images[i: i + batch], training=False))
+                           for i in range(0, len(images), batch)])
+
+
+def probabilities(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Class probabilities (softmax of the logits) ``model`` gives ``images``."""
+    return tf.nn.softmax(logits(model, images, batch)).numpy()
+
+
 def predict(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:
     """Class indices ``model`` gives ``images``."""
-    return np.concatenate([np.argmax(model(images[i: i + batch], training=False), axis=1)
-                           for i in range(0, len(images), batch)])
+    return np.argmax(logits(model, images, batch), axis=1)
 
 
 def accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:

@@ -230,8 +230,7 @@ class DTN(TranslationModel):
         m, saved = self.run_config.model, folder / "h.keras"
         if not saved.is_file():
             images = data.images(data.target)
-            probabilities = np.concatenate([tf.nn.softmax(self.classifier(images[i: i + 256])).numpy()
-                                            for i in range(0, len(images), 256)])
+            probabilities = classifier.probabilities(self.classifier, images)
             confident = probabilities.max(axis=1) >= CONFIDENT
             if not confident.any():
                 raise DataError(f"{data.target.images.describe}: f reads none of the {len(images)} target images "
