@@ -19,7 +19,8 @@ TINY_MODEL = {"cyclegan": {"filters": 4, "n_blocks": 1, "disc_filters": 4},
               "pix2pix": {"filters": 4, "disc_filters": 4, "frames_per_image": 3},
               "fast_style": {"filters": 4, "n_blocks": 1},
               "stargan": {"filters": 4, "n_blocks": 1, "disc_filters": 4, "disc_layers": 5, "n_critic": 2},
-              "dtn": {"filters": 4, "features": 8, "encoder_steps": 3}}
+              # L_SEM off: an f of 3 steps reads no target image confidently (test_dtn turns it on)
+              "dtn": {"filters": 4, "features": 8, "encoder_steps": 3, "semantic": 0.0, "semantic_steps": 3}}
 
 
 def tiny_config(method: str, tmp: Path, source: str | None, **sections) -> config.RunConfig:

@@ -66,26 +66,28 @@ def test_stage2_step_keeps_f_and_updates_g_and_d(tmp_path, transfer_dir):
 
 
 def test_semantic_h_learns_from_what_f_reads_confidently_then_stays_frozen(tmp_path, transfer_dir, monkeypatch):
-    """Stage 1b: h learns the target images f's classifier reads with probability CONFIDENT or
-    more, labelled with f's reading (never the target's own labels); in stage 2, L_SEM moves
-    g and not h; without --semantic there is no h."""
+    """Stage 1b: h learns from adversarial examples (--semantic-eps) of the target images f's
+    classifier reads with probability CONFIDENT or more, labelled with f's reading (never the
+    target's own labels); in stage 2, L_SEM moves g and not h; with --semantic 0 there is no h."""
     from tf_translate.methods import dtn
 
-    assert build(tmp_path / "off", transfer_dir)[2].h is None
-    cfg, data, model = build(tmp_path, transfer_dir, model={"semantic": 1.0, "semantic_steps": 3})
+    assert build(tmp_path / "off", transfer_dir, model={"semantic": 0.0})[2].h is None
+    cfg, data, model = build(tmp_path, transfer_dir, model={"semantic": 1.0, "semantic_eps": 0.3})
     monkeypatch.setattr(dtn, "CONFIDENT", 1.01)
     with pytest.raises(DataError, match="f reads none of the 54 target images"):
         model.before_fit(data, cfg.run_dir)  # stage 1 is done and saved by then
     images = data.images(data.target)
     probabilities = tf.nn.softmax(model.classifier(images)).numpy()
     monkeypatch.setattr(dtn, "CONFIDENT", float(np.median(probabilities.max(axis=1))))
-    seen = []
-    original = dtn.transfer.array_batches
+    seen, trained = [], []
+    original, train = dtn.transfer.array_batches, dtn.classifier.train
     monkeypatch.setattr(dtn.transfer, "array_batches",
                         lambda x, y, **kw: seen.append((x, y, kw)) or original(x, y, **kw))
+    monkeypatch.setattr(dtn.classifier, "train", lambda net, *a, **kw: trained.append(kw) or train(net, *a, **kw))
     model.before_fit(data, cfg.run_dir)
     (x, y, kw), = seen
     assert kw["augment"] is True  # distorted as f's images are (--encoder-augment)
+    assert [(t["adversarial"], t["steps"]) for t in trained] == [(0.3, 3)]  # h's only: f was trained by then
     confident = probabilities.max(axis=1) >= dtn.CONFIDENT
     assert 0 < len(x) == confident.sum() < len(images)
     np.testing.assert_array_equal(x, images[confident])
@@ -268,7 +270,7 @@ def test_encoder_errors(trained_dtn, tmp_path, transfer_dir):
     rgb = tiny_config("dtn", tmp_path / "c", str(transfer_dir), model={"encoder": str(saved), "channels": 3})
     with pytest.raises(DataError, match=r"takes images of \(32, 32, 1\); this run's are \(32, 32, 3\)"):
         trainer.run(rgb)
-    # unlabelled source images: fine with an encoder, an error when f must be trained
+    # unlabelled source images: fine with an encoder, an error when f must be trained or L_SEM is on
     flat = tmp_path / "flat"
     shutil.copytree(transfer_dir / "target", flat / "target")
     (flat / "source").mkdir()
@@ -357,7 +359,7 @@ def test_faces_preset_is_the_papers_configuration(tmp_path):
 
 def test_digits_presets_paper_and_small():
     """--preset digits is the paper's objective; the default, digits-small, the same networks
-    with alpha 5, beta 50 and DiffAugment; flags override either (L_SEM is off in both)."""
+    with alpha 5, beta 50, DiffAugment and L_SEM; flags override either."""
     from tf_translate.cli import config_from_args
 
     def settings(*flags):
@@ -365,13 +367,18 @@ def test_digits_presets_paper_and_small():
 
     paper, small = settings("--preset", "digits"), settings()
     assert (paper["alpha"], paper["beta"], paper["gamma"], paper["d_augment"]) == (15.0, 15.0, 0.0, False)
-    assert (paper["semantic"], small["semantic"]) == (0.0, 0.0)
+    assert (paper["semantic"], small["semantic"]) == (0.0, 1.0)
     assert (small["alpha"], small["beta"], small["gamma"], small["d_augment"]) == (5.0, 50.0, 0.0, True)
-    changed = ("alpha", "beta", "d_augment")
+    changed = ("alpha", "beta", "d_augment", "semantic")
     assert {k: v for k, v in small.items() if k not in changed} == {k: v for k, v in paper.items() if k not in changed}
-    assert settings("--no-d-augment", "--alpha", "15", "--beta", "15") == paper
-    assert settings("--semantic", "1")["semantic"] == 1.0
+    assert settings("--no-d-augment", "--alpha", "15", "--beta", "15", "--semantic", "0") == paper
+    assert settings("--preset", "digits", "--semantic", "1")["semantic"] == 1.0
     assert settings("--preset", "digits", "--d-augment")["d_augment"] is True
+    # the preset's L_SEM needs the source's classes: off without them, unless asked for (then refused)
+    small = config_from_args(["--method", "dtn"]).model
+    assert dataclasses.replace(small, classes=("0", "1")).resolved().semantic == 1.0
+    assert small.resolved().semantic == 0.0
+    assert dataclasses.replace(small, semantic=2.0).resolved().semantic == 2.0
 
 
 def test_stage1_distortion_is_seeded_and_keeps_range():
@@ -385,3 +392,31 @@ def test_stage1_distortion_is_seeded_and_keeps_range():
     assert outs[0].shape == image.shape and outs[0].min() >= -1 and outs[0].max() <= 1
     # a distorted digit is still mostly where the digit was (small rotation, scale and shift)
     assert np.corrcoef(outs[0].ravel(), image.ravel())[0, 1] > 0.3
+
+
+def test_adversarial_examples_move_every_pixel_up_the_loss_within_eps():
+    """FGSM with random start (h's --semantic-eps): for a linear two-class model the gradient's
+    sign at every pixel is sign(w_1 - w_0) for class 0, so every pixel moves that way by 0.25
+    eps (the random start at -eps, then 1.25 eps) to eps (clipped to the box), stays in [-1, 1],
+    and the loss rises; the same key draws the same examples."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(16, 2)).astype(np.float32)
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2, use_bias=False)])
+    model.layers[-1].set_weights([w])
+    x = rng.uniform(-0.5, 0.5, (8, 4, 4, 1)).astype(np.float32)
+    x[0] = 0.95  # near the top of the range: clipped there
+    labels, eps, key = tf.zeros(8, tf.int32), 0.2, tf.constant([3, 7], tf.int64)
+    adv = classifier.adversarial_examples(model, tf.constant(x), labels, eps, key).numpy()
+    np.testing.assert_array_equal(adv, classifier.adversarial_examples(model, tf.constant(x), labels, eps, key))
+    assert not np.array_equal(adv, classifier.adversarial_examples(model, tf.constant(x), labels, eps, key + 1))
+    delta = (adv - x).reshape(8, 16)
+    uphill = np.sign(w[:, 1] - w[:, 0])
+    np.testing.assert_array_equal(np.sign(delta[1:]), np.broadcast_to(uphill, (7, 16)))
+    assert np.all(np.abs(delta[1:]) >= 0.25 * eps - 1e-6) and np.all(np.abs(delta) <= eps + 1e-6)
+    assert adv.max() <= 1.0 and np.all(adv[0].ravel()[uphill > 0] == 1.0)
+
+    def loss(images):
+        return float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, model(images))))
+    assert loss(adv) > loss(x)

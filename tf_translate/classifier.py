@@ -24,9 +24,15 @@ def with_head(encoder: keras.Model, classes: int, name: str = "classifier") -> k
 
 
 def train(model: keras.Model, batches: Callable, *, steps: int, lr: float, folder: Path | None = None,
-          checkpoint_every: int = 200, describe: str = "classifier") -> None:
+          checkpoint_every: int = 200, describe: str = "classifier", adversarial: float = 0.0,
+          seed: int = 0) -> None:
     """Train ``model`` (logits) with Adam on softmax cross-entropy for ``steps`` steps of
     ``batches(first_step, count)`` ((images, int labels) batches that depend on the step only).
+    With ``adversarial`` > 0 the model learns from adversarial examples instead of the images:
+    each image moved by up to ``adversarial`` per pixel (images in [-1, 1]) to raise the loss,
+    by one signed-gradient step from a random start drawn from ``seed`` and the step (FGSM with
+    random start, Wong, Rice & Kolter, ICLR 2020), so that no small change of an image changes
+    the model's reading of it.
     With ``folder``, checkpoints there every ``checkpoint_every`` steps (and on Ctrl-C) and
     resumes from the latest one, replaying the uninterrupted run. Under a ``tf.distribute``
     strategy (the one whose scope ``model`` was built in) each batch is split across replicas."""
@@ -43,9 +49,11 @@ def train(model: keras.Model, batches: Callable, *, steps: int, lr: float, folde
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
 
     def replica_update(x, y):
+        y = tf.cast(y, tf.int32)
+        if adversarial:
+            x = adversarial_examples(model, x, y, adversarial, tf.stack([tf.cast(seed, tf.int64), step]))
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            y = tf.cast(y, tf.int32)
             loss = tf.nn.compute_average_loss(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         return loss, tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.float32))
@@ -78,6 +86,19 @@ def train(model: keras.Model, batches: Callable, *, steps: int, lr: float, folde
         raise SystemExit(130) from None
     finally:
         bar.close()
+
+
+def adversarial_examples(model: keras.Model, images, labels, eps: float, key) -> tf.Tensor:
+    """``images`` (in [-1, 1]) each moved by at most ``eps`` per pixel to raise ``model``'s
+    cross-entropy against ``labels``: a random start in the eps-box (drawn from ``key``), one
+    step of 1.25 eps along the sign of the gradient, clipped back to the box (Wong et al. 2020)."""
+    delta = tf.random.stateless_uniform(tf.shape(images), key, -eps, eps)
+    with tf.GradientTape() as tape:
+        tape.watch(delta)
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels, model(tf.clip_by_value(images + delta, -1.0, 1.0), training=False)))
+    delta = tf.clip_by_value(delta + 1.25 * eps * tf.sign(tape.gradient(loss, delta)), -eps, eps)
+    return tf.stop_gradient(tf.clip_by_value(images + delta, -1.0, 1.0))
 
 
 def logits(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:

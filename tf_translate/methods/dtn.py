@@ -30,7 +30,7 @@ PRESETS = {
     "faces": {"alpha": 100.0, "beta": 1.0, "gamma": 0.05, "semantic": 0.0, "d_augment": False, "channels": 3,
               "decoder_blocks": 5, "disc_layers": 6, "disc_act": "lrelu0.2"},
 }
-PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True}
+PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM")
 FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "channels")  # a preset's values that flags override
 # stage 1b: h learns from the target images that f's classifier reads with this probability or more
@@ -54,8 +54,9 @@ class DTNConfig:
                                     "preset's (digits 0, faces 0.05)")
     semantic: float | None = opt(None, "weight of L_SEM, the cross-entropy of h(G(x)) against a source x's class, "
                                        "h a target-domain classifier trained (stage 1b) on the target images "
-                                       "labelled by f; not in the paper; default: the preset's (0: off; measured "
-                                       "on the embedded digits, README)")
+                                       "labelled by f; not in the paper; default: the preset's (digits-small 1, "
+                                       "off for an unlabelled source; digits and faces 0: off; measured on the "
+                                       "embedded digits, README)")
     channels: int | None = opt(None, "image channels, 1 or 3 (default: the preset's, digits 1, faces 3)")
     g_steps: int = opt(2, "updates of g per update of D (the paper does not say; the public implementation "
                           "makes 2, and with 1 g fell behind D on the embedded digits)")
@@ -80,6 +81,10 @@ class DTNConfig:
     encoder_lr: float = opt(1e-3, "stage 1: Adam learning rate")
     semantic_steps: int = opt(1000, "stage 1b (with --semantic): steps training h on the target images that f's "
                                   f"classifier reads with probability {CONFIDENT} or more, labelled so")
+    semantic_eps: float = opt(0.6, "stage 1b: h learns from adversarial examples, each image moved by up to this "
+                                   "much per pixel (images in [-1, 1]) to be misread (FGSM with random start), "
+                                   "so that g cannot fool h with faint marks as it fools a plain h (README); "
+                                   "0: from the images themselves")
     encoder_augment: bool = opt(True, "stage 1: distort f's training images (rotation, scale, shift, stroke "
                                       "width) so that f reads the target domain's digits too")
     judge: str | None = opt(None, "a target-domain classifier (the target_classifier.keras that scripts/evaluate.py "
@@ -97,8 +102,11 @@ class DTNConfig:
 
     def resolved(self) -> "DTNConfig":
         """This config with the preset's values written in where no flag gave one, so that a
-        run's config.json keeps them: a resume then refuses a preset whose values changed."""
+        run's config.json keeps them: a resume then refuses a preset whose values changed. A
+        preset's L_SEM is off for an unlabelled source (an explicit --semantic is refused)."""
         settings = self.settings
+        if self.semantic is None and not self.classes:  # L_SEM needs the source's classes
+            settings["semantic"] = 0.0
         return dataclasses.replace(self, **{k: settings[k] for k in FLAGGED})
 
 
@@ -121,10 +129,12 @@ class DTN(TranslationModel):
     D sees every image through DiffAugment, with ``instance_noise`` with Gaussian noise, and
     with ``semantic`` L_G adds ``semantic`` L_SEM, the cross-entropy of h(G(x_s)) against
     x_s's class, h a classifier of the target domain trained (stage 1b, then frozen) on the
-    target images f reads confidently, with f's readings as labels: CyCADA's semantic
-    consistency (Hoffman et al., ICML 2018) read by a target-domain classifier, as
-    pseudo-labelling does (Lee 2013), so that a class is drawn as the target draws it (none
-    of these is in the paper; ``d_augment`` is on in the default preset, digits-small).
+    target images f reads confidently, with f's readings as labels, and from adversarial
+    examples of them (``semantic_eps``) so that g cannot fool it with faint marks: CyCADA's
+    semantic consistency (Hoffman et al., ICML 2018) read by a robust target-domain classifier
+    trained by pseudo-labelling (Lee 2013), so that a class is drawn as the target draws it
+    (none of these is in the paper; ``d_augment`` and ``semantic`` are on in the default
+    preset, digits-small).
     """
 
     loss_names = (*G_LOSSES, "D")
@@ -242,7 +252,7 @@ class DTN(TranslationModel):
             classifier.train(self.h, lambda first, count: transfer.array_batches(
                 images[confident], labels, batch_size=batch, seed=self.seed, first_step=first, steps=count,
                 augment=m.encoder_augment), steps=m.semantic_steps, lr=m.encoder_lr,
-                folder=folder / "h", describe="stage 1b: h")
+                folder=folder / "h", describe="stage 1b: h", adversarial=m.semantic_eps, seed=self.seed)
             self.h.trainable = False
             print(f"stage 1b: h learnt the target's classes from the {int(confident.sum())} of {len(images)} target "
                   f"images f reads with probability {CONFIDENT} or more; per class "
