@@ -72,6 +72,8 @@ def test_semantic_h_learns_from_what_f_reads_confidently_then_stays_frozen(tmp_p
     from tf_translate.methods import dtn
 
     assert build(tmp_path / "off", transfer_dir, model={"semantic": 0.0})[2].h is None
+    with pytest.raises(ValueError, match="--semantic-eps -0.1: a move per pixel"):
+        build(tmp_path / "eps", transfer_dir, model={"semantic": 1.0, "semantic_eps": -0.1})
     cfg, data, model = build(tmp_path, transfer_dir, model={"semantic": 1.0, "semantic_eps": 0.3})
     monkeypatch.setattr(dtn, "CONFIDENT", 1.01)
     with pytest.raises(DataError, match="f reads none of the 54 target images"):

@@ -163,6 +163,9 @@ class DTN(TranslationModel):
             if self.classifier is None:
                 raise DataError("--semantic: L_SEM reads G(x) as the source x's class, and this source is "
                                 "unlabelled: put its images in one folder per class, or use --semantic 0")
+            if not 0.0 <= m.semantic_eps < 1.0:
+                raise ValueError(f"--semantic-eps {m.semantic_eps}: a move per pixel of images in [-1, 1], at least "
+                                 "0 and below 1 (0.6 on the embedded digits)")
             h_encoder = networks.dtn_encoder(size=size, in_channels=s["channels"], widths=(64, 128, 256, m.features),
                                              name="h_encoder")
             self.h = classifier.with_head(h_encoder, len(m.classes), name="h")
