@@ -238,8 +238,9 @@ class DTN(TranslationModel):
     def train_h(self, data, folder: Path) -> None:
         """Stage 1b: h, a classifier of the target domain, trained on the target's training images
         that f's classifier reads with probability ``CONFIDENT`` or more, f's reading as their
-        class (no target labels), distorted as f's were (``--encoder-augment``); resumable, saved
-        as RUN/encoder/h.keras, then frozen."""
+        class (no target labels), distorted as f's were (``--encoder-augment``) and learnt from as
+        adversarial examples (``--semantic-eps``); resumable, saved as RUN/encoder/h.keras, then
+        frozen."""
         m, saved = self.run_config.model, folder / "h.keras"
         if not saved.is_file():
             images = data.images(data.target)
