@@ -1,5 +1,7 @@
-"""Train each method named on the command line for a few steps on one device and under
-MirroredStrategy over two logical CPUs (same global batch), and write how far apart they end.
+"""Train each method named on the command line for a few steps on one device, under
+MirroredStrategy over two logical CPUs and under MirroredStrategy over one device (one
+replica, what ``--strategy mirrored`` gives on a CPU-only or one-GPU machine), with the same
+global batch, and write how far apart they end.
 
 Run in its own process (``tests/test_distribute.py`` does): the logical devices must be set
 before TensorFlow initialises. Usage: ``distributed_run.py OUT.json WORK_DIR METHOD...``.
@@ -46,12 +48,14 @@ def cancelled(net: keras.Model) -> set[str]:
     return out
 
 
+POOLS = {"dtn": {"pool_size": 2}}  # DTN's history pools are off by default: on here, as CycleGAN's are
 STRATEGIES: dict = {}  # one of each per process: a second MirroredStrategy's collectives clash with the first's
 
 
 def made(name: str) -> tf.distribute.Strategy:
     if name not in STRATEGIES:
-        STRATEGIES[name] = distribute.make_strategy(name)
+        STRATEGIES[name] = (tf.distribute.MirroredStrategy(["/cpu:0"]) if name == "mirrored-one"
+                            else distribute.make_strategy(name))
     return STRATEGIES[name]
 
 
@@ -59,7 +63,7 @@ def train(method: str, strategy: str, folder: Path, steps: int, decay_epochs: in
     """``steps`` steps (or half of them with ``decay_epochs=0``) of global batch 2 in ``folder``/run."""
     cfg = tiny_config(method, folder, None, data={"batch_size": 2}, export={"export": False},
                       train={"steps_per_epoch": steps // 2, "checkpoint_every": steps // 2, "sample_every": steps,
-                             "decay_epochs": decay_epochs})
+                             "decay_epochs": decay_epochs}, model=POOLS.get(method, {}))
     started = time.perf_counter()
     trainer.run(cfg, made(strategy))
     seconds = time.perf_counter() - started
@@ -78,8 +82,26 @@ def logged(run_dir: Path) -> dict:
 
 def compare(method: str, work: Path, steps: int, resume: bool) -> dict:
     one, one_s = train(method, "default", work / method / "default", steps)
-    two, two_s = train(method, "mirrored", work / method / "mirrored", steps)
-    logs = [logged(work / method / name / "run") for name in ("default", "mirrored")]
+    out = differences(method, work, one, "mirrored")
+    out["one_replica"] = differences(method, work, one, "mirrored-one")
+    out["seconds"]["default"] = one_s
+    if resume:  # the first half on one device, the rest resumed under MirroredStrategy
+        skip = set().union(*(cancelled(net) for net in one.nets.values()))
+        train(method, "default", work / method / "resumed", steps, decay_epochs=0)
+        resumed, _ = train(method, "mirrored", work / method / "resumed", steps)
+        out["resumed_steps"] = int(resumed.step.numpy())
+        out["max_resumed_weight_difference"] = max(
+            float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0.0))
+            for a, b in zip(one.weights, resumed.weights) if a.path not in skip)
+    return out
+
+
+def differences(method: str, work: Path, one, strategy: str) -> dict:
+    """Train under ``strategy`` and compare with the one-device run ``one``: every logged value,
+    every weight, every network's outputs."""
+    steps = int(one.step.numpy())
+    two, two_s = train(method, strategy, work / method / strategy, steps)
+    logs = [logged(work / method / name / "run") for name in ("default", strategy)]
     assert logs[0] and logs[0].keys() == logs[1].keys(), (sorted(logs[0]), sorted(logs[1]))
     losses = max(abs(logs[0][k] - logs[1][k]) / max(1.0, abs(logs[0][k])) for k in logs[0])
     skip = set().union(*(cancelled(net) for net in one.nets.values()))
@@ -97,17 +119,10 @@ def compare(method: str, work: Path, steps: int, resume: bool) -> dict:
         a, b = net(inputs, training=False), two.nets[role](inputs, training=False)
         a, b = (a if isinstance(a, (list, tuple)) else [a]), (b if isinstance(b, (list, tuple)) else [b])
         outputs[role] = max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b))
-    out = {"max_logged_difference": losses, "logged_values": len(logs[0]), "max_weight_difference": weights, "weights_compared": kept, "weights_skipped": len(skip),
-            "max_output_difference": outputs, "steps": int(one.step.numpy()), "mirrored_steps": int(two.step.numpy()),
-            "replicas": 2, "seconds": {"default": one_s, "mirrored": two_s}}
-    if resume:  # the first half on one device, the rest resumed under MirroredStrategy
-        train(method, "default", work / method / "resumed", steps, decay_epochs=0)
-        resumed, _ = train(method, "mirrored", work / method / "resumed", steps)
-        out["resumed_steps"] = int(resumed.step.numpy())
-        out["max_resumed_weight_difference"] = max(
-            float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0.0))
-            for a, b in zip(one.weights, resumed.weights) if a.path not in skip)
-    return out
+    return {"max_logged_difference": losses, "logged_values": len(logs[0]), "max_weight_difference": weights,
+            "weights_compared": kept, "weights_skipped": len(skip), "max_output_difference": outputs,
+            "steps": steps, "mirrored_steps": int(two.step.numpy()),
+            "replicas": made(strategy).num_replicas_in_sync, "seconds": {strategy: two_s}}
 
 
 def throughput(method: str, strategy: str, folder: Path, steps: int) -> dict:

@@ -240,3 +240,94 @@ def test_translate_cli_tiles_large_images(trained, tmp_path):
     tiled = np.asarray(Image.open(tmp_path / "t" / "big.png"), int)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "w" / "big.png")), whole)
     assert tiled.shape == whole.shape and np.abs(tiled - whole).mean() < 3
+
+
+def test_translate_never_writes_two_inputs_to_one_name(trained, tmp_path, capsys):
+    """plain.bmp and plain.webp keep their extension in their outputs' names; the same name in
+    another folder, or an input inside the output folder, gets a number; the count printed is
+    the count written. With nothing translated, exit 2."""
+    _, version = trained
+    rng = np.random.default_rng(6)
+    folder, other, out = tmp_path / "in", tmp_path / "other", tmp_path / "out"
+    for place in (folder, other, out):
+        place.mkdir()
+    picture = lambda: Image.fromarray(rng.integers(0, 255, (24, 32, 3), np.uint8))  # noqa: E731
+    picture().save(folder / "plain.bmp")
+    picture().save(folder / "plain.webp")
+    picture().save(folder / "solo.jpg")
+    picture().save(other / "solo.jpg")
+    picture().save(out / "kept.png")
+    before = (out / "kept.png").read_bytes()
+    code = cli.main(["--model", str(version), str(folder), str(other), str(out / "kept.png"), "--output", str(out)],
+                    command="translate")
+    captured = capsys.readouterr()
+    assert code == 0 and "wrote 5 image(s)" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["kept-2.png", "kept.png", "plain_bmp.png", "plain_webp.png",
+                                                     "solo-2.png", "solo.png"]
+    assert (out / "kept.png").read_bytes() == before  # the input is never overwritten
+    assert f"{other / 'solo.jpg'} -> {out / 'solo-2.png'}" in captured.err and "kept.png would overwrite" in captured.err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (broken / "b.jpg").write_text("not an image")
+    code = cli.main(["--model", str(version), str(broken), "--output", str(tmp_path / "none")], command="translate")
+    err = capsys.readouterr().err
+    assert code == 2 and "a.png" in err and "b.jpg" in err and "nothing written: none of the 2 input file(s)" in err
+
+
+def test_exported_limit_refuses_and_splits_in_python(trained, tmp_path, capsys):
+    """An export made with --max-pixels: its signatures refuse a larger request, Exported splits
+    a batch into calls within the limit (same result), and translate names an image over it."""
+    from tf_translate.export import Exported
+
+    cfg, version = trained
+    code = cli.main(["--run", str(cfg.run_dir), "--export-dir", str(tmp_path / "e"), "--max-pixels", "2000"],
+                    command="export")
+    assert code == 0
+    small = Exported(tmp_path / "e" / "1")
+    assert small.max_pixels == 2000 and Exported(version).max_pixels == cfg.export.max_pixels
+    images = np.random.default_rng(7).random((5, 24, 32, 3), np.float32)  # 768 pixels each: 2 per call
+    np.testing.assert_allclose(small(images), Exported(version)(images), atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="5 image.s. of 32x24 = 3840 pixels"):
+        small.module.signatures["a2b"](images=tf.constant(images))
+    with pytest.raises(ValueError, match="48x48 image is over the limit of 2,000 pixels"):
+        small(np.zeros((1, 48, 48, 3), np.float32))
+    with pytest.raises(ValueError, match="tiles of 64x64 are over the limit of 2,000 pixels"):
+        small.tiled(np.zeros((100, 100, 3), np.float32), tile=64, overlap=8)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(folder / "big.png")
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(folder / "fits.png")
+    code = cli.main(["--model", str(tmp_path / "e" / "1"), str(folder), "--output", str(tmp_path / "o"),
+                     "--tile", "0"], command="translate")
+    assert code == 0 and [p.name for p in (tmp_path / "o").iterdir()] == ["fits.png"]
+    assert "big.png: 48x48 is over the limit of 2,000 pixels" in capsys.readouterr().err
+    code = cli.main(["--run", str(cfg.run_dir), "--export-dir", str(tmp_path / "e"), "--max-pixels", "0"],
+                    command="export")
+    assert code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_export_removes_stale_staging_folders_only(trained, tmp_path, capsys):
+    """Staging folders of exports killed part-way (no live owner holds their lock) are removed by
+    the next export, which says so; a live export's, numeric versions and other files stay."""
+    import fcntl
+
+    cfg, _ = trained
+    root = tmp_path / "e"
+    (root / "3").mkdir(parents=True)
+    (root / "3" / "saved_model.pb").write_bytes(b"a version")
+    for name in (".tmp-4-dead0001", ".tmp-4-legacy_x", ".tmp-5-alive001", ".other"):
+        (root / name).mkdir()
+        (root / name / "variables.data").write_bytes(bytes(1000))
+    (root / ".tmp-4-dead0001.lock").touch()  # its owner died: no lock held
+    alive = open(root / ".tmp-5-alive001.lock", "w")  # held, as a running export holds it
+    fcntl.flock(alive, fcntl.LOCK_EX)
+    (root / ".tmp-9-gone0001.lock").touch()  # a lock left without its folder
+    try:
+        code = cli.main(["--run", str(cfg.run_dir), "--export-dir", str(root)], command="export")
+        err = capsys.readouterr().err
+    finally:
+        alive.close()
+    assert code == 0
+    assert sorted(p.name for p in root.iterdir()) == [".other", ".tmp-5-alive001", ".tmp-5-alive001.lock", "3", "4"]
+    assert "removed the staging folder(s) of 2 interrupted export(s)" in err and ".tmp-4-dead0001" in err

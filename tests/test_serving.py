@@ -5,8 +5,11 @@ bad requests get TF Serving's 400s."""
 import base64
 import io
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from PIL import Image
 from tf_translate import config, registry, serving, serving_config
 
 EXPORTABLE = registry.names(exportable=True)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +266,61 @@ def test_serve_client_against_the_contract_server(exports, tmp_path, capsys):
     assert "cannot reach the server" in capsys.readouterr().err
     assert run("http://127.0.0.1:9/v1/models/cyclegan", tmp_path / "nope.png", "--output", tmp_path / "y") == 2
     assert "nope.png: no such file or folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def fuzzed(exports, tmp_path_factory) -> dict:
+    """Every exportable method's tiny export, every signature fed hostile requests in one
+    process (tests/fuzz_signatures.py), then a good one: {version folder: [outcomes]}."""
+    versions = []
+    for method in EXPORTABLE:
+        try:
+            versions.append(str(exports(method)[1]))
+        except pytest.skip.Exception:  # fast style without the VGG-16 weights: the others still run
+            pass
+    out = tmp_path_factory.mktemp("fuzz") / "outcomes.json"
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_signatures.py"), str(out), *versions],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"the serving process died (exit {done.returncode}): {done.stderr[-3000:]}"
+    return json.loads(out.read_text())
+
+
+def test_decompression_bombs_are_refused_before_decoding(fuzzed):
+    """A 12000 x 12000 PNG of 450 KB, and JPEG, GIF, BMP and WebP files that declare huge sizes,
+    to every bytes signature: InvalidArgument naming the size and the limit; the process lives
+    (it would abort on std::bad_alloc) and answers a good request afterwards."""
+    from tests.fuzz_signatures import bombs
+
+    cases = set(bombs())
+    for version, rows in fuzzed.items():
+        limit = config.load(Path(version) / "config.json").export.max_pixels
+        signatures = {row["signature"] for row in rows if row["case"] in cases}
+        assert signatures == {name for name in {row["signature"] for row in rows} if name.endswith("_bytes")}
+        for row in rows:
+            where = f"{version} {row['signature']} {row['case']}: {row['outcome']}"
+            if row["case"] == "webp animated":  # TensorFlow's WebP decoder crashes on animations
+                assert row["outcome"].startswith("InvalidArgument") and "animated WebP" in row["outcome"], where
+            elif row["case"] in cases:
+                assert row["outcome"].startswith("InvalidArgument") and f"limit of {limit:,} pixels" in row["outcome"]
+                size = "3600000000 pixels" if row["case"] == "gif frame 60000x60000" else row["case"].split()[-1]
+                assert size in row["outcome"], where
+        assert all(row["outcome"] == "result" for row in rows if row["case"] == "good"), version
+
+
+def test_float_signatures_survive_fuzzed_tensors(fuzzed):
+    """NaN, Inf, empty, 1 x 1, huge and wrongly shaped tensors to every float signature: a result
+    or a refusal, never a crash; over the pixel limit refused before the generator runs."""
+    for version, rows in fuzzed.items():
+        fixed = config.load(Path(version) / "config.json").method == "dtn"  # one input size only
+        floats = [row for row in rows if row["case"] not in ("good",) and not row["signature"].endswith("_bytes")]
+        assert floats, version
+        for row in floats:
+            where = f"{version} {row['signature']} {row['case']}: {row['outcome']}"
+            assert row["outcome"] == "result" or row["outcome"].startswith(("InvalidArgument", "refused")), where
+            if row["case"] in ("nan", "inf", "-inf"):
+                assert row["outcome"] == "result", where
+            sized = ("3000x3000", "zero side") if not fixed else ()  # a fixed-size input keeps its size
+            if row["case"] in (*sized, "empty batch", "rank 3", "wrong channels"):
+                assert row["outcome"] != "result", where
+            if row["case"] == "100 x 256x256" and not fixed:
+                assert "pixels per request" in row["outcome"], where

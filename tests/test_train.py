@@ -112,6 +112,31 @@ def test_nan_guard_stops_before_checkpointing(tmp_path, unpaired_dir):
     assert tf.train.latest_checkpoint(str(cfg.run_dir / "checkpoints")) is None
 
 
+def test_a_diverged_run_goes_on_with_a_lower_lr(tmp_path, unpaired_dir, capsys):
+    """Resuming with another learning rate is allowed and said; a run that diverges names a
+    command that resumes it from its last good checkpoint, and with a lower --lr it finishes."""
+    import shlex
+
+    from tf_translate import cli
+
+    cfg = tiny_config("cyclegan", tmp_path, str(unpaired_dir), train={"epochs": 1, "decay_epochs": 0},
+                      export={"export": False})
+    trainer.run(cfg)  # steps 1-2, checkpointed
+    settings = tmp_path / "settings.json"
+    settings.write_text(cfg.to_json())
+    capsys.readouterr()
+    code = cli.main(["--method", "cyclegan", "--config", str(settings), "--decay-epochs", "1", "--lr", "1e30"],
+                    command="train")
+    err = capsys.readouterr().err
+    assert code == 2 and f"{cfg.run_dir}: from step 2 on, decay_epochs 0 -> 1; lr 0.0002 -> 1e+30" in err
+    assert "non-finite gradients at step 4" in err and "its checkpoint of step 2" in err
+    command = shlex.split(err.split("lower learning rate: ", 1)[1].splitlines()[0])
+    assert command[:2] == ["python", "scripts/train.py"] and command[-2] == "--lr"
+    code = cli.main(command[2:-1] + ["2e-4"], command="train")
+    assert code == 0 and "lr 1e+30 -> 0.0002" in capsys.readouterr().err
+    assert tf.train.latest_checkpoint(str(cfg.run_dir / "checkpoints")).endswith("ckpt-4")
+
+
 def test_xla_training_runs_and_checkpoints(tmp_path, unpaired_dir):
     """XLA is the default (jit_compile auto); the image pool must not break or retrace it."""
     cfg = tiny_config("cyclegan", tmp_path, str(unpaired_dir), train={"jit_compile": "auto"},

@@ -26,7 +26,8 @@ def _user_errors():
 
 
 # Flag names that differ from the field names (the DESIGN command-line contract).
-FLAG_NAMES = {("train", "output"): "output", ("data", "data"): "data", ("export", "export_dir"): "export-dir"}
+FLAG_NAMES = {("train", "output"): "output", ("data", "data"): "data", ("export", "export_dir"): "export-dir",
+              ("export", "max_pixels"): "serving-max-pixels"}
 
 
 def _flag(section: str, name: str) -> str:
@@ -119,6 +120,8 @@ def cmd_train(argv):
 
 
 def cmd_export(argv):
+    from tf_translate import config
+
     parser = argparse.ArgumentParser(prog="export", description="Export a run's latest (or best) checkpoint; "
                                      "write TF Serving's models.config for the exported models.")
     parser.add_argument("--run", help="the run folder (with config.json and checkpoints/)")
@@ -131,6 +134,10 @@ def cmd_export(argv):
                         "float32,float16,dynamic-int8,int8,int16x8 (int8 and int16x8 calibrated on training images; "
                         "int16x8 at the training size only; each checked against the SavedModel in "
                         "tflite_parity.json; default: as the run was configured)")
+    parser.add_argument("--max-pixels", type=int, help="the exported signatures refuse an image of more pixels (a "
+                        "float request: of more batch x height x width) before decoding it or running the "
+                        "generator (default: as the run was configured, "
+                        f"{config.SERVING_MAX_PIXELS:,} unless set; README, Serving)")
     parser.add_argument("--serving-config", metavar="PATH",
                         help="write a models.config (ModelServerConfig) there for every model under --models")
     parser.add_argument("--models", default="exported", help="the folder of exported models (NAME/VERSION/) that "
@@ -145,7 +152,7 @@ def cmd_export(argv):
     if args.run:
         variants = tuple(v.strip() for v in args.tflite.split(",") if v.strip()) if args.tflite else None
         print(export.export_run(args.run, export_dir=args.export_dir, best=args.best, test_dropout=args.test_dropout,
-                                tflite_variants=variants))
+                                tflite_variants=variants, max_pixels=args.max_pixels))
     if args.serving_config:
         print(serving_config.write_models_config(args.models, args.serving_config, args.server_root))
 
@@ -275,7 +282,7 @@ def cmd_serve_client(argv):
         print(f"failed: {line}", file=sys.stderr)
     print(f"wrote {len(written)} image(s) to {args.output}" + (f"; {len(failed)} failed" if failed else ""))
     if failed:
-        raise SystemExit(1)
+        raise SystemExit(1 if written else 2)
 
 
 def attribute_setting(text: str) -> tuple[str, int]:

@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from tf_translate.data.images import DataError, ImageError, input_files, read_image
+from tf_translate.outputs import output_paths
 
 
 class ClientError(RuntimeError):
@@ -107,13 +108,15 @@ def translate(url: str, inputs: list[str], output: str | Path, *, signature: str
         extra["style_weights"] = list(style_weights)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    targets, renamed = output_paths(paths, output)
+    for line in renamed:
+        print(f"note: {line}", file=sys.stderr)
     written, failed = [], []
 
     def send(group):
-        rows = [{"image_bytes": {"b64": data}, **extra} if extra else {"b64": data} for _, data in group]
+        rows = [{"image_bytes": {"b64": data}, **extra} if extra else {"b64": data} for _, _, data in group]
         results = call(url + ":predict", {"signature_name": name, "instances": rows}, timeout)["predictions"]
-        for (path, _), result in zip(group, results):
-            target = output / (path.stem + ".png")
+        for (_, target, _), result in zip(group, results):
             png = result["output_bytes"] if isinstance(result, dict) and "output_bytes" in result else result
             target.write_bytes(base64.b64decode(png["b64"]))
             written.append(target)
@@ -121,9 +124,9 @@ def translate(url: str, inputs: list[str], output: str | Path, *, signature: str
     with tqdm(total=len(paths), unit="image", desc="translate", file=sys.stderr) as bar:
         for start in range(0, len(paths), batch):
             group = []
-            for path in paths[start: start + batch]:
+            for path, target in zip(paths[start: start + batch], targets[start: start + batch]):
                 try:
-                    group.append((path, png_b64(path, max_pixels)))
+                    group.append((path, target, png_b64(path, max_pixels)))
                 except ImageError as e:
                     failed.append(str(e))
             try:

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 SECTIONS = ("data", "train", "export", "model")
+# The exports' default pixel limit per request: 2048 x 2048 (measured memory per pixel of the
+# generators at their paper sizes: README, Serving).
+SERVING_MAX_PIXELS = 2048 * 2048
 
 
 def opt(default, help: str):
@@ -73,6 +76,14 @@ class ExportConfig:
                                            "SavedModel in tflite_parity.json")
     test_dropout: bool = opt(False, "keep dropout on at inference (pix2pix's noise): outputs then vary "
                                     "per call and TFLite parity is not checked; off = deterministic")
+    max_pixels: int = opt(SERVING_MAX_PIXELS, "the exported signatures refuse (InvalidArgument, before decoding "
+                                              "or running a network) an encoded image of more pixels, or a float "
+                                              "request of more batch x height x width: a bound on a server's "
+                                              "memory per request (README, Serving)")
+
+    def __post_init__(self):
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels {self.max_pixels}: an export's pixel limit must be at least 1")
 
 
 _SECTION_TYPES = {"data": DataConfig, "train": TrainConfig, "export": ExportConfig}

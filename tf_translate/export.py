@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -45,7 +44,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import serving_config
+from tf_translate import image_header, serving_config, staging
+from tf_translate.config import SERVING_MAX_PIXELS
 from tf_translate.data.pipeline import to_uint8
 from tf_translate.layers import InstanceNorm, SharedStatistics, StatelessDropout, label_planes
 
@@ -110,9 +110,10 @@ class ServingModule(tf.Module):
     """The exported object: the generators and one float and one bytes function per direction."""
 
     def __init__(self, generators: dict, multiple: int, labels: DomainLabels | None = None,
-                 size: int | None = None, readers: dict | None = None):
+                 size: int | None = None, readers: dict | None = None, max_pixels: int = SERVING_MAX_PIXELS):
         super().__init__()
         self.size = size  # the one square size a fixed-size generator takes (DTN); None = any
+        self.max_pixels = max_pixels  # refused above this, before decoding or running a network
         # The Keras models are kept out of the SavedModel's object graph (object.__setattr__
         # bypasses tf.Module's tracking): tracked, every weight was saved twice, once under
         # them and once under tf_variables below.
@@ -134,7 +135,7 @@ class ServingModule(tf.Module):
         self.tf_variables = [v.value for net in nets for v in net.variables]
 
     def translate(self, name: str, images, style_map=None):
-        x = images * 2.0 - 1.0
+        x = image_header.checked_images(images, self.max_pixels) * 2.0 - 1.0
         if self.size:
             return (tf.cast(self.nets[name](x, training=False), tf.float32) + 1.0) / 2.0
         if style_map is None:
@@ -150,7 +151,8 @@ class ServingModule(tf.Module):
         """Attribute probabilities of images in [0, 1] of any size, preprocessed as the held-out
         images are (resized to the load size, centre-cropped to the training size)."""
         load, crop = self.labels.load_size, self.labels.crop_size
-        x = tf.image.resize(images, [load, load], method="bicubic", antialias=True)
+        x = tf.image.resize(image_header.checked_images(images, self.max_pixels), [load, load], method="bicubic",
+                            antialias=True)
         top = (load - crop) // 2
         x = tf.clip_by_value(x[:, top: top + crop, top: top + crop, :], 0.0, 1.0) * 2.0 - 1.0
         return tf.sigmoid(tf.cast(self.discriminator(x, training=False)[1], tf.float32))
@@ -184,7 +186,7 @@ class ServingModule(tf.Module):
     def png(self, name: str, data, condition=None):
         """One encoded image translated, as PNG bytes; ``condition``: style weights [N], or the
         target domain named as a string."""
-        image = decode_rgb(data)[None]
+        image = decode_rgb(image_header.checked(data, self.max_pixels))[None]
         if self.size:
             image = tf.clip_by_value(tf.image.resize(image, [self.size, self.size], antialias=True), 0.0, 1.0)
         if self.channels[name] == 1:
@@ -257,7 +259,8 @@ class ServingModule(tf.Module):
         for name, model in self.readers.items():
             key, fn = self.reader_outputs[name]
             out[name] = tf.function(
-                lambda images, model=model, key=key, fn=fn: {key: fn(tf.cast(model(images * 2.0 - 1.0), tf.float32))},
+                lambda images, model=model, key=key, fn=fn: {key: fn(tf.cast(model(
+                    image_header.checked_images(images, self.max_pixels) * 2.0 - 1.0), tf.float32))},
                 input_signature=[tf.TensorSpec(model.input_shape, tf.float32, name="images")]).get_concrete_function()
         if self.discriminator is not None:
             out["classify"] = tf.function(
@@ -296,18 +299,19 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
     ``representative``: training images (float [-1, 1]) to calibrate an int8 or int16x8 variant."""
     root = Path(export_dir or cfg.export_dir)
     root.mkdir(parents=True, exist_ok=True)
+    staging.remove_stale(root)
     version = next_version(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=root))
-    try:
+    with staging.staging(root, version) as tmp:
         module = ServingModule(model.generators(), model.down_factor(), model.domain_labels(), model.input_size(),
-                               model.readers())
+                               model.readers(), max_pixels=cfg.export.max_pixels)
         for net in module.nets.values():
             for layer in net.layers:
                 if isinstance(layer, StatelessDropout):
                     layer.at_test = cfg.export.test_dropout
         signatures = module.signatures()
         tf.saved_model.save(module, str(tmp), signatures=signatures)
-        serving_config.write_warmup(tmp, signatures, domains=module.labels.names if module.labels else ())
+        serving_config.write_warmup(tmp, signatures, domains=module.labels.names if module.labels else (),
+                                    max_pixels=module.max_pixels)
         cfg.save(tmp / "config.json")
         if cfg.export.tflite:
             with tempfile.TemporaryDirectory(prefix="tf_translate_fixed_") as fixed:
@@ -322,9 +326,6 @@ def export_model(model, cfg, *, examples=None, export_dir: str | Path | None = N
                              fixed_size=Path(fixed))
         final = root / str(version)
         os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"exported {final}", flush=True)
     return final
 
@@ -477,6 +478,11 @@ class Exported:
                       and not n.endswith(("_bytes", "_map", "_tile")) and "images" in fn.structured_outputs]
 
     @property
+    def max_pixels(self) -> int:
+        """The most pixels (batch x height x width) one call takes: the limit set at export."""
+        return self.config.export.max_pixels
+
+    @property
     def in_channels(self) -> int:
         return int(self.module.signatures[self.names[0]].structured_input_signature[1]["images"].shape[-1])
 
@@ -597,6 +603,9 @@ class Exported:
                              "without instance norm): translate the image whole")
         if not 0 <= 2 * overlap < tile:
             raise ValueError(f"tile {tile} and overlap {overlap}: the overlap must be under half the tile")
+        if tile * tile > self.max_pixels:
+            raise ValueError(f"tiles of {tile}x{tile} are over the limit of {self.max_pixels:,} pixels this model was "
+                             f"exported with: use tiles of at most {int(self.max_pixels ** 0.5)}")
         height, width = image.shape[:2]
         scale = min(1.0, statistics_side / max(height, width))
         small = tf.image.resize(image[None], [max(1, round(height * scale)), max(1, round(width * scale))],
@@ -626,6 +635,10 @@ class Exported:
         if size and shape[1:3] != (size, size):
             raise ValueError(f"{self.path}: this model takes {size}x{size} images (its training size), not "
                              f"{shape[2]}x{shape[1]}")
+        pixels = shape[1] * shape[2]
+        if pixels > self.max_pixels:
+            raise ValueError(f"{self.path}: a {shape[2]}x{shape[1]} image is over the limit of {self.max_pixels:,} "
+                             "pixels this model was exported with (export --max-pixels)")
         extra = {}
         if key is not None:
             n = int(self.module.signatures[name].structured_input_signature[1][key].shape[-1])
@@ -641,8 +654,12 @@ class Exported:
                 name, key, value = f"{name}_map", MAP_INPUTS[key], np.stack([value] * len(images))
             elif value.ndim == 1:
                 value = np.tile(value, (len(images), 1))
-            extra[key] = tf.constant(value)
-        return self.module.signatures[name](images=tf.constant(images, tf.float32), **extra)["images"].numpy()
+            extra[key] = np.asarray(value, np.float32)
+        per_call = max(1, self.max_pixels // pixels)  # batches split to stay within the limit
+        return np.concatenate([self.module.signatures[name](
+            images=tf.constant(images[start: start + per_call], tf.float32),
+            **{k: tf.constant(v[start: start + per_call]) for k, v in extra.items()})["images"].numpy()
+            for start in range(0, len(images), per_call)])
 
     def images(self, images: np.ndarray, to: str | None = None, **condition) -> np.ndarray:
         """uint8 NHWC -> uint8 NHWC (rounded), e.g. decoded files or video frames; ``condition``
@@ -679,9 +696,10 @@ def blend_ramp(start: int, length: int, size: int, overlap: int) -> np.ndarray:
 
 def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, best: bool = False,
                test_dropout: bool | None = None, tflite_variants: tuple[str, ...] | None = None,
-               tflite: bool = True) -> Path:
+               tflite: bool = True, max_pixels: int | None = None) -> Path:
     """Export a run folder's latest (or best) checkpoint as the next version; ``tflite_variants``
-    replaces the run's (float32 is always written); ``tflite=False`` writes the SavedModel only."""
+    replaces the run's (float32 is always written); ``tflite=False`` writes the SavedModel only;
+    ``max_pixels`` replaces the run's pixel limit per request."""
     from tf_translate import config, trainer
 
     run_dir = Path(run_dir)
@@ -697,6 +715,8 @@ def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, bes
         cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, tflite=True, tflite_variants=variants))
     if not tflite:
         cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, tflite=False))
+    if max_pixels is not None:  # ExportConfig refuses a value under 1
+        cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, max_pixels=max_pixels))
     representative = None
     if cfg.export.tflite and needs_calibration(cfg.export.tflite_variants):
         from tf_translate import data as tf_data, registry

@@ -14,6 +14,7 @@ from tf_translate.data import video
 from tf_translate.data.images import DataError, ImageError, input_files, read_image
 from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
+from tf_translate.outputs import output_paths
 
 MIN_SIDE = 8  # reflection padding inside the generators needs at least this many pixels
 
@@ -21,7 +22,8 @@ MIN_SIDE = 8  # reflection padding inside the generators needs at least this man
 def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str | None = None,
                     style_weights=None, changes: dict | None = None, grid: bool = False,
                     batch: int = 8, tile: int = 1024, overlap: int = 128) -> list[Path]:
-    """Translate every readable image to ``output/<stem>.png``; unreadable ones are named and skipped.
+    """Translate every readable image to ``output/<stem>.png`` (``output_paths``: never two inputs
+    to one name); unreadable ones are named and skipped, and DataError if none is written.
     ``style_weights``: one weight per style of a multi-style model. ``changes``: {attribute: 0
     or 1} for a multi-label StarGAN model (the others as the model reads them off the image).
     ``grid``: instead, ``output/<stem>_grid.png``, the image beside its translation to every
@@ -45,6 +47,9 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
     files = input_files(inputs)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    targets, renamed = output_paths(files, output, tag="_grid" if grid else "")
+    for line in renamed:
+        print(f"note: {line}", file=sys.stderr)
     written, pending = [], []  # pending: (target, image) of one shape, translated together
 
     def flush():
@@ -56,21 +61,25 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
                 written.append(target)
             pending.clear()
 
-    for path in tqdm(files, unit="image", disable=len(files) < 2, file=sys.stderr, mininterval=bar_interval()):
+    for path, target in tqdm(list(zip(files, targets)), unit="image", disable=len(files) < 2, file=sys.stderr,
+                             mininterval=bar_interval()):
         try:
             image = model_input(model, read_image(path, max_pixels=model.config.data.max_pixels))
-            if min(image.shape[:2]) < MIN_SIDE:
-                raise ImageError(f"{path}: {image.shape[1]}x{image.shape[0]} is too small (at least {MIN_SIDE} px a side)")
+            height, width = image.shape[:2]
+            if min(height, width) < MIN_SIDE:
+                raise ImageError(f"{path}: {width}x{height} is too small (at least {MIN_SIDE} px a side)")
+            tiled = tile and max(height, width) > tile and model.can_tile(to) and not grid
+            if height * width > model.max_pixels and not tiled:
+                raise ImageError(f"{path}: {width}x{height} is over the limit of {model.max_pixels:,} pixels this "
+                                 "model was exported with, and it cannot be tiled: resize it first")
         except ImageError as e:
             tqdm.write(f"skipping {e}", file=sys.stderr)
             continue
         if grid:
-            target = output / f"{path.stem}_grid.png"
             Image.fromarray(grid_picture(model, image)).save(target)
             written.append(target)
             continue
-        target = output / f"{path.stem}.png"
-        if tile and max(image.shape[:2]) > tile and model.can_tile(to):
+        if tiled:
             made = model.tiled(image.astype(np.float32) / 255.0, to=to, tile=tile, overlap=overlap)
             save_image(np.asarray(to_uint8(made * 2.0 - 1.0)), target)
             written.append(target)
@@ -79,6 +88,8 @@ def translate_files(model_dir, inputs: list[str], output: str | Path, *, to: str
             flush()
         pending.append((target, image))
     flush()
+    if not written:
+        raise DataError(f"nothing written: none of the {len(files)} input file(s) could be translated")
     return written
 
 
@@ -136,6 +147,8 @@ def interpolation_gap(model: Exported) -> int:
 def interpolate_video(model_dir, source, output, *, short_side: int | None = None) -> Path:
     """Insert the model's ``gap - 1`` generated frames between each two consecutive frames of
     ``source``, writing ``output`` at ``gap`` times the frame rate with the source's audio."""
+    if Path(output).resolve() == Path(source).resolve():
+        raise DataError(f"{output}: the output would overwrite the input video; name another file")
     model = Exported(model_dir)
     gap = interpolation_gap(model)
     info = video.probe(source)

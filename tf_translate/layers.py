@@ -305,9 +305,9 @@ class ImagePool(layers.Layer):
             previous = tf.gather(self.images.value, target)
             write = tf.logical_or(filling, swap)
             update = [tf.where(write, image, previous)]
-            if replicas.count() == 1:
+            if not tf.distribute.has_strategy():
                 self.images.value.scatter_nd_update([[target]], update)
-            else:  # a mirrored variable has no scatter in replica context: assign the whole pool
+            else:  # a mirrored variable (one replica or several) has no scatter in replica context
                 self.images.assign(tf.tensor_scatter_nd_update(self.images.value, [[target]], update))
             self.count.assign(tf.minimum(count + 1, self.size))
             out.append(tf.where(swap, previous, image))

@@ -7,6 +7,7 @@ load time, so that the first real request is not the slow one). Both are written
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +90,12 @@ def png(rng: np.random.Generator, side: int) -> bytes:
     return out.getvalue()
 
 
-def write_warmup(version_dir: str | Path, signatures: dict, domains: tuple[str, ...] = ()) -> Path:
+def write_warmup(version_dir: str | Path, signatures: dict, domains: tuple[str, ...] = (),
+                 max_pixels: int | None = None) -> Path:
     """One warm-up Predict request per signature (``serving_default`` is the first one's
-    alias and is left out) into ``version_dir/assets.extra/``."""
+    alias and is left out) into ``version_dir/assets.extra/``, its images within ``max_pixels``
+    (a model's pixel limit: TF Serving refuses to load a model whose warm-up fails)."""
+    side = WARMUP_SIDE if max_pixels is None else max(1, min(WARMUP_SIDE, math.isqrt(max_pixels)))
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     path = Path(version_dir) / WARMUP_FILE
@@ -102,7 +106,7 @@ def write_warmup(version_dir: str | Path, signatures: dict, domains: tuple[str, 
                 continue
             request = predict_pb2.PredictRequest()
             request.model_spec.signature_name = name
-            for key, value in example_inputs(input_specs(function), domains=domains).items():
+            for key, value in example_inputs(input_specs(function), side=side, domains=domains).items():
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())

@@ -14,14 +14,18 @@ from tf_translate import callbacks, data as tf_data, distribute, registry
 from tf_translate.config import RunConfig
 from tf_translate.methods.base import LinearDecay
 
-# Settings a resumed run may change; any other difference means a different run.
+# Settings a resumed run may change; any other difference means a different run. The optimizer's
+# settings are among them: its checkpointed state (moments, step) does not depend on them, and the
+# learning-rate schedule is a function of the step, so a lower --lr applies from the resumed step.
 RESUMABLE_CHANGES = {
+    ("train", "lr"), ("train", "beta_1"), ("train", "beta_2"),
     ("train", "epochs"), ("train", "decay_epochs"), ("train", "output"), ("train", "jit_compile"),
     ("train", "log_every"), ("train", "sample_every"), ("train", "checkpoint_every"),
     ("train", "validate_every"), ("train", "keep_checkpoints"), ("train", "strategy"), ("train", "precision"),
     ("export", "export_dir"), ("export", "export"), ("export", "tflite"), ("export", "tflite_variants"),
-    ("export", "test_dropout"), ("data", "data"), ("model", "judge"),
+    ("export", "test_dropout"), ("export", "max_pixels"), ("data", "data"), ("model", "judge"),
 }
+SILENT_CHANGES = {("train", "output"), ("export", "export_dir")}  # where, not how: not reported
 
 
 class TrainingError(RuntimeError):
@@ -41,22 +45,26 @@ def resolve_jit(setting: str, precision: str = "float32") -> bool:
     return setting != "off"
 
 
-def _check_same_run(saved: Path, cfg: RunConfig) -> None:
+def _check_same_run(saved: Path, cfg: RunConfig) -> list[str]:
+    """Refuse to resume the run in ``saved``'s folder with settings that make it another run;
+    return the allowed changes ("lr 0.001 -> 0.0001"), to be reported."""
     old = json.loads(saved.read_text())
     new = cfg.to_dict()
     if old.get("method") != new["method"]:
         raise TrainingError(f"{saved.parent} holds a {old.get('method')} run; use another --output")
-    changed = []
+    changed, allowed = [], []
     for section in ("data", "train", "export", "model"):
         for key, value in new[section].items():
             before = old.get(section, {}).get(key)
             if isinstance(value, tuple):
                 value = list(value)
-            if before != value and (section, key) not in RESUMABLE_CHANGES:
-                changed.append(f"{key} {before} -> {value}")
+            if before == value or (section, key) in SILENT_CHANGES:
+                continue
+            (allowed if (section, key) in RESUMABLE_CHANGES else changed).append(f"{key} {before} -> {value}")
     if changed:
         raise TrainingError(f"{saved.parent} holds a run with other settings ({'; '.join(changed)}); "
                             "use another --output, or delete the folder to start over")
+    return allowed
 
 
 def build_model(cfg: RunConfig, spec, steps_per_epoch: int, precision: str = "float32"):
@@ -101,8 +109,7 @@ def prepare(cfg: RunConfig, strategy=None):
     cfg = data.complete(cfg)
     run_dir = cfg.run_dir
     saved = run_dir / "config.json"
-    if saved.exists():
-        _check_same_run(saved, cfg)
+    changes = _check_same_run(saved, cfg) if saved.exists() else []
     batch = cfg.data.batch_size
     if batch % strategy.num_replicas_in_sync:
         raise TrainingError(f"--batch-size {batch} does not split over {strategy.num_replicas_in_sync} replicas: "
@@ -119,6 +126,8 @@ def prepare(cfg: RunConfig, strategy=None):
     if found:
         ckpt.restore(found).assert_existing_objects_matched()
     if chief:
+        if changes:
+            print(f"{run_dir}: from step {int(model.step.numpy())} on, {'; '.join(changes)}", file=sys.stderr)
         cfg.save(saved)
     return cfg, data, model, latest, best, steps_per_epoch
 
@@ -175,9 +184,12 @@ def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch, chief=Tru
     finally:
         writer.close()
     if model.nonfinite_step is not None:
+        found = tf.train.latest_checkpoint(str(latest.directory))
+        since = f"its checkpoint of step {found.rsplit('-', 1)[1]}" if found else "the start (no checkpoint yet)"
         raise TrainingError(
-            f"non-finite gradients at step {model.nonfinite_step}; training stopped without saving them. "
-            f"Resume from the last checkpoint in {latest.directory} with a lower --lr")
+            f"non-finite gradients at step {model.nonfinite_step}; training stopped without saving them. To go on "
+            f"from {since} with a lower learning rate: python scripts/train.py --method {cfg.method} "
+            f"--config {run_dir / 'config.json'} --lr {t.lr / 10:g}")
 
 
 def training_batches(data, cfg: RunConfig, step: int, total: int, strategy):
