@@ -53,7 +53,10 @@ def bombs() -> dict[str, bytes]:
     sof = jpeg.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
     lossy, lossless = encoded(small, "WEBP", quality=80), encoded(small, "WEBP", lossless=True)
     bits = struct.unpack("<I", lossless[21:25])[0] & ~((1 << 28) - 1) | 16383 | (16383 << 14)
-    extended = encoded(small.convert("RGBA"), "WEBP", quality=80)  # alpha: a VP8X canvas header
+    translucent = small.convert("RGBA")
+    translucent.putalpha(128)
+    extended = encoded(translucent, "WEBP", quality=80)  # alpha: a VP8X canvas header
+    assert extended[12:16] == b"VP8X"
     return {
         "png 12000x12000": encoded(Image.new("L", (12000, 12000)), "PNG", optimize=True),
         "jpeg 60000x60000": patched(jpeg, sof + 5, struct.pack(">HH", 60000, 60000)),
