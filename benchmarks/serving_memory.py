@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 def export_paper_size(method: str, folder: Path, max_pixels: int | None = None) -> Path:
     """``method``'s generators at the paper's size, initial weights, SavedModel only."""
-    from tf_translate import config, export, registry, trainer
+    from tf_translate import config, export, registry
+    from tf_translate.training import trainer
 
     spec = registry.get(method)
     layer = {"export": {"tflite": False, "export_dir": str(folder / method)},

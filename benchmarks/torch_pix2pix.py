@@ -22,7 +22,7 @@ there). Times ``--iterations`` iterations after ``--warmup``: per iteration the 
 asking the loader for the next pair to the end of the optimiser steps ("with data"), and the
 step alone ("bare").
 
-``make_step(size)`` gives one bare step on random inputs, for ``scripts/benchmark.py --method
+``make_step(size)`` gives one bare step on random inputs, for ``benchmarks/benchmark.py --method
 pix2pix --torch`` (interleaved with ours in one run).
 
 Usage:
@@ -153,7 +153,7 @@ class Pix2PixStep:
 
 def make_step(size: int = 128, **_):
     """A zero-argument callable: one reference training step on a fixed random (1, 3, S, S)
-    pair in [-1, 1], no data loading (``scripts/benchmark.py --method pix2pix --torch``)."""
+    pair in [-1, 1], no data loading (``benchmarks/benchmark.py --method pix2pix --torch``)."""
     torch.manual_seed(0)
     step = Pix2PixStep(size)
     a, b = (torch.rand(1, 3, size, size) * 2 - 1 for _ in range(2))

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import tf_translate  # noqa: E402
 from tf_translate import config, registry  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -99,7 +100,6 @@ EXPORT_SETTINGS = {
 def exports(tmp_path_factory, request):
     """``exports(method)``: that method's tiny model, trained a few steps with validation and
     exported once per session: (config, version folder)."""
-    from tf_translate import trainer
 
     made = {}
 
@@ -113,7 +113,7 @@ def exports(tmp_path_factory, request):
                 style = write_images(tmp / "style", 1, seed=9, size=(48, 40))[0]
                 settings["model"] = {"style": (str(style),)}
             cfg = tiny_config(method, tmp, str(request.getfixturevalue(DATA_FIXTURES[method])), **settings)
-            made[method] = (cfg, trainer.run(cfg))
+            made[method] = (cfg, tf_translate.train(cfg))
         return made[method]
 
     return get
@@ -185,7 +185,7 @@ NEEDS_VGG = {"fast_style"}
 
 
 def skip_without_vgg() -> None:
-    from tf_translate import features
+    from tf_translate.nn import features
 
     if not (features.cache_dir() / features.CACHE_FILE).exists():
         pytest.skip(f"VGG-16 weights not cached at {features.cache_dir()}: run `python scripts/fetch_weights.py` "

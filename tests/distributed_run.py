@@ -26,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import tf_translate
 from tests.conftest import tiny_config  # noqa: E402
-from tf_translate import config, distribute, trainer  # noqa: E402
+from tf_translate import config  # noqa: E402
+from tf_translate.training import distribute, trainer
 
 NORM_LAYERS = (keras.layers.BatchNormalization, keras.layers.GroupNormalization)
 
@@ -36,7 +38,7 @@ def cancelled(net: keras.Model) -> set[str]:
     """Paths of the weights whose gradient is zero in exact arithmetic: a convolution's bias
     that a normalisation removes again (its gradient is rounding noise, which Adam scales to a
     full step), and the moving mean of a batch norm behind it, which follows that bias."""
-    from tf_translate.layers import InstanceNorm
+    from tf_translate.nn.layers import InstanceNorm
 
     out = set()
     for layer in net.layers:
@@ -65,7 +67,7 @@ def train(method: str, strategy: str, folder: Path, steps: int, decay_epochs: in
                       train={"steps_per_epoch": steps // 2, "checkpoint_every": steps // 2, "sample_every": steps,
                              "decay_epochs": decay_epochs}, model=POOLS.get(method, {}))
     started = time.perf_counter()
-    trainer.run(cfg, made(strategy))
+    tf_translate.train(cfg, made(strategy))
     seconds = time.perf_counter() - started
     return trainer.restore(config.load(cfg.run_dir / "config.json")), seconds
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tf_translate import cli, features
+from tf_translate import cli
+from tf_translate.nn import features
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tf_translate" / "samples" / "cartoon2photo"
 pytestmark = pytest.mark.skipif(not (features.cache_dir() / features.CACHE_FILE).exists(),
@@ -50,7 +51,7 @@ def test_clusters_separate_cartoons_from_photos_and_drop_keeps_the_rest(mixed, t
 
 
 def test_same_seed_same_clusters(mixed, tmp_path):
-    from tf_translate import cluster
+    from tf_translate.apps import cluster
 
     first = read(cluster.cluster_folder(mixed, tmp_path / "one", k=3, seed=4))
     again = read(cluster.cluster_folder(mixed, tmp_path / "two", k=3, seed=4))

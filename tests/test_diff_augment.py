@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_translate import seeding
-from tf_translate.diff_augment import diff_augment
+from tf_translate.nn.augment import diff_augment
 
 
 def dots(n=8, size=16):

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tf_translate
 from tests.conftest import tiny_config
-from tf_translate import config, distribute, registry
+from tf_translate import config, registry
+from tf_translate.training import distribute
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = registry.names(distributable=True)
@@ -87,7 +89,7 @@ def test_two_workers_train_and_checkpoint(tmp_path, unpaired_dir):
             process.kill()
         assert process.returncode == 0, err[-3000:]
     run = Path(cfg.train.output)
-    from tf_translate import trainer
+    from tf_translate.training import trainer
 
     assert trainer.checkpoint_step(run / "checkpoints") == 4  # the chief's
     assert trainer.checkpoint_step(run / "workers" / "worker-1" / "checkpoints") == 4
@@ -101,7 +103,7 @@ def test_two_workers_train_and_checkpoint(tmp_path, unpaired_dir):
 
     alone = tiny_config("cyclegan", tmp_path / "alone", str(unpaired_dir), data={"batch_size": 2},
                         export={"export": False})
-    trainer.run(alone)
+    tf_translate.train(alone)
     one = trainer.restore(config.load(alone.run_dir / "config.json"))
     two = trainer.restore(config.load(run / "config.json"))
     skip = set().union(*(cancelled(net) for net in one.nets.values()))
@@ -126,7 +128,7 @@ def test_tf_config_errors_are_one_line():
 
 
 def test_batch_that_does_not_split_over_replicas_is_refused(tmp_path, unpaired_dir):
-    from tf_translate import trainer
+    from tf_translate.training import trainer
 
     class Four:  # what prepare() reads of a strategy
         num_replicas_in_sync = 4

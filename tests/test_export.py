@@ -10,7 +10,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import cli, export, features, fid, trainer
+from tf_translate import cli, export
+from tf_translate.nn import features
+from tf_translate.metrics import fid
+from tf_translate.training import trainer
 from tf_translate.data.pipeline import to_uint8
 
 
@@ -141,7 +144,7 @@ def test_translate_odd_sized_image_and_domains(trained, tmp_path, capsys):
 
 
 def test_translate_batches_equal_one_at_a_time(trained, tmp_path):
-    from tf_translate import inference
+    from tf_translate.apps import inference
 
     _, version = trained
     rng = np.random.default_rng(4)

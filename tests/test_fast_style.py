@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_translate import data as tf_data, registry, trainer
+import tf_translate
+from tf_translate import data as tf_data, registry
+from tf_translate.training import trainer
 from tf_translate.export import Exported
 from tests.conftest import skip_without_vgg, tiny_config, write_images
 
@@ -90,7 +92,7 @@ def two_styles(tmp_path_factory, photos_dir):
     styles = write_images(tmp / "styles", 2, seed=11, size=(40, 40))
     cfg = tiny_config("fast_style", tmp, str(photos_dir), model={"style": tuple(map(str, styles))},
                       train={"decay_epochs": 0})
-    return cfg, trainer.run(cfg)
+    return cfg, tf_translate.train(cfg)
 
 
 def test_style_weights_choose_and_blend(two_styles):
@@ -140,7 +142,7 @@ def test_sweep_map_runs_through_the_styles_left_to_right():
 def test_evaluate_draws_the_blend_sheet_of_a_multi_style_network(two_styles, tmp_path):
     from PIL import Image
 
-    from tf_translate import evaluate
+    from tf_translate.metrics import evaluate
 
     _, version = two_styles
     report = evaluate.evaluate(version, pictures=tmp_path)
@@ -170,7 +172,7 @@ def test_tflite_variants_are_quantized_and_reported(trained_fast_style):
 
 
 def test_evaluate_compares_the_network_with_per_photo_optimisation(trained_fast_style, tmp_path):
-    from tf_translate import evaluate
+    from tf_translate.metrics import evaluate
 
     _, version = trained_fast_style
     report = evaluate.evaluate(version, pictures=tmp_path)

@@ -1,4 +1,4 @@
-"""Image sizes read from encoded headers inside a graph (tf_translate.image_header): exact for
+"""Image sizes read from encoded headers inside a graph (tf_translate.export.image_header): exact for
 every format the bytes signatures take, counting every frame of an animated GIF; the check
 passes an image of exactly the limit and refuses one pixel more, naming size and limit."""
 
@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.fuzz_signatures import gif
-from tf_translate import image_header
+from tf_translate.export import image_header
 
 declared = tf.function(image_header.declared_size)
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_translate import layers, networks
+from tf_translate.nn import layers, networks
 
 
 def test_instance_norm_equals_group_norm_per_channel():

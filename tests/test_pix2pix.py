@@ -11,11 +11,16 @@ import pytest
 import keras
 from PIL import Image
 
-from tf_translate import config, data as tf_data, evaluate, export, features, inference, networks, registry, trainer
+import tf_translate
+from tf_translate import config, data as tf_data, export, registry
+from tf_translate.metrics import evaluate
+from tf_translate.nn import features, networks
+from tf_translate.apps import inference
+from tf_translate.training import trainer
 from tf_translate.data import frames as fr, paired, video
 from tf_translate.data.frames import blend_weights
 from tf_translate.data.images import DataError
-from tf_translate.layers import StatelessDropout
+from tf_translate.nn.layers import StatelessDropout
 from tests.conftest import coded_video, frame_index, tiny_config, write_images
 
 VIDEO_MODEL = {"frame_gap": 2, "holdout": 0.25}  # windows of 3 frames: 0 and 2 in, 1 out
@@ -170,7 +175,7 @@ def trained_frames(tmp_path_factory, frames_video):
     """A tiny frame-interpolation pix2pix (gap 2) trained 4 steps on the coded video, exported."""
     tmp = tmp_path_factory.mktemp("frames_run")
     cfg = tiny_config("pix2pix", tmp, str(frames_video), model=VIDEO_MODEL, train={"validate_every": 2})
-    return cfg, trainer.run(cfg)
+    return cfg, tf_translate.train(cfg)
 
 
 def test_export_takes_and_returns_stacked_channels(trained_frames):

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tf_translate
 from tests.conftest import tiny_config
-from tf_translate import config, distribute, export, registry, trainer
+from tf_translate import config, export, registry
+from tf_translate.training import distribute, trainer
 
 
 def test_explicit_settings_are_kept_and_bad_ones_named(monkeypatch):
@@ -41,7 +43,7 @@ def test_policy_is_restored():
 def bfloat16_run(tmp_path_factory, unpaired_dir):
     tmp = tmp_path_factory.mktemp("bf16")
     cfg = tiny_config("cyclegan", tmp, str(unpaired_dir), train={"precision": "mixed_bfloat16"})
-    return cfg, trainer.run(cfg)
+    return cfg, tf_translate.train(cfg)
 
 
 def test_bfloat16_training_computes_in_bfloat16_and_keeps_float32_weights(tmp_path, unpaired_dir):

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tf_translate
 from tests.conftest import DATA_FIXTURES, tiny_config
-from tf_translate import cli, data as tf_data, registry, trainer
+from tf_translate import cli, data as tf_data, registry
+from tf_translate.training import trainer
 from tf_translate.data import pipeline, records
 from tf_translate.data.images import DataError
 
@@ -69,7 +71,7 @@ def test_a_record_is_read_alone(unpaired_dir, tmp_path, monkeypatch):
 def test_training_resumes_from_records(unpaired_dir, tmp_path):
     prepare("cyclegan", unpaired_dir, tmp_path / "records")
     cfg = tiny_config("cyclegan", tmp_path, str(tmp_path / "records"), export={"export": False})
-    trainer.run(cfg)
+    tf_translate.train(cfg)
     assert trainer.checkpoint_step(cfg.run_dir / "checkpoints") == 4
 
 

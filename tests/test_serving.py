@@ -1,4 +1,4 @@
-"""TF Serving's REST contract (tf_translate.serving) on every exportable method's export:
+"""TF Serving's REST contract (tests.support.serving) on every exportable method's export:
 each signature run in a graph session from a JSON request equals the eager SavedModel, and
 bad requests get TF Serving's 400s."""
 
@@ -16,7 +16,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import config, registry, serving, serving_config
+from tf_translate import config, registry
+from tests.support import serving
+from tf_translate.export import serving_config
 
 EXPORTABLE = registry.names(exportable=True)
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_translate import losses, networks
+import tf_translate
+from tf_translate.nn import losses, networks
 
 
 def test_gradient_penalty_of_a_linear_critic_is_its_weight_norm():
@@ -67,7 +68,7 @@ def test_generator_with_the_label_at_the_input():
 
 
 def test_label_planes_tile_each_sample_s_vector_over_its_image():
-    from tf_translate.layers import label_planes
+    from tf_translate.nn.layers import label_planes
 
     labels = tf.constant([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]])
     tiled = label_planes(labels, tf.zeros((2, 3, 5, 7))).numpy()
@@ -201,7 +202,8 @@ def test_attribute_csv_and_its_errors(tmp_path):
 
 def test_n_critic_schedule_counts_discriminator_and_generator_updates(tmp_path, domains_dir):
     from tests.conftest import tiny_config
-    from tf_translate import data as tf_data, registry, trainer
+    from tf_translate import data as tf_data, registry
+    from tf_translate.training import trainer
 
     cfg = tiny_config("stargan", tmp_path, str(domains_dir), model={"n_critic": 3})
     data = tf_data.load("domains", cfg)
@@ -227,7 +229,8 @@ def test_n_critic_schedule_counts_discriminator_and_generator_updates(tmp_path, 
 
 def test_targets_are_other_domains_or_shuffled_attributes(tmp_path, domains_dir):
     from tests.conftest import tiny_config
-    from tf_translate import data as tf_data, registry, trainer
+    from tf_translate import data as tf_data, registry
+    from tf_translate.training import trainer
 
     cfg = tiny_config("stargan", tmp_path, str(domains_dir))
     cfg = tf_data.load("domains", cfg).complete(cfg)
@@ -333,14 +336,13 @@ def test_translate_cli_by_domain_name_and_grid(trained_stargan, tmp_path, capsys
 def trained_attributes(tmp_path_factory):
     """A tiny multi-label model trained from an attributes.csv table."""
     from tests.conftest import tiny_config, write_images
-    from tf_translate import trainer
 
     tmp = tmp_path_factory.mktemp("attributes")
     paths = write_images(tmp / "table", 8, seed=5)
     rows = "".join(f"{p.name},{i % 2},{(i // 2) % 2},{int(i < 4)}\n" for i, p in enumerate(paths))
     (tmp / "table" / "attributes.csv").write_text("file,smiling,glasses,young\n" + rows)
     cfg = tiny_config("stargan", tmp, str(tmp / "table"), data={"batch_size": 2}, model={"attrs": ("glasses", "smiling")})
-    return cfg, trainer.run(cfg)
+    return cfg, tf_translate.train(cfg)
 
 
 def test_attribute_model_sets_and_unsets_over_what_it_reads_off_the_image(trained_attributes, tmp_path, capsys):

@@ -13,7 +13,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import features, gatys, losses, perceptual
+from tf_translate.data import photos
+from tf_translate.nn import features, losses, perceptual
+from tf_translate.methods import gatys
 
 HAVE_VGG = (features.cache_dir() / features.CACHE_FILE).exists()
 needs_vgg = pytest.mark.skipif(not HAVE_VGG, reason=f"VGG-16 weights not cached at {features.cache_dir()}: "
@@ -246,7 +248,7 @@ def test_style_images_of_other_modes_load_as_rgb(tmp_path, mode):
     else:
         image = Image.fromarray(ramp.astype(np.uint8)).convert(mode)
     image.save(tmp_path / "style.png")
-    loaded = perceptual.load_image(tmp_path / "style.png", 15).numpy()
+    loaded = photos.load_image(tmp_path / "style.png", 15).numpy()
     assert loaded.shape == (1, 10, 15, 3)
     np.testing.assert_allclose(loaded[..., 0], loaded[..., 2], atol=1e-6)  # grey stays grey
     assert loaded[0, :, 0].mean() < -0.8 and loaded[0, :, -1].mean() > 0.8  # the ramp survives (16-bit scaled)

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf_translate import cli, torch_import
+from tf_translate import cli
+from tf_translate.export import torch_import
 from tf_translate.export import Exported
-from tf_translate.torch_checkpoint import CheckpointError, read_state_dict
+from tf_translate.nn.torch_checkpoint import CheckpointError, read_state_dict
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "torch"
 

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_translate import callbacks, data as tf_data, registry, trainer
+import tf_translate
+from tf_translate.training import callbacks, trainer
+from tf_translate import data as tf_data, registry
 from tests.conftest import tiny_config
 
 
@@ -60,7 +62,7 @@ def test_resume_equals_uninterrupted(tmp_path, method_data, monkeypatch, op_dete
     run = lambda name: tiny_config(method, tmp_path / name, str(folder), export={"export": False},  # noqa: E731
                                    model=RESUME_MODEL.get(method, {}))
     straight = run("straight")
-    trainer.run(straight)
+    tf_translate.train(straight)
 
     resumed = run("resumed")
     original_act = callbacks.Checkpoints.act
@@ -71,11 +73,11 @@ def test_resume_equals_uninterrupted(tmp_path, method_data, monkeypatch, op_dete
 
     monkeypatch.setattr(callbacks.Checkpoints, "act", act_then_die)
     with pytest.raises(SystemExit):
-        trainer.run(resumed)
+        tf_translate.train(resumed)
     monkeypatch.setattr(callbacks.Checkpoints, "act", original_act)
     half = tf.train.latest_checkpoint(str(resumed.run_dir / "checkpoints"))
     assert half.endswith("ckpt-2")
-    trainer.run(resumed)
+    tf_translate.train(resumed)
 
     a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
     assert a.keys() == b.keys() and len(a) > 20
@@ -113,7 +115,7 @@ def test_a_diverged_run_goes_on_with_a_lower_lr(tmp_path, unpaired_dir, capsys):
 
     cfg = tiny_config("cyclegan", tmp_path, str(unpaired_dir), train={"epochs": 1, "decay_epochs": 0},
                       export={"export": False})
-    trainer.run(cfg)  # steps 1-2, checkpointed
+    tf_translate.train(cfg)  # steps 1-2, checkpointed
     settings = tmp_path / "settings.json"
     settings.write_text(cfg.to_json())
     capsys.readouterr()
@@ -139,6 +141,6 @@ def test_xla_training_runs_and_checkpoints(tmp_path, unpaired_dir):
     assert not trainer.resolve_jit("auto", "mixed_bfloat16") and trainer.resolve_jit("on", "mixed_bfloat16")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer.run(cfg)
+        tf_translate.train(cfg)
     assert not [w for w in caught if "jit_compile" in str(w.message)], "XLA was switched off"
     assert tf.train.latest_checkpoint(str(cfg.run_dir / "checkpoints")).endswith("ckpt-4")

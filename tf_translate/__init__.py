@@ -31,12 +31,13 @@ def get_method(name: str):
     return registry.get(name)
 
 
-def train(config):
-    """Train (or resume) the run described by a :class:`tf_translate.config.RunConfig`;
-    returns the export folder (or the run folder when export is off)."""
-    from tf_translate import trainer
+def train(config, strategy=None):
+    """Train (or resume) the run described by a :class:`tf_translate.config.RunConfig`, then
+    export it; returns the export folder (or the run folder when export is off)."""
+    from tf_translate import export
+    from tf_translate.training import trainer
 
-    return trainer.run(config)
+    return trainer.run(config, strategy, exporter=export.export_trained)
 
 
 def load_exported(path):

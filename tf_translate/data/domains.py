@@ -194,3 +194,8 @@ def _from_table(path: Path, attrs: tuple[str, ...], cfg: DataConfig) -> DomainDa
         raise DataError(f"{path}: only {len(pairs)} usable image(s)")
     cut = len(pairs) - max(1, len(pairs) // 10)
     return _data(attrs, True, pairs[:cut], pairs[cut:], cfg, str(path))
+
+
+def from_config(cfg):
+    """The data a run of ``cfg`` trains on (``tf_translate.data.load``)."""
+    return load(cfg.data, cfg.model.attrs)

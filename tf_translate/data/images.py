@@ -34,6 +34,8 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from tf_translate.errors import UsageError
+
 __all__ = [
     "MAX_PIXELS",
     "ImageError",
@@ -49,11 +51,11 @@ __all__ = [
 MAX_PIXELS = 50_000_000
 
 
-class ImageError(ValueError):
+class ImageError(UsageError):
     """One image file is unusable. ``str(e)`` is one line: ``"<path>: <reason>"``."""
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """A folder-level problem (missing or empty folder, too few good images). One line."""
 
 

@@ -137,3 +137,7 @@ def load(cfg) -> PairedData:
     return PairedData(train=train, test=test, frames=frames, inputs=inputs, targets=targets,
                       crop_size=d.crop_size)
 
+
+def from_config(cfg):
+    """The data a run of ``cfg`` trains on (``tf_translate.data.load``)."""
+    return load(cfg)

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+import tensorflow as tf
+
 from tf_translate.config import DataConfig
 from tf_translate.data import pipeline, sources
-from tf_translate.data.images import DataError
+from tf_translate.data.images import DataError, read_image
 
 DEFAULT_SAMPLE = sources.SAMPLES / "cartoon2photo"
 
@@ -36,8 +38,6 @@ class PhotoData:
         so that the run can be resumed or exported from any folder."""
         styles = getattr(cfg.model, "style", ())
         if styles is None:
-            from tf_translate.methods.fast_style import default_style
-
             styles = (default_style(),)
         resolved = tuple(str(Path(p).expanduser().resolve()) for p in styles)
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, style=resolved)) if styles else cfg
@@ -88,3 +88,32 @@ def load(cfg: DataConfig) -> PhotoData:
     part = lambda items: sources.ImageSource("photos", items, size=size, loader=every._loader,  # noqa: E731
                                              describe=str(root))
     return PhotoData(part(every.items[:cut]), part(every.items[cut:]), cfg.crop_size)
+
+
+def sample_image(name: str) -> Path:
+    """A photo that scikit-image ships in its wheel (``skimage/data``), e.g. chelsea.png."""
+    import skimage
+
+    path = Path(skimage.__file__).parent / "data" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not in this scikit-image installation")
+    return path
+
+
+def load_image(path, longer_side: int) -> tf.Tensor:
+    """An image file as (1, H, W, 3) in [-1, 1], scaled so that its longer side is ``longer_side``."""
+    pixels = read_image(path)
+    h, w = pixels.shape[:2]
+    scale = longer_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    image = tf.image.resize(tf.constant(pixels[None], tf.float32), size, method="bicubic", antialias=True)
+    return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
+
+
+def default_style() -> str:
+    return str(sample_image("ihc.png"))
+
+
+def from_config(cfg):
+    """The data a run of ``cfg`` trains on (``tf_translate.data.load``)."""
+    return load(cfg.data)

@@ -242,3 +242,8 @@ def _digits(cfg: DataConfig, channels: int) -> TransferData:
     digits = tuple(str(k) for k in range(10))
     return TransferData(digits, digits, source, target, source_test, target_test, cfg.crop_size,
                         channels)
+
+
+def from_config(cfg):
+    """The data a run of ``cfg`` trains on (``tf_translate.data.load``)."""
+    return load(cfg.data, cfg.model.settings["channels"])

@@ -92,3 +92,8 @@ def load(cfg: DataConfig) -> UnpairedData:
         has_test = (root / "testA").is_dir() and (root / "testB").is_dir()
         test = (make("testA", domains[0], 1), make("testB", domains[1], 1)) if has_test else None
     return UnpairedData(domains=domains, train=train, test=test, crop_size=cfg.crop_size)
+
+
+def from_config(cfg):
+    """The data a run of ``cfg`` trains on (``tf_translate.data.load``)."""
+    return load(cfg.data)

@@ -1,3 +1,3 @@
 """Every method module; importing this package registers them all."""
 
-from tf_translate.methods import cyclegan, dtn, fast_style, pix2pix, stargan  # noqa: F401
+from tf_translate.methods import cyclegan, dtn, fast_style, gatys, pix2pix, stargan  # noqa: F401

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import losses
+from tf_translate.nn import losses
 from tf_translate.config import RunConfig
 
 
@@ -31,6 +33,18 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"lr": self.lr, "epochs": self.epochs, "decay_epochs": self.decay_epochs,
                 "steps_per_epoch": self.steps_per_epoch, "every": self.every}
+
+
+@dataclasses.dataclass
+class DomainLabels:
+    """A generator conditioned on named domains (StarGAN): the label vector's entries, whether
+    they are attributes (multi-label), and, for attributes, the discriminator whose
+    classification head reads them off a photo (``classify``) with its training sizes."""
+    names: tuple[str, ...]
+    multi_label: bool
+    discriminator: object = None
+    load_size: int = 0
+    crop_size: int = 0
 
 
 class TranslationModel(keras.Model):

@@ -7,8 +7,10 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import losses, networks
-from tf_translate.layers import ImagePool
+from tf_translate.config import opt
+from tf_translate.nn import losses, networks
+from tf_translate.nn.layers import NORMS, ImagePool
+from tf_translate.nn.losses import GAN_LOSSES
 from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
 
@@ -19,8 +21,8 @@ class CycleGANConfig:
     n_blocks: int = dataclasses.field(default=9, metadata={"help": "residual blocks: 9 for 256px, 6 for 128px"})
     disc_filters: int = dataclasses.field(default=64, metadata={"help": "discriminator filters of the first layer"})
     disc_layers: int = dataclasses.field(default=3, metadata={"help": "PatchGAN depth (3 = 70x70 receptive field)"})
-    norm: str = dataclasses.field(default="instance", metadata={"help": "instance | batch | none"})
-    gan_loss: str = dataclasses.field(default="lsgan", metadata={"help": "lsgan | vanilla | wgan"})
+    norm: str = opt("instance", "normalisation layers", NORMS)
+    gan_loss: str = opt("lsgan", "adversarial loss", GAN_LOSSES)
     lambda_cycle: float = dataclasses.field(default=10.0, metadata={"help": "weight of the cycle L1 loss"})
     lambda_identity: float = dataclasses.field(
         default=0.5, metadata={"help": "identity L1 weight as a fraction of lambda_cycle (0.5 -> 5.0)"})

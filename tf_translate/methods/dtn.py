@@ -10,12 +10,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import classifier, losses, networks, replicas, seeding
+from tf_translate.errors import UsageError
+from tf_translate.nn import classifier, losses, networks
+from tf_translate import replicas, seeding
 from tf_translate.config import opt
 from tf_translate.data import transfer
 from tf_translate.data.images import DataError
-from tf_translate.diff_augment import diff_augment
-from tf_translate.layers import ImagePool
+from tf_translate.nn.augment import diff_augment
+from tf_translate.nn.layers import ImagePool
 from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
 
@@ -45,7 +47,7 @@ class DTNConfig:
                                       "blocks with LeakyReLU 0.2; no face-identity network or emoji set can be had "
                                       "offline, so faces is the configuration only); digits-small is digits with "
                                       "alpha 5, beta 50 and --d-augment, for small digit sets such as the embedded "
-                                      "ones (measured, README)")
+                                      "ones (measured, README)", tuple(PRESETS))
     alpha: float | None = opt(None, "weight of L_CONST, f-constancy |f(x) - f(G(x))|^2 on the source; "
                                     "default: the preset's (digits 15, faces 100, digits-small 5)")
     beta: float | None = opt(None, "weight of L_TID, |x - G(x)|^2 on the target; default: the preset's "
@@ -96,7 +98,7 @@ class DTNConfig:
     def settings(self) -> dict:
         """The preset's values with the explicitly given ones over them."""
         if self.preset not in PRESETS:
-            raise ValueError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
+            raise UsageError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
         given = {k: getattr(self, k) for k in FLAGGED if getattr(self, k) is not None}
         return {**PRESETS[self.preset], **given}
 
@@ -110,7 +112,7 @@ class DTNConfig:
         return dataclasses.replace(self, **{k: settings[k] for k in FLAGGED})
 
 
-@register("dtn", config=DTNConfig, data_kind="transfer",
+@register("dtn", evaluation="classified", resumable=("judge",), config=DTNConfig, data_kind="transfer",
           overrides={"data": {"load_size": 32, "crop_size": 32, "batch_size": 64, "flip": False},
                      "train": {"lr": 2e-4, "epochs": 40, "decay_epochs": 0, "sample_every": 250,
                                "checkpoint_every": 250, "validate_every": 250}},
@@ -151,7 +153,7 @@ class DTN(TranslationModel):
         self.settings = s = m.settings
         side = 2 ** (s["decoder_blocks"] + 1)
         if size != side:
-            raise ValueError(f"--preset {m.preset}: g draws {side}x{side} images; train at that size "
+            raise UsageError(f"--preset {m.preset}: g draws {side}x{side} images; train at that size "
                              f"(--image-size {side} --load-size {side}), not {size}")
         self.f = networks.dtn_encoder(size=size, in_channels=s["channels"], widths=(64, 128, 256, m.features))
         self.f.trainable = False
@@ -164,7 +166,7 @@ class DTN(TranslationModel):
                 raise DataError("--semantic: L_SEM reads G(x) as the source x's class, and this source is "
                                 "unlabelled: put its images in one folder per class, or use --semantic 0")
             if not 0.0 <= m.semantic_eps < 1.0:
-                raise ValueError(f"--semantic-eps {m.semantic_eps}: a move per pixel of images in [-1, 1], at least "
+                raise UsageError(f"--semantic-eps {m.semantic_eps}: a move per pixel of images in [-1, 1], at least "
                                  "0 and below 1 (0.6 on the embedded digits)")
             h_encoder = networks.dtn_encoder(size=size, in_channels=s["channels"], widths=(64, 128, 256, m.features),
                                              name="h_encoder")
@@ -184,9 +186,9 @@ class DTN(TranslationModel):
         self.G_out = self.G
         if m.g_average:
             if not 0.0 < m.g_average < 1.0:
-                raise ValueError(f"--g-average {m.g_average}: a decay between 0 and 1 (e.g. 0.999), or 0 for off")
+                raise UsageError(f"--g-average {m.g_average}: a decay between 0 and 1 (e.g. 0.999), or 0 for off")
             if tf.distribute.get_strategy().num_replicas_in_sync > 1:
-                raise ValueError("--g-average trains on one device only (--strategy default)")
+                raise UsageError("--g-average trains on one device only (--strategy default)")
             self.g_average = decoder("g_average")
             self.g_average.set_weights(self.g.get_weights())
             self.g_average.trainable = False
@@ -199,7 +201,7 @@ class DTN(TranslationModel):
         self.nets = {"f": self.f, "g": self.g, "D": self.D, "G": self.G}
         self.judge = None  # --judge, loaded at the first validation
         if m.g_steps < 1:
-            raise ValueError(f"--g-steps must be at least 1, not {m.g_steps}")
+            raise UsageError(f"--g-steps must be at least 1, not {m.g_steps}")
         self.generator_every = 1 / m.g_steps
 
     # --- stage 1: f ---------------------------------------------------------------------

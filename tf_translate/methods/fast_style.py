@@ -7,9 +7,11 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import networks, perceptual, replicas, seeding
+from tf_translate.data import photos
+from tf_translate.nn import networks, perceptual
+from tf_translate import replicas, seeding
 from tf_translate.config import opt
-from tf_translate.layers import NORMS, label_planes
+from tf_translate.nn.layers import NORMS, label_planes
 from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
 
@@ -25,9 +27,9 @@ class FastStyleConfig:
                                        "(default: the crop size); smaller = larger strokes")
     filters: int = opt(32, "filters of the first layer (c9s1-32)")
     n_blocks: int = opt(5, "residual blocks of 128 filters at 1/4 size")
-    norm: str = opt("instance", f"{' | '.join(NORMS)}: instance (Ulyanov et al.) improves on the paper's batch")
+    norm: str = opt("instance", f"{' | '.join(NORMS)}: instance (Ulyanov et al.) improves on the paper's batch", NORMS)
     upsample: str = opt("resize", "resize (nearest 2x resize + 3x3 conv: no checkerboard) | transpose (the "
-                                  "paper's fractionally strided convolutions)")
+                                  "paper's fractionally strided convolutions)", networks.UPSAMPLE)
     content_weight: float = opt(1.0, "weight of the content loss at relu2_2 (Johnson's code: 1)")
     style_weight: float = opt(1e-4, "weight of the style loss at relu1_2, relu2_2, relu3_3, relu4_3 (the paper's "
                                     "squared Frobenius norms; Johnson's code takes their mean over the C x C "
@@ -37,7 +39,7 @@ class FastStyleConfig:
     weights: str = opt("torchvision", "VGG-16 weights of the loss network: torchvision (offline) | keras")
 
 
-@register("fast_style", config=FastStyleConfig, data_kind="photos", bfloat16=True,
+@register("fast_style", evaluation="perceptual", config=FastStyleConfig, data_kind="photos", bfloat16=True,
           overrides={"data": {"load_size": 256, "crop_size": 256, "batch_size": 4},
                      "train": {"lr": 1e-3, "beta_1": 0.9, "epochs": 2, "decay_epochs": 0},
                      "export": {"tflite_variants": ("float32", "float16", "int8")}},
@@ -52,7 +54,7 @@ class FastStyle(TranslationModel):
     c9s1-3; instance norm; u64 and u32 as resize-convolutions unless ``upsample=transpose``).
     Loss: ``content_weight`` * ℓ_feat(relu2_2) + ``style_weight`` * Σ ℓ_style(relu1_2,
     relu2_2, relu3_3, relu4_3) + ``tv_weight`` * TV, from the frozen VGG-16 of
-    :mod:`tf_translate.features` (which is not part of the model's weights). With
+    :mod:`tf_translate.nn.features` (which is not part of the model's weights). With
     N styles G takes a second input, a per-pixel N-channel style-weight map; each training
     photo is stylised in one style drawn at random.
     """
@@ -66,7 +68,7 @@ class FastStyle(TranslationModel):
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
         m = config.model
-        self.styles = tuple(m.style or (default_style(),))
+        self.styles = tuple(m.style or (photos.default_style(),))
         self.G = networks.resnet_generator(filters=m.filters, n_blocks=m.n_blocks, n_down=2, outer_kernel=9,
                                            conditions=len(self.styles) if len(self.styles) > 1 else 0,
                                            norm_kind=m.norm, upsample=m.upsample, name="G")
@@ -75,7 +77,7 @@ class FastStyle(TranslationModel):
         self.perceptual = perceptual.PerceptualLoss("johnson", weights=m.weights)
         crop = config.data.crop_size
         self.perceptual.check_size(crop, crop, f"the crop size {crop}")
-        targets = [self.perceptual.style_targets(perceptual.load_image(path, m.style_size or crop))
+        targets = [self.perceptual.style_targets(photos.load_image(path, m.style_size or crop))
                    for path in self.styles]
         self.style_grams = {n: tf.concat([t[n] for t in targets], 0) for n in targets[0]}
         self.panel_titles = ("photo", *(f"style {k}" for k in range(len(self.styles))))
@@ -149,7 +151,3 @@ def sweep_map(height: int, width: int, n: int) -> np.ndarray:
     position = np.linspace(0.0, n - 1.0, width)
     weights = np.clip(1.0 - np.abs(position[:, None] - np.arange(n)[None, :]), 0.0, 1.0)
     return np.broadcast_to(weights[None], (height, width, n)).astype(np.float32)
-
-
-def default_style() -> str:
-    return str(perceptual.sample_image("ihc.png"))

@@ -7,10 +7,12 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import losses, networks, seeding
+from tf_translate.errors import UsageError
+from tf_translate.nn import losses, networks
+from tf_translate import seeding
 from tf_translate.config import opt
 from tf_translate.data.frames import blend_weights, is_crossfade, layout
-from tf_translate.layers import NORMS, StatelessDropout
+from tf_translate.nn.layers import NORMS, StatelessDropout
 from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
 
@@ -22,8 +24,8 @@ class Pix2PixConfig:
     dropout: float = opt(0.5, "dropout rate of the first three decoder blocks")
     disc_filters: int = opt(64, "discriminator filters of the first layer")
     disc_layers: int = opt(3, "PatchGAN depth (3 = 70x70 receptive field)")
-    norm: str = opt("instance", f"{' | '.join(NORMS)} (batch norm only with batches > 1)")
-    gan_loss: str = opt("vanilla", "vanilla (binary cross-entropy, the paper) | lsgan | wgan")
+    norm: str = opt("instance", f"{' | '.join(NORMS)} (batch norm only with batches > 1)", NORMS)
+    gan_loss: str = opt("vanilla", "vanilla (binary cross-entropy, the paper) | lsgan | wgan", losses.GAN_LOSSES)
     lambda_l1: float = opt(100.0, "weight of the L1 loss between G(x) and y")
     direction: str = opt("a2b", "for A|B pairs: a2b translates the left image into the right one, b2a back")
     frames_per_image: int = opt(2, "frames side by side in each image file (an A|B pair is 2)")
@@ -34,10 +36,10 @@ class Pix2PixConfig:
     holdout: float = opt(0.2, "without a test/ folder: the last part held out (videos: a time block)")
     residual: str = opt("auto", "on: G learns a correction to the linear blend of its input frames (the "
                         "cross-fade around each target frame; for a pair, the input) instead of the whole "
-                        "target; auto: on when targets lie between input frames (frame interpolation)")
+                        "target; auto: on when targets lie between input frames (frame interpolation)", ("on", "off", "auto"))
 
 
-@register("pix2pix", config=Pix2PixConfig, data_kind="paired", bfloat16=True,
+@register("pix2pix", evaluation="paired", config=Pix2PixConfig, data_kind="paired", bfloat16=True,
           demo={"data": {"load_size": 132, "crop_size": 128},
                 "model": {"filters": 32, "disc_filters": 32},
                 "train": {"epochs": 3, "decay_epochs": 2, "sample_every": 92, "checkpoint_every": 92,
@@ -64,10 +66,10 @@ class Pix2Pix(TranslationModel):
         self.in_channels, self.out_channels = 3 * len(self.inputs), 3 * len(self.targets)
         self.depth = m.depth or networks.unet_depth(crop)
         if 2**self.depth > crop:
-            raise ValueError(f"a U-Net of depth {self.depth} needs crops of at least {2 ** self.depth} px, got {crop}")
+            raise UsageError(f"a U-Net of depth {self.depth} needs crops of at least {2 ** self.depth} px, got {crop}")
         weights = blend_weights(self.inputs, self.targets)
         if m.residual not in ("on", "off", "auto"):
-            raise ValueError(f"residual {m.residual!r}: expected on, off or auto")
+            raise UsageError(f"residual {m.residual!r}: expected on, off or auto")
         between = any(is_crossfade(weights, k) for k in range(len(self.targets)))
         self.residual = m.residual == "on" or (m.residual == "auto" and between)
         self.G = networks.unet_generator(in_channels=self.in_channels, out_channels=self.out_channels,

@@ -7,10 +7,12 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate import losses, networks, replicas, seeding
+from tf_translate.errors import UsageError
+from tf_translate.nn import losses, networks
+from tf_translate import replicas, seeding
 from tf_translate.config import opt
-from tf_translate.layers import label_planes
-from tf_translate.methods.base import TranslationModel
+from tf_translate.nn.layers import label_planes
+from tf_translate.methods.base import DomainLabels, TranslationModel
 from tf_translate.registry import register
 
 TARGET_LABELS, GP_MIX = 11, 12  # seeding purposes: the target domains, the penalty's mixing weights
@@ -24,7 +26,7 @@ class StarGANConfig:
                                     "padding, 4x4 sampling) | fast_style (Johnson's transform network, as the "
                                     "founding write-up used: 9x9 outer and 3x3 sampling convolutions, reflection "
                                     "padding; his sizes with --filters 32 --n-blocks 5); the label enters as "
-                                    "planes beside the image")
+                                    "planes beside the image", GENERATORS)
     filters: int = opt(64, "generator filters of the first layer")
     n_blocks: int = opt(6, "residual blocks of the generator")
     disc_filters: int = opt(64, "discriminator filters of the first layer")
@@ -67,9 +69,9 @@ class StarGAN(TranslationModel):
         super().__init__(config, **kwargs)
         m, data = config.model, config.data
         if m.generator not in GENERATORS:
-            raise ValueError(f"--generator {m.generator!r}: expected one of {', '.join(GENERATORS)}")
+            raise UsageError(f"--generator {m.generator!r}: expected one of {', '.join(GENERATORS)}")
         if m.n_critic < 1:
-            raise ValueError(f"--n-critic must be at least 1, not {m.n_critic}")
+            raise UsageError(f"--n-critic must be at least 1, not {m.n_critic}")
         self.domain_names = tuple(data.domains)
         self.multi_label = bool(m.attrs)  # attributes (set from the table's by the data)
         n = len(self.domain_names)
@@ -174,7 +176,6 @@ class StarGAN(TranslationModel):
         return 4
 
     def domain_labels(self):
-        from tf_translate.export import DomainLabels
 
         data = self.run_config.data
         return DomainLabels(self.domain_names, self.multi_label, self.D, data.load_size, data.crop_size)

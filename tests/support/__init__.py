@@ -1,0 +1,1 @@
+"""Test support: the TF Serving contract stand-in, hostile requests."""

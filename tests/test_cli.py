@@ -1,0 +1,72 @@
+"""The command line as a user meets it: subcommands listed by --help without loading TensorFlow,
+--version, ``python -m tf_translate``, no abbreviated flags, enumerated flags checked before any
+work, a missing --method named, user errors on one line and bugs with their traceback, and no
+TensorFlow start-up lines unless --verbose."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tf_translate import __version__, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_help_lists_every_command_without_tensorflow():
+    script = ("import sys\nfrom tf_translate import cli\ntry:\n    cli.main(['--help'])\n"
+              "except SystemExit as e:\n    print('exit', e.code, 'tensorflow' in sys.modules)\n")
+    done = run("-c", script)
+    assert done.stdout.strip().endswith("exit 0 False"), done.stderr
+    for name in cli.COMMANDS:
+        assert f"\n  {name} " in done.stdout
+    done = run("-m", "tf_translate", "--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"tf-translate {__version__}"
+    done = run("-m", "tf_translate", "bogus")
+    assert done.returncode == 2 and "invalid choice: 'bogus'" in done.stderr
+    done = run("-m", "tf_translate")
+    assert done.returncode == 2 and "commands:" in done.stderr
+
+
+def test_start_up_lines_hidden_unless_verbose(tmp_path):
+    """A failing command prints its one error line and nothing of TensorFlow's start-up."""
+    done = run(str(ROOT / "scripts" / "translate.py"), "--model", str(tmp_path / "none"), "x.png",
+               "--output", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {tmp_path / 'none'}: not an exported model version "
+                                                "(no saved_model.pb)"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "cyclegan", "--epoch", "3"], "unrecognized arguments: --epoch 3"),  # no abbreviations
+    (["--method", "cyclegan", "--norm", "group"], "argument --norm: invalid choice: 'group'"),
+    (["--method", "pix2pix", "--precision", "half"], "argument --precision: invalid choice: 'half'"),
+    (["--method", "cyclegan", "--strategy", "gpu"], "argument --strategy: invalid choice: 'gpu'"),
+    (["--data", "somewhere"], "--method is required: one of cyclegan, dtn, fast_style, gatys, pix2pix, stargan"),
+])
+def test_train_refuses_bad_flags_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv, command="train")
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
+    from tf_translate.errors import UsageError
+
+    def user_error(argv):
+        raise UsageError("--thing 3: expected a colour")
+
+    def bug(argv):
+        return {}["missing"]
+
+    monkeypatch.setitem(cli.COMMANDS, "translate", (user_error, "", False))
+    assert cli.main([], command="translate") == 2
+    assert capsys.readouterr().err == "error: --thing 3: expected a colour\n"
+    monkeypatch.setitem(cli.COMMANDS, "translate", (bug, "", False))
+    with pytest.raises(KeyError, match="missing"):
+        cli.main([], command="translate")

@@ -1,0 +1,1 @@
+"""What users run on trained models: translate, interpolate, cluster, the REST client."""

@@ -1,0 +1,1 @@
+"""Measures of translations: FID/KID, LPIPS, and the evaluation of exported models."""

@@ -1,0 +1,441 @@
+"""Metrics (PSNR, SSIM, L1 on 8-bit RGB) and the evaluation of an exported model.
+
+Unpaired test sets whose files share names across ``testA/`` and ``testB/`` (the same
+subject in both domains) are scored as pairs: G(a) against its b, beside the untranslated a
+against b as the baseline. Without such pairs the score is the cycle reconstruction
+F(G(a)) against a, which needs no ground truth.
+
+Paired models (pix2pix) are scored on held-out stacks, per target frame, against a
+baseline: for frame interpolation the linear cross-fade of the two input frames around
+it (a model worth shipping beats it), otherwise the untranslated input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from tf_translate import data as tf_data, registry
+from tf_translate.data.frames import blend_weights, is_crossfade
+from tf_translate.data.images import DataError
+from tf_translate.data.photos import load_image
+from tf_translate.nn.features import WeightsMissing
+from tf_translate.metrics.fid import frechet_distance, kernel_inception_distance
+from tf_translate.data.pipeline import to_uint8
+from tf_translate.export import Exported
+
+
+def psnr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """PSNR in dB per image of uint8 NHWC batches (max value 255)."""
+    return tf.image.psnr(tf.constant(x), tf.constant(y), max_val=255).numpy()
+
+
+def ssim(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """SSIM per image of uint8 NHWC batches (max value 255, the 11x11 Gaussian window)."""
+    return tf.image.ssim(tf.constant(x), tf.constant(y), max_val=255).numpy()
+
+
+def ssim_7x7(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """SSIM per image with scikit-image's defaults (``structural_similarity``: 7x7 uniform
+    window, sample covariance, data range 255, channels averaged), the variant that many
+    published pix2pix numbers use. Equal to skimage's value up to float rounding."""
+    x, y = (tf.constant(v, tf.float64) for v in (x, y))
+    mean = lambda v: tf.nn.avg_pool2d(v, 7, 1, "VALID")  # noqa: E731  (skimage filters, then crops 3 px)
+    ux, uy = mean(x), mean(y)
+    norm = 49.0 / 48.0
+    vx, vy = norm * (mean(x * x) - ux * ux), norm * (mean(y * y) - uy * uy)
+    vxy = norm * (mean(x * y) - ux * uy)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return tf.reduce_mean(s, axis=[1, 2, 3]).numpy()
+
+
+def l1(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mean absolute error per image in [0, 1] units."""
+    diff = np.abs(x.astype(np.float32) - y.astype(np.float32)) / 255.0
+    return diff.reshape(len(x), -1).mean(axis=1)
+
+
+def scores(x: np.ndarray, y: np.ndarray, lpips=None) -> dict:
+    """Mean PSNR, SSIM (11x11 Gaussian and 7x7 uniform windows) and L1 of two uint8 batches,
+    and LPIPS with an ``lpips.LPIPS`` model."""
+    out = {"psnr": float(np.mean(psnr(x, y))), "ssim": float(np.mean(ssim(x, y))),
+           "ssim_7x7": float(np.mean(ssim_7x7(x, y))), "l1": float(np.mean(l1(x, y)))}
+    if lpips is not None:
+        out["lpips"] = float(np.mean(lpips(x.astype(np.float32) / 255.0, y.astype(np.float32) / 255.0)))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _network(name: str):
+    """The LPIPS or FID network, built once per process (``evaluate --run`` scores two
+    checkpoints, each in both directions)."""
+    if name == "lpips":
+        from tf_translate.metrics.lpips import LPIPS
+
+        return LPIPS()
+    from tf_translate.metrics.fid import FID
+
+    return FID()
+
+
+def pretrained(name: str, report: dict):
+    """The LPIPS or FID network, or None when its weights are not cached: the report's notes
+    then say how to get them, and the other scores are still given."""
+    try:
+        return _network(name)
+    except WeightsMissing as e:
+        report.setdefault("notes", []).append(f"{name.upper()} not computed: {e}")
+        return None
+
+
+def distribution(fid, made: np.ndarray, real: np.ndarray, baseline: np.ndarray) -> dict:
+    """FID and KID of translated images (float [0, 1]) against real ones of the target domain,
+    beside the untranslated inputs against the same; KID is unbiased on small sets, FID is not."""
+    real_features = fid.features(real)
+    out = {"images": [len(made), len(real)]}
+    for key, images in (("translated_vs_target", made), ("input_vs_target", baseline)):
+        features = fid.features(images)
+        kid, spread = kernel_inception_distance(features, real_features)
+        out[key] = {"fid": frechet_distance(features, real_features), "kid": kid, "kid_std": spread}
+    return out
+
+
+def _uint8(images01: np.ndarray) -> np.ndarray:
+    return np.asarray(to_uint8(images01 * 2.0 - 1.0))
+
+
+def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | Path | None = None,
+             classifier_path: str | Path | None = None) -> dict:
+    """Score an exported model on the held-out split of ``source`` (default: its training data);
+    contact sheets, where a method has them, go to ``pictures``. ``classifier_path``: where the
+    target-domain classifier that scores a DTN model is loaded from, or saved to once trained."""
+    model = Exported(model_dir)
+    cfg = model.config
+    if source is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data=source))
+    spec = registry.get(cfg.method)
+    dataset = tf_data.load(spec.data_kind, cfg)
+    report = {"model": str(model_dir), "method": cfg.method, "data": cfg.data.data or "embedded default",
+              "size": cfg.data.crop_size}
+    evaluations = {"perceptual": lambda: _perceptual(model, dataset, cfg, pictures),
+                   "classified": lambda: _transfer(model, dataset, pictures, classifier_path),
+                   "paired": lambda: _paired(model, dataset), "unpaired": lambda: _unpaired(model, dataset, cfg)}
+    report.update(evaluations[spec.evaluation]())  # the registry entry says which
+    return report
+
+
+def evaluate_run(run_dir: str | Path, source: str | None = None, pictures: str | Path | None = None,
+                 classifier_path: str | Path | None = None) -> dict:
+    """Score a run's final checkpoint and, when it validated, its best one. The best was chosen
+    on the same held-out split, so its scores flatter it: published numbers often quote such a
+    best epoch, and the report says which is which."""
+    import tempfile
+
+    from tf_translate import config, export
+    from tf_translate.training import trainer
+
+    run_dir = Path(run_dir)
+    cfg = config.load(run_dir / "config.json")
+    chosen = {"final": trainer.checkpoint_step(run_dir / "checkpoints")}
+    if (run_dir / "best" / "best.json").exists():
+        chosen["best"] = json.loads((run_dir / "best" / "best.json").read_text())["step"]
+    model_cls = registry.get(cfg.method).model
+    checkpoints = {}
+    with tempfile.TemporaryDirectory(prefix="tf_translate_evaluate_") as tmp:
+        for which, step in chosen.items():
+            version = export.export_run(run_dir, export_dir=tmp, best=which == "best", tflite=False)
+            report = evaluate(version, source, Path(pictures) / which if pictures else None, classifier_path)
+            report.update(model=f"{run_dir} ({which} checkpoint, step {step})", step=step)
+            checkpoints[which] = report
+    return {"run": str(run_dir), "method": cfg.method, "checkpoints": checkpoints,
+            "best_by": f"{'lowest' if model_cls.validation_mode == 'min' else 'highest'} {model_cls.validation_key}"}
+
+
+def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations: int = 100) -> dict:
+    """Fast style's quality reference: on each held-out photo, the trained network's weighted
+    perceptual loss (content, style, TV, exactly as in training) beside that of a per-image
+    optimisation of the same loss (Gatys-style L-BFGS from the photo, ``iterations`` steps),
+    which is what the network approximates in one pass. A ratio near 1 = as good as optimising.
+    With ``pictures``, writes the contact sheet (photo | network | optimised) per style."""
+    from tf_translate.methods import gatys
+    from tf_translate.data.pictures import panel
+
+    (x,) = dataset.held_out()
+    m = cfg.model
+    report = {"photos": len(x), "optimiser_iterations": iterations, "styles": {}}
+    for k, style_path in enumerate(m.style):
+        weights = np.eye(len(m.style), dtype=np.float32)[k] if len(m.style) > 1 else None
+        gcfg = gatys.GatysConfig(preset="johnson", size=cfg.data.crop_size, style_size=m.style_size,
+                                 iterations=iterations, content_weight=m.content_weight, style_weight=m.style_weight,
+                                 tv_weight=m.tv_weight, weights=m.weights, init="content")
+        objective = gatys.Objective(gatys.resolved(gcfg), load_image(style_path, m.style_size or cfg.data.crop_size))
+        rows, per_photo = [], []
+        for photo in x:
+            made = model((photo[None] + 1.0) / 2.0, style_weights=weights) * 2.0 - 1.0
+            objective.set_content(tf.constant(photo[None]))
+            network = {key: float(v) for key, v in objective.terms(tf.constant(made, tf.float32)).items()}
+            network["total"] = sum(network.values())
+            final, history, _ = gatys.optimise(gcfg, tf.constant(photo[None]), objective=objective)
+            best = history[-1]
+            optimised = {key: best[key] for key in network}
+            per_photo.append({"network": network, "optimised": optimised,
+                              "ratio": network["total"] / optimised["total"]})
+            rows.append([photo, made[0], final[0]])
+        report["styles"][Path(style_path).name] = {
+            "photos": per_photo,
+            "mean_ratio": float(np.mean([p["ratio"] for p in per_photo])),
+            "max_ratio": float(np.max([p["ratio"] for p in per_photo])),
+            **{f"mean_{who}_{term}": float(np.mean([p[who][term] for p in per_photo]))
+               for who in ("network", "optimised") for term in ("content", "style", "total")}}
+        if pictures is not None:
+            sheet = Path(pictures) / f"style_{k}_sheet.png"
+            sheet.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(panel(rows, ("photo", "network", f"optimised ({iterations} L-BFGS)"))).save(sheet)
+            report["styles"][Path(style_path).name]["sheet"] = str(sheet)
+    if pictures is not None and len(m.style) > 1:
+        report["blend_sheet"] = str(_blend_sheet(model, x[:4], m.style, Path(pictures) / "blend_sheet.png"))
+    return report
+
+
+def target_classifier(dataset, path: Path | None, *, steps: int = 1000, seed: int = 0):
+    """A small CNN (DTN's f architecture with a dense head) trained on the target domain's
+    training images and labels; loaded from ``path`` if it exists, else trained and saved there."""
+    import keras
+
+    from tf_translate.nn import classifier, networks
+
+    if path is not None and Path(path).is_file():
+        return keras.models.load_model(path, compile=False)
+    keras.utils.set_random_seed(seed)
+    size, channels = dataset.crop_size, dataset.channels
+    model = classifier.with_head(networks.dtn_encoder(size=size, in_channels=channels), len(dataset.target_classes),
+                                 name="target_classifier")
+    classifier.train(model, lambda first, count: dataset.labelled("target", batch_size=64, seed=seed,
+                                                                  first_step=first, steps=count),
+                     steps=steps, lr=1e-3, describe="target classifier")
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    return model
+
+
+def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: Path | None) -> dict:
+    """DTN's measure (Taigman et al. 2017, section 5.1): a classifier trained on the target
+    domain's labels reads the translations G(x) of held-out source images; its accuracy
+    against their true classes beside the same on the untranslated images. Because f is a
+    classifier, a g that draws one fixed image per class could score well, so also: f's own
+    held-out accuracy, the f-constancy error, and the within-class diversity of the
+    translations against that of real target images. With ``pictures``: a panel of
+    (source | G(source)) pairs, one row per class."""
+    from tf_translate.nn import classifier
+    from tf_translate.data.pictures import panel
+    from tf_translate.methods.dtn import diversity
+
+    if dataset.target_classes != dataset.classes:
+        raise DataError(f"the target's classes ({', '.join(dataset.target_classes) or 'none: unlabelled'}) are not "
+                        f"the source's ({', '.join(dataset.classes)}): the accuracy measure needs target images in "
+                        "folders named after the source's classes")
+    judge = target_classifier(dataset, None if classifier_path is None else Path(classifier_path))
+    x, labels, _ = dataset.held_out()
+    real, real_labels = dataset.images(dataset.target_test), dataset.target_test.labels
+    made = model((x + 1.0) / 2.0) * 2.0 - 1.0
+    predicted = classifier.predict(judge, made)
+    features, features_made = model.encode((x + 1.0) / 2.0), model.encode((made + 1.0) / 2.0)
+    report = {
+        "source_images": len(x), "target_images": len(real),
+        "target_classifier": {"real_target": classifier.accuracy(judge, real, real_labels),
+                              "untranslated_source": classifier.accuracy(judge, x, labels),
+                              "translated_source": float(np.mean(predicted == labels)),
+                              "translated_per_class": {name: float(np.mean(predicted[labels == k] == k))
+                                                       for k, name in enumerate(dataset.classes)
+                                                       if np.any(labels == k)}},
+        "f": {"source": float(np.mean(np.argmax(model.classify((x + 1.0) / 2.0), 1) == labels)),
+              "translated_source": float(np.mean(np.argmax(model.classify((made + 1.0) / 2.0), 1) == labels)),
+              "real_target": float(np.mean(np.argmax(model.classify((real + 1.0) / 2.0), 1) == real_labels)),
+              "constancy_mse": float(np.mean((features - features_made) ** 2)),
+              "feature_mean_square": float(np.mean(features ** 2))},
+        "diversity": {"translated_source": diversity((made + 1.0) / 2.0, labels),
+                      "real_target": diversity((real + 1.0) / 2.0, real_labels)},
+    }
+    report["diversity"]["ratio"] = report["diversity"]["translated_source"] / report["diversity"]["real_target"]
+    if pictures is not None:
+        rows = []
+        for k in range(len(dataset.classes)):
+            picks = np.flatnonzero(labels == k)[:6]
+            rows.append([image for i in picks for image in (x[i], made[i])])
+        path = Path(pictures) / "dtn_panel.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(panel([r for r in rows if r], ("source", "G(source)") * 6)).save(path)
+        report["panel"] = str(path)
+    return report
+
+
+def _blend_sheet(model: Exported, photos: np.ndarray, styles: tuple[str, ...], path: Path) -> Path:
+    """A multi-style network's style weights at work on ``photos`` ([-1, 1]): each style
+    alone (one-hot), an even global blend, and a per-pixel map sweeping left to right
+    through the styles; the first row shows the style images."""
+    from tf_translate.data.pictures import panel
+    from tf_translate.methods.fast_style import sweep_map
+
+    n, (height, width) = len(styles), photos.shape[1:3]
+    weights = [*np.eye(n, dtype=np.float32), np.full(n, 1.0 / n, np.float32), sweep_map(height, width, n)]
+    blank = np.ones((height, width, 3), np.float32)
+    tiles = [tf.image.resize_with_crop_or_pad(load_image(s, max(height, width)), height, width)[0].numpy()
+             for s in styles]
+    rows = [[blank, *tiles, blank, blank]]
+    rows += [[photo, *(model((photo[None] + 1.0) / 2.0, style_weights=w)[0] * 2.0 - 1.0 for w in weights)]
+             for photo in photos]
+    titles = ("photo", *(f"style {k}" for k in range(n)), "even blend", f"sweep 0 to {n - 1}")
+    Image.fromarray(panel(rows, titles)).save(path)
+    return path
+
+
+def _unpaired(model: Exported, dataset, cfg) -> dict:
+    x, y = dataset.held_out()
+    x01, y01 = (x + 1.0) / 2.0, (y + 1.0) / 2.0
+    a, b = cfg.data.domains
+    names_a = [Path(dataset.test[0].label(i)).stem for i in range(len(x))]
+    names_b = [Path(dataset.test[1].label(i)).stem for i in range(len(y))]
+    report = {"images": {a: len(x), b: len(y)}}
+    common = sorted(set(names_a) & set(names_b))
+    if common:
+        ia = [names_a.index(n) for n in common]
+        ib = [names_b.index(n) for n in common]
+        report["paired"] = len(common)
+        lpips = pretrained("lpips", report)
+        for src, dst, xs, ys in ((a, b, x01[ia], y01[ib]), (b, a, y01[ib], x01[ia])):
+            out = model(xs, to=dst)
+            report[f"{src}2{dst}"] = {"translated_vs_target": scores(_uint8(out), _uint8(ys), lpips),
+                                      "input_vs_target": scores(_uint8(xs), _uint8(ys), lpips)}
+    else:
+        for src, dst, xs in ((a, b, x01), (b, a, y01)):
+            back = model(model(xs, to=dst), to=src)
+            report[f"{src}2{dst}2{src}"] = {"reconstruction_vs_input": scores(_uint8(back), _uint8(xs))}
+    fid = pretrained("fid", report)
+    if fid is not None:  # every held-out image of each domain, paired or not
+        report["distribution"] = {f"{src}2{dst}": distribution(fid, model(xs, to=dst), ys, xs)
+                                  for src, dst, xs, ys in ((a, b, x01, y01), (b, a, y01, x01))}
+    return report
+
+
+def blend(frames: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """``sum_i weights[i] * frames[i]`` of uint8 frames, in float64, rounded to uint8."""
+    mixed = sum(w * f.astype(np.float64) for w, f in zip(weights, frames))
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
+def _paired(model: Exported, dataset) -> dict:
+    """G(x) against y on held-out stacks, per target frame, beside the linear baseline of
+    ``frames.blend_weights``: the cross-fade of the two input frames around a target (frame
+    interpolation), else the nearest input frame itself."""
+    if dataset.test is None:
+        raise DataError("no held-out data to evaluate on (a test/ folder, or a holdout above 0)")
+    stacks = dataset.stacks(dataset.test)  # uint8 (N, K, H, W, 3)
+    x = np.concatenate([stacks[:, i] for i in dataset.inputs], axis=-1)
+    out = np.concatenate([model.images(x[i: i + 1]) for i in range(len(x))])
+    weights = blend_weights(dataset.inputs, dataset.targets)
+    report = {"samples": len(stacks), "inputs": list(dataset.inputs), "targets": list(dataset.targets)}
+    lpips = pretrained("lpips", report)
+    for k, t in enumerate(dataset.targets):
+        real, made = stacks[:, t], out[..., 3 * k: 3 * k + 3]
+        baseline = blend([stacks[:, i] for i in dataset.inputs], weights[:, k])
+        name = "crossfade_vs_real" if is_crossfade(weights, k) else "input_vs_real"
+        key = f"frame {t}" if len(dataset.targets) > 1 else "translate"
+        report[key] = {"generated_vs_real": scores(made, real, lpips), name: scores(baseline, real, lpips)}
+    frames = [report[f"frame {t}"] for t in dataset.targets] if len(dataset.targets) > 1 else []
+    if frames:
+        report["mean over frames"] = {compared: {m: float(np.mean([f[compared][m] for f in frames]))
+                                                 for m in frames[0][compared]} for compared in frames[0]}
+    return report
+
+
+def markdown(report: dict) -> str:
+    if "checkpoints" in report:  # a run: the final and the best checkpoint
+        lines = [f"# Evaluation of the run {report['run']} ({report['method']})", ""]
+        if "best" in report["checkpoints"]:
+            lines += [f"The best checkpoint is the one with the {report['best_by']} on the held-out split that is "
+                      "scored here too, so its scores are optimistic; the final checkpoint's are not. Published "
+                      "numbers often quote such a best epoch.", ""]
+        for which, sub in report["checkpoints"].items():
+            lines.append(markdown(sub).replace("# Evaluation of", f"## {which.capitalize()} checkpoint:", 1))
+        return "\n".join(lines)
+    if "styles" in report:
+        return _style_markdown(report)
+    if "target_classifier" in report:
+        return _transfer_markdown(report)
+    lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
+             "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 | LPIPS |", "|---|---|---|---|---|---|---|"]
+    for key, value in report.items():
+        if isinstance(value, dict) and key not in ("images", "distribution"):
+            for compared, s in value.items():
+                lpips = f"{s['lpips']:.4f}" if "lpips" in s else "–"
+                lines.append(f"| {key} | {compared.replace('_', ' ')} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
+                             f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} | {lpips} |")
+    if "distribution" in report:
+        lines += ["", "Distances between the sets of images (FID Inception features; FID is biased upwards on small "
+                  "sets, KID is not: compare KID across models, FID only with the same number of images):", "",
+                  "| direction | compared | images | FID | KID (x 1000) |", "|---|---|---|---:|---:|"]
+        for key, d in report["distribution"].items():
+            for compared in ("translated_vs_target", "input_vs_target"):
+                s = d[compared]
+                lines.append(f"| {key} | {compared.replace('_', ' ')} | {d['images'][0]} vs {d['images'][1]} | "
+                             f"{s['fid']:.2f} | {1000 * s['kid']:.2f}"
+                             + (f" ± {1000 * s['kid_std']:.2f} |" if s["kid_std"] else " |"))
+    lines += [f"\nNote: {note}" for note in report.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def _style_markdown(report: dict) -> str:
+    lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
+             f"Weighted perceptual loss on {report['photos']} held-out photos: the network's single pass against "
+             f"a per-photo optimisation of the same loss ({report['optimiser_iterations']} L-BFGS iterations "
+             "from the photo). Ratio = network / optimised (1 = as good as optimising).", "",
+             "| style | network content | network style | network total | optimised content | optimised style | "
+             "optimised total | mean ratio | max ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, s in report["styles"].items():
+        lines.append(f"| {name} | {s['mean_network_content']:.4g} | {s['mean_network_style']:.4g} | "
+                     f"{s['mean_network_total']:.4g} | {s['mean_optimised_content']:.4g} | "
+                     f"{s['mean_optimised_style']:.4g} | {s['mean_optimised_total']:.4g} | {s['mean_ratio']:.2f} | "
+                     f"{s['max_ratio']:.2f} |")
+    pictures = [s["sheet"] for s in report["styles"].values() if "sheet" in s] + \
+        ([report["blend_sheet"]] if "blend_sheet" in report else [])
+    if pictures:
+        lines += ["", "Contact sheets: " + ", ".join(f"`{p}`" for p in pictures)]
+    return "\n".join(lines) + "\n"
+
+
+def _transfer_markdown(report: dict) -> str:
+    c, f, d = report["target_classifier"], report["f"], report["diversity"]
+    lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
+             f"{report['source_images']} held-out source images; {report['target_images']} held-out target images.", "",
+             "| measure | value |", "|---|---:|",
+             f"| target classifier on real held-out target images | {c['real_target']:.2%} |",
+             f"| target classifier on the untranslated source images | {c['untranslated_source']:.2%} |",
+             f"| **target classifier on G(source)** | **{c['translated_source']:.2%}** |",
+             f"| f on the held-out source images | {f['source']:.2%} |",
+             f"| f on G(source) | {f['translated_source']:.2%} |",
+             f"| f on real held-out target images (how well f's classes carry over) | {f['real_target']:.2%} |",
+             f"| f-constancy MSE(f(x), f(G(x))) (mean f(x)^2: {f['feature_mean_square']:.4g}) | {f['constancy_mse']:.4g} |",
+             f"| within-class diversity of G(source) / of real targets | {d['translated_source']:.3f} / "
+             f"{d['real_target']:.3f} = {d['ratio']:.2f} |", "",
+             "Per class, target classifier on G(source): "
+             + ", ".join(f"{k}: {v:.0%}" for k, v in c["translated_per_class"].items())]
+    if "panel" in report:
+        lines += ["", f"Panel: `{report['panel']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, output: str | Path) -> tuple[Path, Path]:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = output.with_suffix(".json"), output.with_suffix(".md")
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md_path.write_text(markdown(report))
+    return json_path, md_path

@@ -1,0 +1,1 @@
+"""Building blocks of the networks: layers, builders, losses, perceptual features, augmentation."""

@@ -1,0 +1,318 @@
+"""Small reusable layers and blocks shared by every network."""
+
+from __future__ import annotations
+
+import contextvars
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from tf_translate.errors import UsageError
+from tf_translate import replicas, seeding
+
+# N(0, 0.02), as the CycleGAN, pix2pix and DCGAN papers initialise convolutions.
+def weight_init(seed: int | None = None) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(0.0, 0.02, seed=seed)
+
+
+class ReflectionPadding2D(layers.Layer):
+    """Reflection padding of the spatial dimensions (PyTorch's ``nn.ReflectionPad2d``).
+
+    REFLECT needs the pad to be smaller than the side, so networks using it have a minimum
+    input size (``min_size`` of the model); a conditional fallback would put a ``tf.If`` in
+    the graph, which a builtin-ops TFLite conversion rejects.
+    """
+
+    def __init__(self, padding: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, x):
+        p = self.padding
+        return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], "REFLECT")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        grow = lambda n: None if n is None else n + 2 * self.padding  # noqa: E731
+        return (b, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+class NearestUpsampling2D(layers.Layer):
+    """2x nearest-neighbour up-sampling as a channel concatenation and a depth-to-space.
+    Keras' ``UpSampling2D`` repeats along each axis, which on dynamic shapes loses the
+    channel count the TFLite converter needs for the convolution that follows, and
+    ``tf.image.resize``'s gradient has no XLA kernel; CONCATENATION and DEPTH_TO_SPACE are
+    TFLite builtins (int8 too) and differentiate under XLA."""
+
+    def call(self, x):
+        return tf.nn.depth_to_space(tf.concat([x] * 4, axis=-1), 2)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
+
+
+def label_planes(vectors, like):
+    """Vectors [batch, N] (style weights, domain labels) as constant planes [batch, H, W, N]
+    at ``like``'s height and width, the form a conditional generator takes them in."""
+    shape = tf.shape(like)
+    return tf.tile(vectors[:, None, None, :], [1, shape[1], shape[2], 1])
+
+
+class InstanceNorm(layers.Layer):
+    """Instance normalisation (Ulyanov et al. 2016): per sample and channel, over H and W.
+
+    Written with mean, multiply and rsqrt, not ``tf.nn.moments`` or GroupNormalization, so a
+    full-integer TFLite conversion keeps no float islands (no SQUARE, no NEG). Equal in float
+    to ``keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)``; epsilon 1e-5 as in the
+    PyTorch references. Statistics are computed in float32 whatever the compute dtype.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, center: bool = True, scale: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+        self.center = center
+        self.scale = scale
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma") if self.scale else None
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta") if self.center else None
+
+    def call(self, x):
+        dtype = x.dtype
+        x = tf.cast(x, tf.float32)
+        shared = _SHARED_STATISTICS.get()
+        if shared is not None and shared.given is not None:  # a tile: the whole image's statistics
+            channels = x.shape[-1]
+            mean = shared.given[:, None, None, shared.offset: shared.offset + channels]
+            variance = shared.given[:, None, None, shared.offset + channels: shared.offset + 2 * channels]
+            shared.offset += 2 * channels
+            centered = x - mean
+        else:
+            mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+            centered = x - mean
+            variance = tf.reduce_mean(centered * centered, axis=[1, 2], keepdims=True)
+            if shared is not None:
+                shared.recorded += [mean[:, 0, 0, :], variance[:, 0, 0, :]]
+        y = centered * tf.math.rsqrt(variance + self.epsilon)
+        if self.gamma is not None:
+            y = y * tf.cast(self.gamma, tf.float32)
+        if self.beta is not None:
+            y = y + tf.cast(self.beta, tf.float32)
+        return tf.cast(y, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+
+
+NORMS = ("instance", "batch", "none")
+
+
+class SharedStatistics:
+    """Instance-norm statistics carried from one call of a network to another, so that tiles
+    of a large image are normalised as the whole image is (statistics per tile shift the
+    colour of each tile). Inside ``with SharedStatistics() as s:`` a call records every
+    InstanceNorm's mean and variance, in call order, into ``s.flat()`` ([batch, 2 * sum of
+    channels]); inside ``with SharedStatistics(flat):`` each InstanceNorm uses its slice of
+    ``flat`` instead of its input's statistics. Read when a network is traced, so it works
+    inside tf.function and exported signatures."""
+
+    def __init__(self, given=None):
+        self.given, self.offset, self.recorded = given, 0, []
+
+    def flat(self):
+        return tf.concat(self.recorded, axis=-1)
+
+    def __enter__(self):
+        self.token = _SHARED_STATISTICS.set(self)
+        return self
+
+    def __exit__(self, *exc):
+        _SHARED_STATISTICS.reset(self.token)
+
+
+_SHARED_STATISTICS = contextvars.ContextVar("shared_instance_norm_statistics", default=None)
+
+
+def norm(kind: str, name: str) -> layers.Layer:
+    """The normalisation layer named ``kind``: instance (default), batch, or none (identity)."""
+    if kind == "instance":
+        return InstanceNorm(name=name)
+    if kind == "batch":
+        # synchronized: statistics of the global batch under tf.distribute, as on one device
+        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name=name)
+    if kind == "none":
+        return layers.Identity(name=name)
+    raise UsageError(f"unknown norm {kind!r}; expected one of {', '.join(NORMS)}")
+
+
+def activation(kind: str | None, name: str):
+    if kind is None:
+        return lambda x: x
+    if kind.startswith("lrelu"):
+        slope = float(kind[len("lrelu"):] or 0.2)
+        return layers.LeakyReLU(negative_slope=slope, name=name)
+    return layers.Activation(kind, name=name)
+
+
+def conv_block(
+    x,
+    filters: int,
+    kernel: int,
+    *,
+    name: str,
+    stride: int = 1,
+    pad: str = "zero",
+    norm_kind: str = "instance",
+    act: str | None = "relu",
+    transpose: bool = False,
+    use_bias: bool = True,
+):
+    """Padding -> (transposed) convolution -> norm -> activation, the unit of every network.
+
+    ``pad`` is ``reflect`` or ``zero`` (explicit, PyTorch-style k//2 or 1 for 4x4 kernels),
+    ``same`` (Keras same padding) or ``valid``. A transposed convolution has Keras' ``same``
+    output grid unless ``pad`` is ``torch``: then PyTorch's ``ConvTranspose2d(padding=p,
+    output_padding=stride + 2p - kernel)``, which for a 3x3 kernel samples one pixel later.
+    """
+    if transpose:
+        torch_grid = pad == "torch"
+        x = layers.Conv2DTranspose(
+            filters, kernel, strides=stride, padding="valid" if torch_grid else "same", use_bias=use_bias,
+            kernel_initializer=weight_init(), name=f"{name}_deconv",
+        )(x)
+        if torch_grid:  # PyTorch crops p from the full output's start and p - output_padding from its end
+            p = (kernel - 1) // 2 if kernel % 2 else 1
+            cut = (p, p - (stride + 2 * p - kernel))
+            x = layers.Cropping2D((cut, cut), name=f"{name}_crop")(x)
+    else:
+        padding = "valid"
+        amount = (kernel - 1) // 2 if kernel % 2 else 1
+        if pad == "reflect":
+            x = ReflectionPadding2D(amount, name=f"{name}_pad")(x)
+        elif pad == "zero":
+            x = layers.ZeroPadding2D(amount, name=f"{name}_pad")(x)
+        else:
+            padding = pad
+        x = layers.Conv2D(
+            filters, kernel, strides=stride, padding=padding, use_bias=use_bias,
+            kernel_initializer=weight_init(), name=f"{name}_conv",
+        )(x)
+    if norm_kind != "none":
+        x = norm(norm_kind, f"{name}_norm")(x)
+    return activation(act, f"{name}_act")(x)
+
+
+def residual_block(x, filters: int, *, name: str, norm_kind: str = "instance", pad: str = "reflect"):
+    """Two 3x3 convolutions with a skip connection (He et al.), as in CycleGAN and Johnson et al."""
+    y = conv_block(x, filters, 3, name=f"{name}_a", pad=pad, norm_kind=norm_kind, act="relu")
+    y = conv_block(y, filters, 3, name=f"{name}_b", pad=pad, norm_kind=norm_kind, act=None)
+    return layers.Add(name=f"{name}_add")([x, y])
+
+
+class StatelessDropout(layers.Layer):
+    """Dropout whose training mask derives from a seed, so a resumed run drops the units the
+    uninterrupted one would have (DESIGN convention 6).
+
+    The model sets ``seed_fn``, a function returning a [2] int32 seed (from its seed and the
+    step) read while the training step is traced; the mask is drawn for the global batch and
+    each replica keeps its rows (``replicas.draw``), so replicas drop what one device would.
+    With ``at_test`` set (pix2pix's test-time noise) inference drops units too, with fresh
+    randomness per call.
+    """
+
+    def __init__(self, rate: float, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed_fn = None
+        self.at_test = False
+
+    def call(self, x, training=False):
+        if self.rate == 0.0 or not (training or self.at_test):
+            return x
+        if training and self.seed_fn is not None:
+            seed, shape = self.seed_fn(), tf.shape(x)
+            # tf.nn.experimental.stateless_dropout's mask, for the global batch
+            uniform = replicas.draw(lambda n: tf.random.stateless_uniform(
+                tf.concat([[n], shape[1:]], 0), seed, dtype=x.dtype), shape[0])
+            return x * tf.cast(1.0 / (1.0 - self.rate), x.dtype) * tf.cast(uniform >= self.rate, x.dtype)
+        return tf.nn.dropout(x, self.rate)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+class FrameBlend(layers.Layer):
+    """A fixed linear mix of stacked RGB frames: output frame ``t`` is
+    ``sum_i weights[i, t] * input frame i`` (``weights``: (frames in, frames out)), as a 1x1
+    convolution with a constant kernel. No trainable weights."""
+
+    def __init__(self, weights, **kwargs):
+        super().__init__(**kwargs)
+        self.blend = [[float(w) for w in row] for row in weights]
+
+    def call(self, x):
+        kernel = tf.constant(np.kron(np.asarray(self.blend), np.eye(3))[None, None], x.dtype)
+        return tf.nn.conv2d(x, kernel, 1, "VALID")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 3 * len(self.blend[0]))
+
+    def get_config(self):
+        return {**super().get_config(), "weights": self.blend}
+
+
+class ImagePool(layers.Layer):
+    """History of generated images shown to a discriminator (Shrivastava et al. 2017), as in
+    CycleGAN: while the pool is filling every image is stored and returned; afterwards, with
+    probability 1/2 an image is swapped with a random stored one, which is returned instead.
+    The pool is a layer weight, so checkpoints save and restore it, and every random choice
+    is derived from (seed, step, element) so a resumed run draws the same ones.
+    """
+
+    def __init__(self, size: int, image_shape: tuple, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+        self.image_shape = tuple(image_shape)
+        self.seed = seed
+        # Every replica makes the same update (from the global batch); the first one's is kept.
+        self.images = self.add_weight(shape=(max(self.size, 1), *self.image_shape), initializer="zeros",
+                                      trainable=False, name="images", aggregation="only_first_replica")
+        self.count = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="count",
+                                     aggregation="only_first_replica")
+
+    def query(self, images, step):
+        if self.size == 0:
+            return images
+        local = images.shape[0]  # static per-replica batch size
+        images = replicas.gather(images)  # the pool takes in the global batch, in order, as on one device
+        out = []
+        for k in range(images.shape[0]):
+            image = tf.cast(images[k], self.images.dtype)
+            count = self.count.value
+            u = tf.random.stateless_uniform([], seed=seeding.derive(self.seed, seeding.POOL, step, k, 0))
+            slot = tf.random.stateless_uniform([], seed=seeding.derive(self.seed, seeding.POOL, step, k, 1),
+                                               minval=0, maxval=self.size, dtype=tf.int32)
+            filling = count < self.size
+            swap = tf.logical_and(tf.logical_not(filling), u > 0.5)
+            target = tf.where(filling, count, slot)
+            # gather, not slicing: XLA would bake a sliced index into the program and recompile every step
+            previous = tf.gather(self.images.value, target)
+            write = tf.logical_or(filling, swap)
+            update = [tf.where(write, image, previous)]
+            if not tf.distribute.has_strategy():
+                self.images.value.scatter_nd_update([[target]], update)
+            else:  # a mirrored variable (one replica or several) has no scatter in replica context
+                self.images.assign(tf.tensor_scatter_nd_update(self.images.value, [[target]], update))
+            self.count.assign(tf.minimum(count + 1, self.size))
+            out.append(tf.where(swap, previous, image))
+        return replicas.local_rows(tf.cast(tf.stack(out), images.dtype), local)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "image_shape": self.image_shape, "seed": self.seed}

@@ -1,0 +1,124 @@
+"""Loss functions. Each returns one value per sample (shape ``(batch,)``); a train step
+reduces them with :func:`reduce` by the *global* batch size, which keeps gradients right
+under ``tf.distribute`` (a plain mean per replica would scale them by the replica count).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_translate.errors import UsageError
+
+GAN_LOSSES = ("lsgan", "vanilla", "wgan")
+
+
+def reduce(per_sample, global_batch_size=None):
+    """Mean over the global batch: sum of this replica's values / global batch size."""
+    return tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch_size)
+
+
+def _per_sample_mean(x):
+    return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+
+def gan_loss(kind: str, scores, target_is_real: bool):
+    """Adversarial loss on discriminator scores (logits), per sample.
+
+    lsgan: (D - t)^2 (Mao et al., as in CycleGAN); vanilla: sigmoid cross-entropy
+    (Goodfellow et al., as in pix2pix); wgan: -D for real, +D for fake (Arjovsky et al.).
+    """
+    scores = tf.cast(scores, tf.float32)
+    if kind == "lsgan":
+        target = 1.0 if target_is_real else 0.0
+        return _per_sample_mean(tf.square(scores - target))
+    if kind == "vanilla":
+        labels = tf.ones_like(scores) if target_is_real else tf.zeros_like(scores)
+        return _per_sample_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=scores))
+    if kind == "wgan":
+        return _per_sample_mean(-scores if target_is_real else scores)
+    raise UsageError(f"unknown GAN loss {kind!r}; expected one of {', '.join(GAN_LOSSES)}")
+
+
+def l1(a, b):
+    """Mean absolute error per sample."""
+    return _per_sample_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+
+
+def gram(features):
+    """Gram matrices F Fᵀ / (C·H·W) per sample, (batch, C, C): channel correlations over all
+    positions, normalised by the layer's size (Johnson et al.; chainer-gogh). The paper's
+    G = F Fᵀ is this times N·M (channels N, positions M)."""
+    features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], -1, shape[3]])
+    size = tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+    return tf.matmul(flat, flat, transpose_a=True) / size
+
+
+def sum_squares(x):
+    """Sum of squares per sample."""
+    return tf.reduce_sum(tf.reshape(tf.square(tf.cast(x, tf.float32)), [tf.shape(x)[0], -1]), axis=1)
+
+
+def mse(a, b):
+    """Mean squared error per sample."""
+    return _per_sample_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+
+
+def total_variation(images):
+    """Sum of squared differences between neighbouring pixels per sample (the smoothness
+    regulariser of Mahendran & Vedaldi with beta 2, as in Johnson et al.'s code)."""
+    images = tf.cast(images, tf.float32)
+    return sum_squares(images[:, 1:, :, :] - images[:, :-1, :, :]) + sum_squares(images[:, :, 1:, :] - images[:, :, :-1, :])
+
+
+def gradient_penalty(critic, real, fake, alpha):
+    """WGAN-GP's penalty per sample (Gulrajani et al. 2017): (‖∇ critic(x̂)‖₂ − 1)² at
+    x̂ = α·real + (1 − α)·fake, ``alpha`` one uniform number per sample; ``critic`` maps
+    images to scores whose sum per sample is differentiated (a PatchGAN's patch scores, as
+    StarGAN's code does)."""
+    real, fake = tf.cast(real, tf.float32), tf.cast(fake, tf.float32)
+    mixed = alpha[:, None, None, None] * real + (1.0 - alpha[:, None, None, None]) * fake
+    with tf.GradientTape() as tape:
+        tape.watch(mixed)
+        scores = tf.cast(critic(mixed), tf.float32)
+    grads = tape.gradient(scores, mixed)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(grads, [tf.shape(grads)[0], -1])), axis=1) + 1e-12)
+    return tf.square(norms - 1.0)
+
+
+def domain_classification(logits, labels, multi_label: bool):
+    """StarGAN's domain classification loss per sample: softmax cross-entropy against a
+    one-hot target domain (single-label), or the sum of sigmoid cross-entropies over binary
+    attributes (multi-label, as for CelebA)."""
+    logits, labels = tf.cast(logits, tf.float32), tf.cast(labels, tf.float32)
+    if multi_label:
+        return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=1)
+    return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def anisotropic_total_variation(images):
+    """Sum of absolute differences between neighbouring pixels per sample (DTN's L_TV)."""
+    images = tf.cast(images, tf.float32)
+    absolute = lambda d: tf.reduce_sum(tf.reshape(tf.abs(d), [tf.shape(d)[0], -1]), axis=1)  # noqa: E731
+    return absolute(images[:, 1:, :, :] - images[:, :-1, :, :]) + absolute(images[:, :, 1:, :] - images[:, :, :-1, :])
+
+
+# DTN's ternary discriminator classes: G(x) of a source x, G(x) of a target x, a real target x.
+FAKE_SOURCE, FAKE_TARGET, REAL_TARGET = range(3)
+
+
+def _ternary(logits, label: int):
+    logits = tf.cast(logits, tf.float32)
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.fill(tf.shape(logits)[:1], label), logits)
+
+
+def dtn_discriminator_loss(on_fake_source, on_fake_target, on_real_target):
+    """L_D per sample: -log D_1(G(x_s)) - log D_2(G(x_t)) - log D_3(x_t) (softmax over 3 classes)."""
+    return (_ternary(on_fake_source, FAKE_SOURCE) + _ternary(on_fake_target, FAKE_TARGET)
+            + _ternary(on_real_target, REAL_TARGET))
+
+
+def dtn_generator_loss(on_fake_source, on_fake_target):
+    """L_GANG per sample: -log D_3(G(x_s)) - log D_3(G(x_t))."""
+    return _ternary(on_fake_source, REAL_TARGET) + _ternary(on_fake_target, REAL_TARGET)

@@ -1,0 +1,1 @@
+"""Training runs: the trainer, its callbacks, strategies and precision."""
