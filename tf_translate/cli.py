@@ -20,7 +20,7 @@ from tf_translate.errors import ExportError, TrainingError, UsageError
 USER_ERRORS = (UsageError, ExportError, TrainingError, FileNotFoundError)
 
 
-# Flag names that differ from the field names (the DESIGN command-line contract).
+# Flag names that differ from the field names (the command-line contract every method shares).
 FLAG_NAMES = {("train", "output"): "output", ("data", "data"): "data", ("export", "export_dir"): "export-dir",
               ("export", "max_pixels"): "serving-max-pixels"}
 

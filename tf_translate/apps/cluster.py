@@ -1,4 +1,4 @@
-"""Curating a folder of images by clustering (METHODS.md section 7): embed every image with
+"""Curating a folder of images by clustering: embed every image with
 the canonical VGG-16, group the embeddings with k-means, show each group as a contact sheet,
 and keep the groups that belong.
 

@@ -218,7 +218,7 @@ def residual_block(x, filters: int, *, name: str, norm_kind: str = "instance", p
 
 class StatelessDropout(layers.Layer):
     """Dropout whose training mask derives from a seed, so a resumed run drops the units the
-    uninterrupted one would have (DESIGN convention 6).
+    uninterrupted one would have.
 
     The model sets ``seed_fn``, a function returning a [2] int32 seed (from its seed and the
     step) read while the training step is traced; the mask is drawn for the global batch and

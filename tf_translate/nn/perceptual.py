@@ -1,6 +1,6 @@
 """Perceptual losses on a frozen VGG-16: the content and style (Gram) terms of Gatys et al.
 (``gatys``), of the chainer-gogh program (``chainer-gogh``) and of Johnson et al.
-(``johnson``), each as in its source (``../shared/METHODS.md`` §3, §4).
+(``johnson``), each as in its source (Gatys et al. 2015; Johnson et al. 2016).
 
 Every term returns one value per sample. The sources' loss weights (the paper's alpha/beta,
 chainer-gogh's lam, Johnson's content and style weights) were set for Caffe's VGG-16, whose

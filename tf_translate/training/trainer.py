@@ -31,11 +31,10 @@ SILENT_CHANGES = {("train", "output"), ("export", "export_dir")}  # where, not h
 
 
 def resolve_jit(setting: str, precision: str = "float32") -> bool:
-    """``auto`` = on: XLA measured faster for these networks on the 2-core AVX2 CPU first
-    measured (CycleGAN ResNet-6 steps 1.37x at 64 px, 1.42x at 256; benchmarks/) and is the
-    usual win on GPUs; its first step compiles for about a minute, which ``off`` avoids. But
-    off under mixed_bfloat16 on a CPU-only machine: XLA's CPU code there loses the bfloat16
-    gain (0.84-1.04x of float32 without XLA, against 1.18-1.83x without; README, Scale out)."""
+    """``auto`` = on: XLA measured faster for these networks on AVX2 CPUs and is the usual win
+    on GPUs; its first step compiles for about a minute, which ``off`` avoids. But off under
+    mixed_bfloat16 on a CPU-only machine, where XLA's CPU code loses the bfloat16 gain (the
+    measurements: README, Scale out, and benchmarks/)."""
     if setting not in ("auto", "on", "off"):
         raise UsageError(f"--jit-compile {setting!r}: expected auto, on or off")
     if setting == "auto" and precision == "mixed_bfloat16":
