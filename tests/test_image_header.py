@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tests.fuzz_signatures import gif
+from tests.support.fuzz_signatures import gif
 from tf_translate.export import image_header
 
 declared = tf.function(image_header.declared_size)

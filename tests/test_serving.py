@@ -273,7 +273,7 @@ def test_serve_client_against_the_contract_server(exports, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def fuzzed(exports, tmp_path_factory) -> dict:
     """Every exportable method's tiny export, every signature fed hostile requests in one
-    process (tests/fuzz_signatures.py), then a good one: {version folder: [outcomes]}."""
+    process (tests/support/fuzz_signatures.py), then a good one: {version folder: [outcomes]}."""
     versions = []
     for method in EXPORTABLE:
         try:
@@ -281,7 +281,7 @@ def fuzzed(exports, tmp_path_factory) -> dict:
         except pytest.skip.Exception:  # fast style without the VGG-16 weights: the others still run
             pass
     out = tmp_path_factory.mktemp("fuzz") / "outcomes.json"
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_signatures.py"), str(out), *versions],
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "support" / "fuzz_signatures.py"), str(out), *versions],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"the serving process died (exit {done.returncode}): {done.stderr[-3000:]}"
     return json.loads(out.read_text())
@@ -291,7 +291,7 @@ def test_decompression_bombs_are_refused_before_decoding(fuzzed):
     """A 12000 x 12000 PNG of 450 KB, and JPEG, GIF, BMP and WebP files that declare huge sizes,
     to every bytes signature: InvalidArgument naming the size and the limit; the process lives
     (it would abort on std::bad_alloc) and answers a good request afterwards."""
-    from tests.fuzz_signatures import bombs
+    from tests.support.fuzz_signatures import bombs
 
     cases = set(bombs())
     for version, rows in fuzzed.items():

@@ -22,11 +22,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.support import serving  # noqa: E402
 from tf_translate import config  # noqa: E402
-from tests.support import serving
-from tf_translate.export import serving_config
+from tf_translate.export import serving_config  # noqa: E402
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
