@@ -141,7 +141,7 @@ def cmd_export(argv):
     parser.add_argument("--max-pixels", type=int, help="the exported signatures refuse an image of more pixels (a "
                         "float request: of more batch x height x width) before decoding it or running the "
                         "generator (default: as the run was configured, "
-                        f"{config.SERVING_MAX_PIXELS:,} unless set; README, Serving)")
+                        f"{config.SERVING_MAX_PIXELS:,} unless set; docs/serving.md)")
     parser.add_argument("--serving-config", metavar="PATH",
                         help="write a models.config (ModelServerConfig) there for every model under --models")
     parser.add_argument("--models", default="exported", help="the folder of exported models (NAME/VERSION/) that "

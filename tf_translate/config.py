@@ -19,7 +19,7 @@ from tf_translate.errors import UsageError
 
 SECTIONS = ("data", "train", "export", "model")
 # The exports' default pixel limit per request: 2048 x 2048 (measured memory per pixel of the
-# generators at their paper sizes: README, Serving).
+# generators at their paper sizes: docs/serving.md).
 SERVING_MAX_PIXELS = 2048 * 2048
 
 
@@ -55,7 +55,7 @@ class TrainConfig:
     beta_2: float = opt(0.999, "Adam beta_2")
     seed: int = opt(0, "seed of every random choice (crops, flips, shuffles, pool, init)")
     jit_compile: str = opt("auto", "auto = on (faster on the AVX2 CPUs first measured, "
-                                   "not on AVX-512 ones: README, Benchmarks), but off under mixed_bfloat16 "
+                                   "not on AVX-512 ones: benchmarks/README.md), but off under mixed_bfloat16 "
                                    "on a CPU, where XLA loses the bfloat16 gain", ("auto", "on", "off"))
     strategy: str = opt("default", "default (one device) | mirrored (this machine's GPUs, or its logical CPUs) | "
                                    "multiworker (the machines TF_CONFIG names) | tpu (TPU_NAME); --batch-size is "
@@ -63,7 +63,7 @@ class TrainConfig:
     precision: str = opt("auto", "auto | float32 | mixed_float16 | mixed_bfloat16 (layers compute in 16 bits, "
                                  "variables, losses, outputs and exports stay float32); auto = mixed_bfloat16 on "
                                  "CPUs with BF16 instructions for the methods measured as fast and as good in it, "
-                                 "float32 elsewhere (README, Scale out)", PRECISIONS)
+                                 "float32 elsewhere (docs/scaling.md)", PRECISIONS)
     log_every: int = opt(10, "steps between TensorBoard scalars")
     sample_every: int = opt(200, "steps between sample panels")
     checkpoint_every: int = opt(200, "steps between checkpoints (also at the end and on Ctrl-C)")
@@ -85,7 +85,7 @@ class ExportConfig:
     max_pixels: int = opt(SERVING_MAX_PIXELS, "the exported signatures refuse (InvalidArgument, before decoding "
                                               "or running a network) an encoded image of more pixels, or a float "
                                               "request of more batch x height x width: a bound on a server's "
-                                              "memory per request (README, Serving)")
+                                              "memory per request (docs/serving.md)")
 
     def __post_init__(self):
         if self.max_pixels < 1:

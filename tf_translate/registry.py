@@ -22,8 +22,8 @@ class MethodSpec:
     command: str | None = None  # the subcommand that runs it, for a method that does not train (Gatys)
     exportable: bool = True  # has generator(s) to export
     distributable: bool = True  # trains under tf.distribute
-    # --precision auto picks mixed_bfloat16 on CPUs with BF16: set where bfloat16 measured at least
-    # 1.4x faster than float32 with quality within float32's seed spread (README, Scale out)
+    # --precision auto picks mixed_bfloat16 on CPUs with BF16: set where bfloat16 measured clearly
+    # faster than float32 with quality within float32's seed spread (docs/scaling.md)
     bfloat16: bool = False
     overrides: dict = dataclasses.field(default_factory=dict)  # {section: {field: value}} over the defaults
     demo: dict = dataclasses.field(default_factory=dict)  # overrides for the embedded default data

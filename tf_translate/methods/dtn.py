@@ -25,7 +25,7 @@ from tf_translate.registry import register
 # digits-small, the digits networks with a 3x lighter L_CONST, a 3x heavier L_TID and
 # DiffAugment on D, measured on the embedded pair (1,500 source and 4,000 target training
 # digits, where the paper had 531,131 SVHN and 60,000 MNIST): the paper's objective oscillated
-# there, and f, trained on the small source alone, carries how the source draws a digit (README).
+# there, and f, trained on the small source alone, carries how the source draws a digit (docs/methods/dtn.md).
 PRESETS = {
     "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "semantic": 0.0, "d_augment": False, "channels": 1,
                "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
@@ -85,7 +85,7 @@ class DTNConfig:
                                   f"classifier reads with probability {CONFIDENT} or more, labelled so")
     semantic_eps: float = opt(0.6, "stage 1b: h learns from adversarial examples, each image moved by up to this "
                                    "much per pixel (images in [-1, 1]) to be misread (FGSM with random start), "
-                                   "so that g cannot fool h with faint marks as it fools a plain h (README); "
+                                   "so that g cannot fool h with faint marks as it fools a plain h (docs/methods/dtn.md); "
                                    "0: from the images themselves")
     encoder_augment: bool = opt(True, "stage 1: distort f's training images (rotation, scale, shift, stroke "
                                       "width) so that f reads the target domain's digits too")
@@ -181,7 +181,7 @@ class DTN(TranslationModel):
         self.G = keras.Model(image, self.g(self.f(image)), name="G")
         # Averaged weights (Yazici et al., ICLR 2019), meant to damp the oscillation between the
         # modes g draws a class in; on the embedded digits the average blended two modes of a
-        # class instead (README), so it is off by default. When on, it is validated and exported.
+        # class instead (docs/methods/dtn.md), so it is off by default. When on, it is validated and exported.
         self.g_average = None
         self.G_out = self.G
         if m.g_average:

@@ -34,7 +34,7 @@ def resolve_jit(setting: str, precision: str = "float32") -> bool:
     """``auto`` = on: XLA measured faster for these networks on AVX2 CPUs and is the usual win
     on GPUs; its first step compiles for about a minute, which ``off`` avoids. But off under
     mixed_bfloat16 on a CPU-only machine, where XLA's CPU code loses the bfloat16 gain (the
-    measurements: README, Scale out, and benchmarks/)."""
+    measurements: docs/scaling.md and benchmarks/)."""
     if setting not in ("auto", "on", "off"):
         raise UsageError(f"--jit-compile {setting!r}: expected auto, on or off")
     if setting == "auto" and precision == "mixed_bfloat16":
