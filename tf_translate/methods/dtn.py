@@ -47,7 +47,7 @@ class DTNConfig:
                                       "blocks with LeakyReLU 0.2; no face-identity network or emoji set can be had "
                                       "offline, so faces is the configuration only); digits-small is digits with "
                                       "alpha 5, beta 50 and --d-augment, for small digit sets such as the embedded "
-                                      "ones (measured, README)", tuple(PRESETS))
+                                      "ones (measured, docs/methods/dtn.md)", tuple(PRESETS))
     alpha: float | None = opt(None, "weight of L_CONST, f-constancy |f(x) - f(G(x))|^2 on the source; "
                                     "default: the preset's (digits 15, faces 100, digits-small 5)")
     beta: float | None = opt(None, "weight of L_TID, |x - G(x)|^2 on the target; default: the preset's "
@@ -58,13 +58,13 @@ class DTNConfig:
                                        "h a target-domain classifier trained (stage 1b) on the target images "
                                        "labelled by f; not in the paper; default: the preset's (digits-small 1, "
                                        "off for an unlabelled source; digits and faces 0: off; measured on the "
-                                       "embedded digits, README)")
+                                       "embedded digits, docs/methods/dtn.md)")
     channels: int | None = opt(None, "image channels, 1 or 3 (default: the preset's, digits 1, faces 3)")
     g_steps: int = opt(2, "updates of g per update of D (the paper does not say; the public implementation "
                           "makes 2, and with 1 g fell behind D on the embedded digits)")
     g_average: float = opt(0.0, "decay of an exponential moving average of g's weights, used for validation, "
                                 "samples and export (0: off, the latest g; 0.999 on the embedded digits drew "
-                                "blends of a class's two modes, see the README)")
+                                "blends of a class's two modes, see docs/methods/dtn.md)")
     pool_size: int = opt(0, "D sees G(x) drawn from a history pool of this many past images of each kind "
                             "(Shrivastava et al. 2017, as CycleGAN's D does) instead of the latest batch; "
                             "0: off, as in the paper")
