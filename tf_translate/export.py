@@ -4,7 +4,14 @@ float32 TFLite model checked against it.
 Layout: ``EXPORT_DIR/<version>/`` is the SavedModel root (``saved_model.pb``,
 ``variables/``) with ``config.json``, ``model.tflite`` and ``tflite_parity.json`` beside
 them. A version is written under a hidden temporary name and renamed when complete, so TF
-Serving (which polls for the highest numeric folder) never sees a half-written one.
+Serving (which polls for the highest numeric folder) never sees a half-written one
+(``staging``).
+
+Every signature refuses, with InvalidArgument and before decoding or running a network, a
+request over the export's pixel limit (``ExportConfig.max_pixels``): an encoded image whose
+header declares more pixels (``image_header``), or float images of more batch x height x
+width. The TFLite files carry no such check (TFLite has no assertion op); the Python
+``Exported`` refuses and splits calls by the same limit.
 
 Signatures, per generator ``NAME`` (e.g. ``a2b``; the first one is also ``serving_default``):
   NAME        images: float32 [batch, height, width, C] in [0, 1], any height and width
