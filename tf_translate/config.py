@@ -18,9 +18,10 @@ from typing import Any
 from tf_translate.errors import UsageError
 
 SECTIONS = ("data", "train", "export", "model")
-# The exports' default pixel limit per request: 2048 x 2048 (measured memory per pixel of the
-# generators at their paper sizes: docs/serving.md).
-SERVING_MAX_PIXELS = 2048 * 2048
+# The exports' default pixel limit per request: 2048 x 1024 (about 1448 x 1448). A call of the
+# heaviest paper-size generator measured needs about 1.9 KB per pixel, so a request at the limit
+# costs about 4 GB (benchmarks/serving_memory.md).
+SERVING_MAX_PIXELS = 2048 * 1024
 
 
 def opt(default, help: str, choices: tuple | None = None):

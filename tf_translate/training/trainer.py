@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from tf_translate import data as tf_data, registry
+from tf_translate.config import RunConfig, TrainConfig
 from tf_translate.errors import TrainingError, UsageError
 from tf_translate.training import callbacks, distribute
-from tf_translate import data as tf_data, registry
-from tf_translate.config import RunConfig
 from tf_translate.methods.base import LinearDecay
 
 # Settings a resumed run may change; any other difference means a different run. The optimizer's
@@ -187,7 +188,7 @@ def _fit(cfg, data, model, latest, best, step, total, steps_per_epoch, chief=Tru
         raise TrainingError(
             f"non-finite gradients at step {model.nonfinite_step}; training stopped without saving them. To go on "
             f"from {since} with a lower learning rate: python scripts/train.py --method {cfg.method} "
-            f"--config {run_dir / 'config.json'} --lr {t.lr / 10:g}")
+            f"--config {run_dir / 'config.json'} --lr {t.lr / 10 if math.isfinite(t.lr) else TrainConfig.lr:g}")
 
 
 def training_batches(data, cfg: RunConfig, step: int, total: int, strategy):
