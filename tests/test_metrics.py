@@ -65,6 +65,23 @@ def test_frechet_distance_formula():
         fid.frechet_distance(a[:1], b)
 
 
+def test_trace_of_the_covariance_product_root_equals_scipys_sqrtm():
+    """Both forms of Tr((S_a S_b)^(1/2)): with fewer images than features (the small nuclear norm)
+    and with more (symmetric roots); both against scipy's sqrtm where the product is regular."""
+    from scipy import linalg
+
+    rng = np.random.default_rng(2)
+    for n_a, n_b, d in ((30, 40, 6), (3, 4, 6)):
+        a, b = rng.normal(size=(n_a, d)), rng.normal(size=(n_b, d)) @ rng.normal(size=(d, d))
+        want = np.trace(linalg.sqrtm(np.cov(a, rowvar=False) @ np.cov(b, rowvar=False)).real)
+        if n_a * n_b > d * d:  # regular: scipy is right
+            assert fid.trace_sqrt_product(a, b) == pytest.approx(want, rel=1e-8)
+        else:  # singular: the exact value from the eigenvalues of the product
+            eigenvalues = np.linalg.eigvals(np.cov(a, rowvar=False) @ np.cov(b, rowvar=False))
+            assert fid.trace_sqrt_product(a, b) == pytest.approx(np.sqrt(np.clip(eigenvalues.real, 0, None)).sum(),
+                                                                 rel=1e-6)
+
+
 def test_kernel_inception_distance_is_the_unbiased_mmd():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(5, 4)), rng.normal(size=(5, 4)) + 0.5
