@@ -55,8 +55,9 @@ class Progress(keras.callbacks.Callback):
         self.bar = None
 
     def on_train_begin(self, logs=None):
-        print(f"step {self.first + 1} of {self.total}: building the training step (with XLA: compiling it, about "
-              "a minute)", file=sys.stderr, flush=True)
+        compiling = " and compiling it with XLA (about a minute)" if getattr(self.model, "jit_compile", False) else ""
+        print(f"step {self.first + 1} of {self.total}: building the training step{compiling}", file=sys.stderr,
+              flush=True)
         self.started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
