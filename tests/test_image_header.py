@@ -2,7 +2,6 @@
 every format the bytes signatures take, counting every frame of an animated GIF; the check
 passes an image of exactly the limit and refuses one pixel more, naming size and limit."""
 
-import io
 import struct
 
 import numpy as np
@@ -10,16 +9,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tests.support.fuzz_signatures import gif
+from tests.support.fuzz_signatures import encoded, gif
 from tf_translate.export import image_header
 
 declared = tf.function(image_header.declared_size)
-
-
-def encoded(image, fmt, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
 
 
 def picture(width=45, height=37, mode="RGB"):

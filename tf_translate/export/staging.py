@@ -27,6 +27,22 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+@contextlib.contextmanager
+def _unheld(lock: Path):
+    """Yields whether no live export holds ``lock`` (then holding it until the block ends); a
+    missing lock file counts as unheld (a staging folder left by an earlier tf_translate)."""
+    if not lock.exists():
+        yield True
+        return
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 def remove_stale(root: Path) -> list[str]:
     """Remove the staging folders in ``root`` that no live export holds (and their lock files),
     never anything else; returns a line for each, also printed."""
@@ -35,24 +51,15 @@ def remove_stale(root: Path) -> list[str]:
         if folder.suffix == ".lock" or not folder.is_dir() or folder.is_symlink():
             continue
         lock = _lock_path(folder)
-        with contextlib.ExitStack() as stack:
-            if lock.exists():  # without one: left by an export of an earlier tf_translate
-                handle = stack.enter_context(open(lock, "a"))
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live export's
-            size = _size(folder)
-            shutil.rmtree(folder, ignore_errors=True)
-            lock.unlink(missing_ok=True)
-            removed.append(f"{folder.name} ({size / 1e6:.1f} MB)")
+        with _unheld(lock) as stale:
+            if stale:
+                size = _size(folder)
+                shutil.rmtree(folder, ignore_errors=True)
+                lock.unlink(missing_ok=True)
+                removed.append(f"{folder.name} ({size / 1e6:.1f} MB)")
     for lock in root.glob(PREFIX + "*.lock"):  # a lock whose folder is gone, and no owner
-        if not lock.with_suffix("").exists():
-            with open(lock, "a") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
+        with _unheld(lock) as stale:
+            if stale and not lock.with_suffix("").exists():
                 lock.unlink(missing_ok=True)
     if removed:
         print(f"{root}: removed the staging folder(s) of {len(removed)} interrupted export(s): {', '.join(removed)}",
