@@ -448,7 +448,8 @@ def export_variants(method: str, run: str | None, size: int, tmpdir: str):
     """Export ``method``'s generator with every TFLite variant: trained weights from ``run``,
     or else the paper's networks at ``size`` with their initial weights. Returns (version
     folder, held-out examples, description of the weights, the first generator)."""
-    from tf_translate import config, data as tf_data, export, registry
+    from tf_translate import config, export, registry
+    from tf_translate import data as tf_data
     from tf_translate.training import trainer
 
     variants = {"tflite": True, "tflite_variants": export.TFLITE_VARIANTS, "export_dir": f"{tmpdir}/{method}"}

@@ -24,7 +24,6 @@ from tf_translate.nn import perceptual
 from tf_translate.training.callbacks import panel  # noqa: E402
 
 
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="the styles folder of the development data, e.g. "

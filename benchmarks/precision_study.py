@@ -53,7 +53,8 @@ def train(method: str, seed: int, precision: str, folder: Path, encoder: str | N
 
 def score(folder: Path) -> dict:
     """The method's validation measures of the run's final checkpoint on its held-out data."""
-    from tf_translate import config, data as tf_data, registry
+    from tf_translate import config, registry
+    from tf_translate import data as tf_data
     from tf_translate.training import trainer
 
     cfg = config.load(folder / "config.json")
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
                     {"seed": seed, "seconds": seconds, "scores": score(folder)})
                 print(f"{method} {precision} seed {seed}: {results[method][precision][-1]}", file=sys.stderr)
     failed = results.get("failed", [])
-    lines = [f"# bfloat16 against float32: quality at the same budget\n",
+    lines = ["# bfloat16 against float32: quality at the same budget\n",
              f"`python benchmarks/precision_study.py {' '.join(argv or sys.argv[1:])}`  ",
              f"Each method's demo settings with {json.dumps(BUDGETS)}, XLA off; final checkpoint scored with "
              "the method's held-out validation measures. Within = the bfloat16 mean lies inside the float32 "

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 from yale_lighting import REPO, SCRIPTS, fail, held_out_image, labelled_grid, last_path, parse, run
 
 TRAIN_SUBJECTS = [f"subject{i:02d}" for i in range(1, 9)]

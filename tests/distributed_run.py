@@ -1,7 +1,7 @@
-"""Train each method named on the command line for a few steps on one device, under
-MirroredStrategy over two logical CPUs and under MirroredStrategy over one device (one
-replica, what ``--strategy mirrored`` gives on a CPU-only or one-GPU machine), with the same
-global batch, and write how far apart they end.
+"""Train each method named on the command line for a few steps on one device and under
+MirroredStrategy over two logical CPUs (with ``--one-replica``, also over one device: what
+``--strategy mirrored`` gives on a CPU-only or one-GPU machine), with the same global batch,
+and write how far apart they end.
 
 Run in its own process (``tests/test_distribute.py`` does): the logical devices must be set
 before TensorFlow initialises. Usage: ``distributed_run.py OUT.json WORK_DIR METHOD...``.
@@ -82,10 +82,11 @@ def logged(run_dir: Path) -> dict:
     return out
 
 
-def compare(method: str, work: Path, steps: int, resume: bool) -> dict:
+def compare(method: str, work: Path, steps: int, resume: bool, one_replica: bool) -> dict:
     one, one_s = train(method, "default", work / method / "default", steps)
     out = differences(method, work, one, "mirrored")
-    out["one_replica"] = differences(method, work, one, "mirrored-one")
+    if one_replica:
+        out["one_replica"] = differences(method, work, one, "mirrored-one")
     out["seconds"]["default"] = one_s
     if resume:  # the first half on one device, the rest resumed under MirroredStrategy
         skip = set().union(*(cancelled(net) for net in one.nets.values()))
@@ -161,13 +162,15 @@ def main() -> None:
     parser.add_argument("--throughput", type=int, metavar="STEPS",
                         help="instead: images/s of the demo configuration, one device against mirrored")
     parser.add_argument("--resume", default="", help="methods also resumed under mirrored from a one-device checkpoint")
+    parser.add_argument("--one-replica", default="", help="methods also trained under mirrored over one device")
     args = parser.parse_args()
     if args.throughput:
         results = {m: {s: throughput(m, s, Path(args.work) / m / s, args.throughput) for s in ("default", "mirrored")}
                    for m in args.methods}
         Path(args.out).write_text(json.dumps(results, indent=2))
         return
-    results = {m: compare(m, Path(args.work), args.steps, m in args.resume.split(",")) for m in args.methods}
+    results = {m: compare(m, Path(args.work), args.steps, m in args.resume.split(","), m in args.one_replica.split(","))
+               for m in args.methods}
     Path(args.out).write_text(json.dumps(results, indent=2))
 
 

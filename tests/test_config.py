@@ -1,7 +1,7 @@
 import pytest
 
-from tf_translate import config, registry
 from tests.conftest import tiny_config
+from tf_translate import config, registry
 
 
 def test_json_round_trip(tmp_path):

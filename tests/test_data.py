@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from tf_translate import cli, data as tf_data
-from tf_translate.data.images import DataError
 from tests.conftest import shared_data, tiny_config, write_images
+from tf_translate import cli
+from tf_translate import data as tf_data
+from tf_translate.data.images import DataError
 
 
 def _train(tmp_path, source, capsys):

@@ -11,12 +11,13 @@ import tensorflow as tf
 from PIL import Image
 
 import tf_translate
-from tf_translate.nn import classifier, losses
-from tf_translate import data as tf_data, registry
-from tf_translate.training import trainer
+from tests.conftest import tiny_config
+from tf_translate import data as tf_data
+from tf_translate import registry
 from tf_translate.data.images import DataError
 from tf_translate.export import Exported
-from tests.conftest import tiny_config
+from tf_translate.nn import classifier, losses
+from tf_translate.training import trainer
 
 
 def log_softmax(logits):

@@ -11,10 +11,10 @@ import tensorflow as tf
 from PIL import Image
 
 from tf_translate import cli, export
-from tf_translate.nn import features
-from tf_translate.metrics import fid
-from tf_translate.training import trainer
 from tf_translate.data.pipeline import to_uint8
+from tf_translate.metrics import fid
+from tf_translate.nn import features
+from tf_translate.training import trainer
 
 
 def keras_translate(net, images01, multiple=4):
@@ -144,7 +144,7 @@ def test_translate_odd_sized_image_and_domains(trained, tmp_path, capsys):
 
 
 def test_translate_batches_equal_one_at_a_time(trained, tmp_path):
-    from tf_translate.apps import inference
+    from tf_translate.apps import translate
 
     _, version = trained
     rng = np.random.default_rng(4)
@@ -152,13 +152,13 @@ def test_translate_batches_equal_one_at_a_time(trained, tmp_path):
     folder.mkdir()
     for i, shape in enumerate([(32, 40), (32, 40), (32, 40), (24, 24), (32, 40)]):  # runs of one size
         Image.fromarray(rng.integers(0, 255, (*shape, 3), np.uint8)).save(folder / f"{i}.png")
-    batched = inference.translate_files(version, [str(folder)], tmp_path / "b", batch=2)
-    single = inference.translate_files(version, [str(folder)], tmp_path / "s", batch=1)
+    batched = translate.translate_files(version, [str(folder)], tmp_path / "b", batch=2)
+    single = translate.translate_files(version, [str(folder)], tmp_path / "s", batch=1)
     assert [p.name for p in batched] == [p.name for p in single] == [f"{i}.png" for i in range(5)]
     for a, b in zip(batched, single):
         assert np.abs(np.asarray(Image.open(a), int) - np.asarray(Image.open(b), int)).max() <= 1
     with pytest.raises(ValueError, match="--batch 0"):
-        inference.translate_files(version, [str(folder)], tmp_path / "z", batch=0)
+        translate.translate_files(version, [str(folder)], tmp_path / "z", batch=0)
 
 
 def test_evaluate_pairs_by_name(trained, tmp_path):

@@ -10,10 +10,11 @@ import pytest
 import tensorflow as tf
 
 import tf_translate
-from tf_translate import data as tf_data, registry
-from tf_translate.training import trainer
-from tf_translate.export import Exported
 from tests.conftest import skip_without_vgg, tiny_config, write_images
+from tf_translate import data as tf_data
+from tf_translate import registry
+from tf_translate.export import Exported
+from tf_translate.training import trainer
 
 
 @pytest.fixture(scope="module")

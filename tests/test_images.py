@@ -17,7 +17,6 @@ from tf_translate.data.images import (
     scan_images,
 )
 
-
 # --------------------------------------------------------------------------
 # helpers
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf_translate.nn import features
-from tf_translate.metrics import fid
 from tests.data.metrics.make_reference import fid_images, lpips_pairs
+from tf_translate.metrics import fid
+from tf_translate.nn import features
 
 REFERENCE = np.load(Path(__file__).resolve().parent / "data" / "metrics" / "reference.npz")
 needs_fid = pytest.mark.skipif(not (features.cache_dir() / fid.CACHE_FILE).exists(),

@@ -6,22 +6,24 @@ import dataclasses
 import subprocess
 
 import imageio_ffmpeg
+import keras
 import numpy as np
 import pytest
-import keras
 from PIL import Image
 
 import tf_translate
-from tf_translate import config, data as tf_data, export, registry
-from tf_translate.metrics import evaluate
-from tf_translate.nn import features, networks
-from tf_translate.apps import inference
-from tf_translate.training import trainer
-from tf_translate.data import frames as fr, paired, video
+from tests.conftest import coded_video, frame_index, tiny_config, write_images
+from tf_translate import config, export, registry
+from tf_translate import data as tf_data
+from tf_translate.apps import interpolate, translate
+from tf_translate.data import frames as fr
+from tf_translate.data import paired, video
 from tf_translate.data.frames import blend_weights
 from tf_translate.data.images import DataError
+from tf_translate.metrics import evaluate
+from tf_translate.nn import features, networks
 from tf_translate.nn.layers import StatelessDropout
-from tests.conftest import coded_video, frame_index, tiny_config, write_images
+from tf_translate.training import trainer
 
 VIDEO_MODEL = {"frame_gap": 2, "holdout": 0.25}  # windows of 3 frames: 0 and 2 in, 1 out
 
@@ -212,7 +214,7 @@ def test_interpolate_multiplies_frame_rate_and_keeps_audio(trained_frames, tmp_p
                     "testsrc=size=48x36:rate=5", "-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-t", "2",
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(source)],
                    check=True, stdin=subprocess.DEVNULL)
-    out = inference.interpolate_video(version, source, tmp_path / "out.mp4")
+    out = interpolate.interpolate_video(version, source, tmp_path / "out.mp4")
     before, after = video.probe(source), video.probe(out)
     assert after.frames == (before.frames - 1) * 2 + 1
     assert after.fps == pytest.approx(before.fps * 2, rel=0.01) and after.has_audio
@@ -222,11 +224,11 @@ def test_interpolate_multiplies_frame_rate_and_keeps_audio(trained_frames, tmp_p
 def test_interpolate_and_translate_refuse_the_wrong_model(trained, trained_frames, tmp_path):
     _, cyclegan = trained
     with pytest.raises(DataError, match="not a frame-interpolation model"):
-        inference.interpolate_video(cyclegan, tmp_path / "any.mp4", tmp_path / "out.mp4")
+        interpolate.interpolate_video(cyclegan, tmp_path / "any.mp4", tmp_path / "out.mp4")
     _, frames_model = trained_frames
     image = write_images(tmp_path / "in", 1, seed=0)
     with pytest.raises(DataError, match="takes 6 channels"):
-        inference.translate_files(frames_model, [str(image[0])], tmp_path / "out")
+        translate.translate_files(frames_model, [str(image[0])], tmp_path / "out")
 
 
 def test_evaluate_scores_every_frame_beside_the_crossfade(trained_frames):

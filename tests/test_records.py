@@ -8,15 +8,14 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tf_translate
 from tests.conftest import DATA_FIXTURES, tiny_config
-from tf_translate import cli, data as tf_data, registry
-from tf_translate.training import trainer
+from tf_translate import cli, registry
+from tf_translate import data as tf_data
 from tf_translate.data import pipeline, records
 from tf_translate.data.images import DataError
-
+from tf_translate.training import trainer
 
 LAYOUT = {"pix2pix": ["--frames-per-image", "3"]}  # as tiny_config's
 

@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import config, registry
 from tests.support import serving
+from tf_translate import config, registry
 from tf_translate.export import serving_config
 
 EXPORTABLE = registry.names(exportable=True)

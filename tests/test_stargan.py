@@ -202,7 +202,8 @@ def test_attribute_csv_and_its_errors(tmp_path):
 
 def test_n_critic_schedule_counts_discriminator_and_generator_updates(tmp_path, domains_dir):
     from tests.conftest import tiny_config
-    from tf_translate import data as tf_data, registry
+    from tf_translate import data as tf_data
+    from tf_translate import registry
     from tf_translate.training import trainer
 
     cfg = tiny_config("stargan", tmp_path, str(domains_dir), model={"n_critic": 3})
@@ -229,7 +230,8 @@ def test_n_critic_schedule_counts_discriminator_and_generator_updates(tmp_path, 
 
 def test_targets_are_other_domains_or_shuffled_attributes(tmp_path, domains_dir):
     from tests.conftest import tiny_config
-    from tf_translate import data as tf_data, registry
+    from tf_translate import data as tf_data
+    from tf_translate import registry
     from tf_translate.training import trainer
 
     cfg = tiny_config("stargan", tmp_path, str(domains_dir))

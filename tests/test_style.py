@@ -14,8 +14,8 @@ import tensorflow as tf
 from PIL import Image
 
 from tf_translate.data import photos
-from tf_translate.nn import features, losses, perceptual
 from tf_translate.methods import gatys
+from tf_translate.nn import features, losses, perceptual
 
 HAVE_VGG = (features.cache_dir() / features.CACHE_FILE).exists()
 needs_vgg = pytest.mark.skipif(not HAVE_VGG, reason=f"VGG-16 weights not cached at {features.cache_dir()}: "

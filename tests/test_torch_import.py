@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from tf_translate import cli
-from tf_translate.export import torch_import
-from tf_translate.export import Exported
+from tf_translate.export import Exported, torch_import
 from tf_translate.nn.torch_checkpoint import CheckpointError, read_state_dict
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "torch"

@@ -6,9 +6,10 @@ import pytest
 import tensorflow as tf
 
 import tf_translate
-from tf_translate.training import callbacks, trainer
-from tf_translate import data as tf_data, registry
 from tests.conftest import tiny_config
+from tf_translate import data as tf_data
+from tf_translate import registry
+from tf_translate.training import callbacks, trainer
 
 
 @pytest.mark.parametrize("method_data", registry.names(distributable=True), indirect=True)

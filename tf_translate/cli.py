@@ -186,11 +186,11 @@ def cmd_translate(argv):
     parser.add_argument("--overlap", type=int, default=128, help="pixels that neighbouring tiles share, blended "
                                                                   "(default: 128)")
     args = parser.parse_args(argv)
-    from tf_translate.apps import inference
+    from tf_translate.apps import translate
 
     weights = style_weights(args.style_weights)
     changes = {**dict(attribute_setting(item) for item in args.set), **{name: 0 for name in args.unset}}
-    written = inference.translate_files(args.model, args.inputs, args.output, to=args.to, style_weights=weights,
+    written = translate.translate_files(args.model, args.inputs, args.output, to=args.to, style_weights=weights,
                                         changes=changes or None, grid=args.grid, batch=args.batch,
                                         tile=args.tile, overlap=args.overlap)
     print(f"wrote {len(written)} image(s) to {args.output}")
@@ -340,9 +340,9 @@ def cmd_interpolate(argv):
     parser.add_argument("--output", required=True, help="the video to write (.mp4, H.264)")
     parser.add_argument("--short-side", type=int, help="scale frames to this shorter side first (default: as they are)")
     args = parser.parse_args(argv)
-    from tf_translate.apps import inference
+    from tf_translate.apps import interpolate
 
-    print(inference.interpolate_video(args.model, args.input, args.output, short_side=args.short_side))
+    print(interpolate.interpolate_video(args.model, args.input, args.output, short_side=args.short_side))
 
 
 STYLIZE_HELP = """Neural style transfer by optimisation (Gatys et al. 2015): optimise one image so
@@ -353,8 +353,8 @@ immunohistochemistry stain (ihc). Needs the VGG-16 weights: scripts/fetch_weight
 
 
 def cmd_stylize(argv):
-    from tf_translate.methods import gatys
     from tf_translate.data import photos
+    from tf_translate.methods import gatys
 
     parser = _parser(prog="stylize", description=STYLIZE_HELP)
     parser.add_argument("--content", help="content image (default: scikit-image's chelsea.png)")
@@ -370,8 +370,8 @@ def cmd_stylize(argv):
 
 
 def cmd_fetch_weights(argv):
-    from tf_translate.nn import features
     from tf_translate.metrics import fid
+    from tf_translate.nn import features
 
     parser = _parser(
         prog="fetch-weights", description="Get the pretrained networks into the local cache, once: the canonical "
@@ -394,7 +394,8 @@ def cmd_fetch_weights(argv):
 
 
 def cmd_prepare(argv):
-    from tf_translate import data as tf_data, registry
+    from tf_translate import data as tf_data
+    from tf_translate import registry
     from tf_translate.data import records
 
     parser = _parser(

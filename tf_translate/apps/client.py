@@ -20,8 +20,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from tf_translate.data.images import DataError, ImageError, input_files, read_image
 from tf_translate.apps.outputs import output_paths
+from tf_translate.data.images import DataError, ImageError, input_files, read_image
 
 
 class ClientError(RuntimeError):

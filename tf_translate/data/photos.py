@@ -13,7 +13,6 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-
 import tensorflow as tf
 
 from tf_translate.config import DataConfig

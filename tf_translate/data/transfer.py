@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate.config import DataConfig
 from tf_translate import seeding
+from tf_translate.config import DataConfig
 from tf_translate.data import pipeline, sources
 from tf_translate.data.images import DataError, image_files, read_image, scan_images
 

@@ -21,11 +21,30 @@ import tensorflow as tf
 
 from tf_translate.export import serving_config, staging
 from tf_translate.export.exported import Exported, blend_ramp, tile_starts
-from tf_translate.export.signatures import (CONDITIONS, MAP_INPUTS, ServingModule, calibration, decode_rgb,
-                                            pad_to_multiple, symmetric_indices)
-from tf_translate.export.tflite import (CALIBRATED, FIXED_SIZE_VARIANTS, PARITY_TOLERANCE, TFLITE_VARIANTS,
-                                        ExportError, convert_tflite, flex_ops, litert_interpreter,
-                                        needs_calibration, run_tflite, tflite_file, tflite_parity, write_tflite)
+from tf_translate.export.signatures import (
+    CONDITIONS,
+    MAP_INPUTS,
+    ServingModule,
+    calibration,
+    decode_rgb,
+    pad_to_multiple,
+    symmetric_indices,
+)
+from tf_translate.export.tflite import (
+    CALIBRATED,
+    FIXED_SIZE_VARIANTS,
+    PARITY_TOLERANCE,
+    TFLITE_VARIANTS,
+    ExportError,
+    convert_tflite,
+    flex_ops,
+    litert_interpreter,
+    needs_calibration,
+    run_tflite,
+    tflite_file,
+    tflite_parity,
+    write_tflite,
+)
 from tf_translate.nn.layers import StatelessDropout
 
 __all__ = ["CALIBRATED", "CONDITIONS", "FIXED_SIZE_VARIANTS", "MAP_INPUTS", "PARITY_TOLERANCE", "TFLITE_VARIANTS",
@@ -102,7 +121,8 @@ def export_run(run_dir: str | Path, *, export_dir: str | Path | None = None, bes
         cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, max_pixels=max_pixels))
     representative = None
     if cfg.export.tflite and needs_calibration(cfg.export.tflite_variants):
-        from tf_translate import data as tf_data, registry
+        from tf_translate import data as tf_data
+        from tf_translate import registry
 
         representative = training_inputs(tf_data.load(registry.get(cfg.method).data_kind, cfg), cfg)
     return export_model(trainer.restore(cfg, best), cfg, export_dir=export_dir, representative=representative)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tf_translate.errors import UsageError
 from tf_translate.data.pipeline import to_uint8
+from tf_translate.errors import UsageError
 from tf_translate.export.signatures import CONDITIONS, MAP_INPUTS
 
 

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_translate.nn import losses
 from tf_translate.config import RunConfig
+from tf_translate.nn import losses
 
 
 class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):

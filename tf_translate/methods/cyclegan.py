@@ -8,10 +8,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_translate.config import opt
+from tf_translate.methods.base import TranslationModel
 from tf_translate.nn import losses, networks
 from tf_translate.nn.layers import NORMS, ImagePool
 from tf_translate.nn.losses import GAN_LOSSES
-from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
 
 

@@ -10,15 +10,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_translate.errors import UsageError
-from tf_translate.nn import classifier, losses, networks
 from tf_translate import replicas, seeding
 from tf_translate.config import opt
 from tf_translate.data import transfer
 from tf_translate.data.images import DataError
+from tf_translate.errors import UsageError
+from tf_translate.methods.base import TranslationModel
+from tf_translate.nn import classifier, losses, networks
 from tf_translate.nn.augment import diff_augment
 from tf_translate.nn.layers import ImagePool
-from tf_translate.methods.base import TranslationModel
 from tf_translate.registry import register
 
 # The paper's settings (section 5): digits (SVHN -> MNIST) and faces (-> emoji, 64x64); and

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate.data import photos
-from tf_translate.nn import networks, perceptual
 from tf_translate import replicas, seeding
 from tf_translate.config import opt
-from tf_translate.nn.layers import NORMS, label_planes
+from tf_translate.data import photos
 from tf_translate.methods.base import TranslationModel
+from tf_translate.nn import networks, perceptual
+from tf_translate.nn.layers import NORMS, label_planes
 from tf_translate.registry import register
 
 STYLE_CHOICE = 7  # seeding purpose: which style a training sample is stylised in

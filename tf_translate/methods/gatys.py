@@ -23,12 +23,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from tf_translate.errors import UsageError
-from tf_translate.data import photos
-from tf_translate.nn import features, perceptual
 from tf_translate.config import opt
+from tf_translate.data import photos
 from tf_translate.data.pictures import save_gif
 from tf_translate.data.pipeline import to_uint8
+from tf_translate.errors import UsageError
+from tf_translate.nn import features, perceptual
 from tf_translate.registry import register
 
 # Caffe's mean pixel (RGB, 0-255): chainer-gogh's image is mean-subtracted, starts as uniform

@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate.errors import UsageError
-from tf_translate.nn import losses, networks
 from tf_translate import seeding
 from tf_translate.config import opt
 from tf_translate.data.frames import blend_weights, is_crossfade, layout
-from tf_translate.nn.layers import NORMS, StatelessDropout
+from tf_translate.errors import UsageError
 from tf_translate.methods.base import TranslationModel
+from tf_translate.nn import losses, networks
+from tf_translate.nn.layers import NORMS, StatelessDropout
 from tf_translate.registry import register
 
 

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_translate.errors import UsageError
-from tf_translate.nn import losses, networks
 from tf_translate import replicas, seeding
 from tf_translate.config import opt
-from tf_translate.nn.layers import label_planes
+from tf_translate.errors import UsageError
 from tf_translate.methods.base import DomainLabels, TranslationModel
+from tf_translate.nn import losses, networks
+from tf_translate.nn.layers import label_planes
 from tf_translate.registry import register
 
 TARGET_LABELS, GP_MIX = 11, 12  # seeding purposes: the target domains, the penalty's mixing weights

@@ -21,14 +21,15 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tf_translate import data as tf_data, registry
+from tf_translate import data as tf_data
+from tf_translate import registry
 from tf_translate.data.frames import blend_weights, is_crossfade
 from tf_translate.data.images import DataError
 from tf_translate.data.photos import load_image
-from tf_translate.nn.features import WeightsMissing
-from tf_translate.metrics.fid import frechet_distance, kernel_inception_distance
 from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
+from tf_translate.metrics.fid import frechet_distance, kernel_inception_distance
+from tf_translate.nn.features import WeightsMissing
 
 
 def psnr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -164,8 +165,8 @@ def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations
     optimisation of the same loss (Gatys-style L-BFGS from the photo, ``iterations`` steps),
     which is what the network approximates in one pass. A ratio near 1 = as good as optimising.
     With ``pictures``, writes the contact sheet (photo | network | optimised) per style."""
-    from tf_translate.methods import gatys
     from tf_translate.data.pictures import panel
+    from tf_translate.methods import gatys
 
     (x,) = dataset.held_out()
     m = cfg.model
@@ -234,9 +235,9 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     held-out accuracy, the f-constancy error, and the within-class diversity of the
     translations against that of real target images. With ``pictures``: a panel of
     (source | G(source)) pairs, one row per class."""
-    from tf_translate.nn import classifier
     from tf_translate.data.pictures import panel
     from tf_translate.methods.dtn import diversity
+    from tf_translate.nn import classifier
 
     if dataset.target_classes != dataset.classes:
         raise DataError(f"the target's classes ({', '.join(dataset.target_classes) or 'none: unlabelled'}) are not "

@@ -9,8 +9,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from tf_translate.errors import UsageError
 from tf_translate import replicas, seeding
+from tf_translate.errors import UsageError
+
 
 # N(0, 0.02), as the CycleGAN, pix2pix and DCGAN papers initialise convolutions.
 def weight_init(seed: int | None = None) -> keras.initializers.Initializer:

@@ -10,8 +10,16 @@ import keras
 from keras import layers
 
 from tf_translate.errors import UsageError
-from tf_translate.nn.layers import (FrameBlend, NearestUpsampling2D, StatelessDropout, activation, conv_block, norm,
-                                 residual_block, weight_init)
+from tf_translate.nn.layers import (
+    FrameBlend,
+    NearestUpsampling2D,
+    StatelessDropout,
+    activation,
+    conv_block,
+    norm,
+    residual_block,
+    weight_init,
+)
 
 UPSAMPLE = ("transpose", "resize")
 

