@@ -70,3 +70,17 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, cap
     monkeypatch.setitem(cli.COMMANDS, "translate", (bug, "", False))
     with pytest.raises(KeyError, match="missing"):
         cli.main([], command="translate")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--method", "cyclegan", "--upsample", "resize", "--epochs", "30", "--lambda-identity", "0"],
+    ["--method", "fast_style", "--style", "a.png,b.png", "--no-flip", "--tflite-variants", "float32"],
+    ["--method", "pix2pix", "--data", "clip.mp4", "--frame-gap", "4", "--image-size", "64", "--no-export"],
+])
+def test_train_command_gives_back_the_config(argv):
+    """What the gallery prints under each model: the command that trains it again."""
+    cfg = cli.config_from_args(argv)
+    command = cli.train_command(cfg)
+    assert command.startswith(f"tf-translate train --method {cfg.method} ")
+    assert cli.config_from_args(command.split()[2:]) == cfg
+    assert "--output" not in command and len(command.split()) < 2 * len(argv) + 4  # only what differs

@@ -11,8 +11,9 @@ import tensorflow as tf
 from PIL import Image
 
 from tf_translate import cli, export
+from tf_translate.data import unpaired
 from tf_translate.data.pipeline import to_uint8
-from tf_translate.metrics import fid
+from tf_translate.metrics import evaluate, fid
 from tf_translate.nn import features
 from tf_translate.training import trainer
 
@@ -172,7 +173,15 @@ def test_evaluate_pairs_by_name(trained, tmp_path):
             s = report[direction][key]
             assert np.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1 and 0 <= s["l1"] <= 1
     text = (tmp_path / "report.md").read_text()
-    assert "| a2b |" in text
+    assert "| a2b |" in text and f"Panel: `{tmp_path / 'translations.png'}`" in text
+    # the panel: each held-out image of either domain beside its translation, 32 px shown at 96
+    picture = np.asarray(Image.open(tmp_path / "translations.png"))
+    assert picture.shape == (14 + 2 * 98 + 2, 4 * 98 + 2, 3)
+    cfg, _ = trained
+    x, _ = unpaired.load(cfg.data).held_out()
+    made = np.asarray(to_uint8(export.Exported(version)((x[1:2] + 1.0) / 2.0, to="b") * 2.0 - 1.0))[0]
+    tile = picture[14 + 2 + 98: 14 + 2 + 98 + 96: 3, 2 + 98: 2 + 98 + 96: 3]  # row 2, column 2
+    assert np.abs(tile.astype(int) - made).max() <= 1
     if (features.cache_dir() / features.CACHE_FILE).exists():  # LPIPS beside PSNR on the pairs
         assert 0 <= report["a2b"]["translated_vs_target"]["lpips"] < 1
         assert report["a2b"]["input_vs_target"]["lpips"] > 0
@@ -180,6 +189,9 @@ def test_evaluate_pairs_by_name(trained, tmp_path):
         d = report["distribution"]["b2a"]
         assert d["images"] == [2, 2] and d["translated_vs_target"]["fid"] > 0
         assert np.isfinite(d["input_vs_target"]["kid"]) and "| b2a | translated vs target | 2 vs 2 |" in text
+        closer = sum(v["translated_vs_target"]["kid"] < v["input_vs_target"]["kid"]
+                     for v in report["distribution"].values())
+        assert evaluate.headline(report).endswith(f"in {closer} of 2 directions")
 
 
 def test_evaluate_run_scores_the_final_and_the_best_checkpoint(trained, tmp_path):

@@ -183,5 +183,8 @@ def test_evaluate_compares_the_network_with_per_photo_optimisation(trained_fast_
         # the optimiser starts from the photo and never accepts a worse point; the network is
         # barely trained, so the optimum of its own loss is lower than what it makes
         assert photo["optimised"]["total"] < photo["network"]["total"] and photo["ratio"] > 1
+        # the baseline: the photo itself, whose content loss is 0 and which the optimiser starts from
+        assert photo["photo"]["content"] == 0 and photo["optimised"]["total"] <= photo["photo"]["total"]
     assert Path(style["sheet"]).exists()
+    assert f"(the untranslated photo: {style['mean_photo_total']:.4g})" in evaluate.headline(report)
     assert "mean ratio" in evaluate.markdown(report)

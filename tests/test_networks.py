@@ -91,3 +91,13 @@ def test_patch_discriminator_receptive_field_is_70():
     assert cols.max() - cols.min() + 1 == 70
     # 256 -> 30x30 patches, as in the PyTorch reference
     assert d(np.zeros((1, 256, 256, 3), np.float32)).shape == (1, 30, 30, 1)
+
+
+def test_cyclegan_upsample_flag_reaches_both_generators(tmp_path):
+    from tests.conftest import tiny_config
+    from tf_translate import registry
+
+    for upsample, kind in (("resize", "NearestUpsampling2D"), ("transpose", "Conv2DTranspose")):
+        cfg = tiny_config("cyclegan", tmp_path, None, model={"upsample": upsample})
+        model = registry.get("cyclegan").model(cfg)
+        assert all(sum(type(layer).__name__ == kind for layer in net.layers) == 2 for net in (model.G, model.F))

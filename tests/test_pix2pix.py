@@ -231,9 +231,9 @@ def test_interpolate_and_translate_refuse_the_wrong_model(trained, trained_frame
         translate.translate_files(frames_model, [str(image[0])], tmp_path / "out")
 
 
-def test_evaluate_scores_every_frame_beside_the_crossfade(trained_frames):
+def test_evaluate_scores_every_frame_beside_the_crossfade(trained_frames, tmp_path):
     cfg, version = trained_frames
-    report = evaluate.evaluate(version)
+    report = evaluate.evaluate(version, pictures=tmp_path)
     data = paired.load(cfg)
     stacks = data.stacks(data.test)
     halfway = np.round((stacks[:, 0].astype(float) + stacks[:, 2]) / 2).astype(np.uint8)
@@ -243,3 +243,15 @@ def test_evaluate_scores_every_frame_beside_the_crossfade(trained_frames):
     with_lpips = {"lpips"} if (features.cache_dir() / features.CACHE_FILE).exists() else set()
     assert set(report["translate"]["generated_vs_real"]) == {"psnr", "ssim", "ssim_7x7", "l1", *with_lpips}
     assert "crossfade vs real" in evaluate.markdown(report)
+    made = report["translate"]["generated_vs_real"]
+    assert evaluate.headline(report).startswith(f"PSNR {made['psnr']:.2f} dB") and \
+        f"against the cross-fade's {crossfade['psnr']:.2f} dB" in evaluate.headline(report)
+    # the panel: per held-out window, the two inputs, the middle frame generated, cross-faded, real
+    picture = np.asarray(Image.open(report["panel"]))
+    size = stacks.shape[2]
+    scale = -(-72 // size)  # small frames are shown enlarged
+    cell = size * scale + 2
+    assert picture.shape[:2] == (14 + 4 * cell + 2, 5 * cell + 2)
+    for column, frame in ((0, stacks[0, 0]), (1, stacks[0, 2]), (3, halfway[0]), (4, stacks[0, 1])):
+        left = 2 + column * cell
+        np.testing.assert_array_equal(picture[16: 16 + size * scale: scale, left: left + size * scale: scale], frame)

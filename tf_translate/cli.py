@@ -110,6 +110,27 @@ def config_from_args(argv: list[str]):
     return config.build(args.method, spec.config, spec.overrides, demo, file_layer, flags)
 
 
+def train_command(cfg) -> str:
+    """The ``tf-translate train`` command that gives ``cfg``: its method and every setting that
+    differs from what the method's defaults (and, without --data, the demo profile) give. Paths
+    the run resolved (style images) are shown as they are; output and export folders are left out."""
+    from tf_translate import config, registry
+
+    spec = registry.get(cfg.method)
+    base = config.build(cfg.method, spec.config, spec.overrides, {} if cfg.data.data else spec.demo)
+    words = ["tf-translate", "train", "--method", cfg.method]
+    for section in ("data", "train", "export", "model"):
+        for field in dataclasses.fields(getattr(cfg, section)):
+            value, default = getattr(getattr(cfg, section), field.name), getattr(getattr(base, section), field.name)
+            if value == default or (section, field.name) in (("train", "output"), ("export", "export_dir")):
+                continue
+            if isinstance(value, bool):
+                words.append(_flag(section, field.name) if value else "--no-" + _flag(section, field.name)[2:])
+            else:
+                words += [_flag(section, field.name), ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return " ".join(words)
+
+
 def cmd_train(argv):
     import tf_translate
     from tf_translate import registry
@@ -323,6 +344,7 @@ def cmd_evaluate(argv):
     json_path, md_path = evaluate.write_report(report, output)
     print(md_path.read_text())
     print(f"report: {json_path}")
+    print(f"in one line: {evaluate.headline(report)}")
 
 
 INTERPOLATE_HELP = """Raise a video's frame rate with a frame-interpolation model (pix2pix trained on

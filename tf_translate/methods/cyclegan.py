@@ -22,6 +22,8 @@ class CycleGANConfig:
     disc_filters: int = dataclasses.field(default=64, metadata={"help": "discriminator filters of the first layer"})
     disc_layers: int = dataclasses.field(default=3, metadata={"help": "PatchGAN depth (3 = 70x70 receptive field)"})
     norm: str = opt("instance", "normalisation layers", NORMS)
+    upsample: str = opt("transpose", "generator up-sampling: the paper's transposed convolutions, or a nearest "
+                        "resize then a 3x3 convolution (no checkerboard: Odena et al. 2016)", networks.UPSAMPLE)
     gan_loss: str = opt("lsgan", "adversarial loss", GAN_LOSSES)
     lambda_cycle: float = dataclasses.field(default=10.0, metadata={"help": "weight of the cycle L1 loss"})
     lambda_identity: float = dataclasses.field(
@@ -53,7 +55,7 @@ class CycleGAN(TranslationModel):
         super().__init__(config, **kwargs)
         m, crop = config.model, config.data.crop_size
         gen = lambda name: networks.resnet_generator(  # noqa: E731
-            filters=m.filters, n_blocks=m.n_blocks, norm_kind=m.norm, name=name)
+            filters=m.filters, n_blocks=m.n_blocks, norm_kind=m.norm, upsample=m.upsample, name=name)
         disc = lambda name: networks.patch_discriminator(  # noqa: E731
             filters=m.disc_filters, n_layers=m.disc_layers, norm_kind=m.norm, name=name)
         self.G, self.F = gen("G"), gen("F")

@@ -127,7 +127,8 @@ def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | P
               "size": cfg.data.crop_size}
     evaluations = {"perceptual": lambda: _perceptual(model, dataset, cfg, pictures),
                    "classified": lambda: _transfer(model, dataset, pictures, classifier_path),
-                   "paired": lambda: _paired(model, dataset), "unpaired": lambda: _unpaired(model, dataset, cfg)}
+                   "paired": lambda: _paired(model, dataset, pictures),
+                   "unpaired": lambda: _unpaired(model, dataset, cfg, pictures)}
     report.update(evaluations[spec.evaluation]())  # the registry entry says which
     return report
 
@@ -183,10 +184,12 @@ def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations
             objective.set_content(tf.constant(photo[None]))
             network = {key: float(v) for key, v in objective.terms(tf.constant(made, tf.float32)).items()}
             network["total"] = sum(network.values())
+            untouched = {key: float(v) for key, v in objective.terms(tf.constant(photo[None])).items()}
+            untouched["total"] = sum(untouched.values())
             final, history, _ = gatys.optimise(gcfg, tf.constant(photo[None]), objective=objective)
             best = history[-1]
             optimised = {key: best[key] for key in network}
-            per_photo.append({"network": network, "optimised": optimised,
+            per_photo.append({"network": network, "optimised": optimised, "photo": untouched,
                               "ratio": network["total"] / optimised["total"]})
             rows.append([photo, made[0], final[0]])
         report["styles"][Path(style_path).name] = {
@@ -194,7 +197,7 @@ def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations
             "mean_ratio": float(np.mean([p["ratio"] for p in per_photo])),
             "max_ratio": float(np.max([p["ratio"] for p in per_photo])),
             **{f"mean_{who}_{term}": float(np.mean([p[who][term] for p in per_photo]))
-               for who in ("network", "optimised") for term in ("content", "style", "total")}}
+               for who in ("network", "optimised", "photo") for term in ("content", "style", "total")}}
         if pictures is not None:
             sheet = Path(pictures) / f"style_{k}_sheet.png"
             sheet.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +238,6 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     held-out accuracy, the f-constancy error, and the within-class diversity of the
     translations against that of real target images. With ``pictures``: a panel of
     (source | G(source)) pairs, one row per class."""
-    from tf_translate.data.pictures import panel
     from tf_translate.methods.dtn import diversity
     from tf_translate.nn import classifier
 
@@ -266,15 +268,9 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
                       "real_target": diversity((real + 1.0) / 2.0, real_labels)},
     }
     report["diversity"]["ratio"] = report["diversity"]["translated_source"] / report["diversity"]["real_target"]
-    if pictures is not None:
-        rows = []
-        for k in range(len(dataset.classes)):
-            picks = np.flatnonzero(labels == k)[:6]
-            rows.append([image for i in picks for image in (x[i], made[i])])
-        path = Path(pictures) / "dtn_panel.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(panel([r for r in rows if r], ("source", "G(source)") * 6)).save(path)
-        report["panel"] = str(path)
+    rows = [[image for i in np.flatnonzero(labels == k)[:6] for image in (x[i], made[i])]
+            for k in range(len(dataset.classes))]
+    add_panel(report, pictures, "dtn_panel.png", lambda: [r for r in rows if r], ("source", "G(source)") * 6)
     return report
 
 
@@ -298,7 +294,22 @@ def _blend_sheet(model: Exported, photos: np.ndarray, styles: tuple[str, ...], p
     return path
 
 
-def _unpaired(model: Exported, dataset, cfg) -> dict:
+def add_panel(report: dict, pictures: Path | None, name: str, rows, titles: tuple[str, ...]) -> None:
+    """If pictures are asked for: ``panel(rows(), titles)`` saved as ``pictures/name``, its path
+    in ``report["panel"]``."""
+    from tf_translate.data.pictures import panel
+
+    if pictures is not None:
+        path = Path(pictures) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(panel(rows(), titles)).save(path)
+        report["panel"] = str(path)
+
+
+def _unpaired(model: Exported, dataset, cfg, pictures: Path | None = None, shown: int = 4) -> dict:
+    """Held-out images of each domain translated to the other (paired scores where the test
+    names pair them, else the cycle), FID and KID; with ``pictures``, ``translations.png``:
+    the first ``shown`` held-out images of each domain beside their translations."""
     x, y = dataset.held_out()
     x01, y01 = (x + 1.0) / 2.0, (y + 1.0) / 2.0
     a, b = cfg.data.domains
@@ -323,6 +334,10 @@ def _unpaired(model: Exported, dataset, cfg) -> dict:
     if fid is not None:  # every held-out image of each domain, paired or not
         report["distribution"] = {f"{src}2{dst}": distribution(fid, model(xs, to=dst), ys, xs)
                                   for src, dst, xs, ys in ((a, b, x01, y01), (b, a, y01, x01))}
+    n = min(shown, len(x), len(y))
+    add_panel(report, pictures, "translations.png",
+              lambda: [[*row] for row in zip(x, model(x01[:n], to=b) * 2.0 - 1.0, y, model(y01[:n], to=a) * 2.0 - 1.0)],
+              (a, f"to {b}", b, f"to {a}"))
     return report
 
 
@@ -332,10 +347,12 @@ def blend(frames: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
 
 
-def _paired(model: Exported, dataset) -> dict:
+def _paired(model: Exported, dataset, pictures: Path | None = None, shown: int = 4) -> dict:
     """G(x) against y on held-out stacks, per target frame, beside the linear baseline of
     ``frames.blend_weights``: the cross-fade of the two input frames around a target (frame
-    interpolation), else the nearest input frame itself."""
+    interpolation), else the nearest input frame itself. With ``pictures``,
+    ``translations.png``: for the first ``shown`` held-out stacks, the inputs, then the
+    middle target as generated, as the baseline and as it really is."""
     if dataset.test is None:
         raise DataError("no held-out data to evaluate on (a test/ folder, or a holdout above 0)")
     stacks = dataset.stacks(dataset.test)  # uint8 (N, K, H, W, 3)
@@ -350,11 +367,55 @@ def _paired(model: Exported, dataset) -> dict:
         name = "crossfade_vs_real" if is_crossfade(weights, k) else "input_vs_real"
         key = f"frame {t}" if len(dataset.targets) > 1 else "translate"
         report[key] = {"generated_vs_real": scores(made, real, lpips), name: scores(baseline, real, lpips)}
+    middle = len(dataset.targets) // 2  # shown: the middle target, the furthest from the inputs
+    fades = blend([stacks[:shown, i] for i in dataset.inputs], weights[:, middle])
+    rows = [[*(stack[i] for i in dataset.inputs), made[..., 3 * middle: 3 * middle + 3], fade,
+             stack[dataset.targets[middle]]] for stack, made, fade in zip(stacks[:shown], out[:shown], fades)]
+    titles = (*(f"input {i}" for i in dataset.inputs), "generated",
+              "cross-fade" if is_crossfade(weights, middle) else "input", f"real {dataset.targets[middle]}")
+    add_panel(report, pictures, "translations.png", lambda: [[f / 127.5 - 1.0 for f in row] for row in rows], titles)
     frames = [report[f"frame {t}"] for t in dataset.targets] if len(dataset.targets) > 1 else []
     if frames:
         report["mean over frames"] = {compared: {m: float(np.mean([f[compared][m] for f in frames]))
                                                  for m in frames[0][compared]} for compared in frames[0]}
     return report
+
+
+def headline(report: dict) -> str:
+    """The report in one line: the method's measure beside its baseline, and which is better."""
+    if "checkpoints" in report:
+        return headline(report["checkpoints"]["final"])
+    if "styles" in report:
+        return "; ".join(f"{name}: perceptual loss {s['mean_network_total']:.4g}, {s['mean_ratio']:.2f}x that of "
+                         f"optimising each photo (the untranslated photo: {s['mean_photo_total']:.4g})"
+                         for name, s in report["styles"].items())
+    if "target_classifier" in report:
+        c = report["target_classifier"]
+        return (f"a target-domain classifier reads {c['translated_source']:.1%} of the translations as their source's "
+                f"class (real target images: {c['real_target']:.1%}, the untranslated source: "
+                f"{c['untranslated_source']:.1%})")
+    if "distribution" in report:
+        parts, closer = [], 0
+        for key, d in report["distribution"].items():
+            made, baseline = d["translated_vs_target"]["kid"], d["input_vs_target"]["kid"]
+            closer += made < baseline
+            parts.append(f"{key} {1000 * made:.0f} (untranslated {1000 * baseline:.0f})")
+        return (f"KID x1000 to the target domain: {', '.join(parts)}: the translations are closer to the target than "
+                f"the untranslated images in {closer} of {len(parts)} directions")
+    scored = report.get("mean over frames") or report.get("translate")
+    if scored:
+        made = scored["generated_vs_real"]
+        name, baseline = next((k, v) for k, v in scored.items() if k != "generated_vs_real")
+        what = name.replace("_vs_real", "").replace("crossfade", "the cross-fade").replace("input", "the input")
+        better = sum([made["psnr"] > baseline["psnr"], made["ssim"] > baseline["ssim"]]
+                     + ([made["lpips"] < baseline["lpips"]] if "lpips" in made else []))
+        lpips = "LPIPS" if "lpips" in made else ""
+        return (f"PSNR {made['psnr']:.2f} dB, SSIM {made['ssim']:.3f}"
+                + (f", LPIPS {made['lpips']:.4f}" if lpips else "")
+                + f" against {what}'s {baseline['psnr']:.2f} dB, {baseline['ssim']:.3f}"
+                + (f", {baseline['lpips']:.4f}" if lpips else "")
+                + f": better by {better} of {2 + bool(lpips)} measures")
+    return ""
 
 
 def markdown(report: dict) -> str:
@@ -389,6 +450,8 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {key} | {compared.replace('_', ' ')} | {d['images'][0]} vs {d['images'][1]} | "
                              f"{s['fid']:.2f} | {1000 * s['kid']:.2f}"
                              + (f" ± {1000 * s['kid_std']:.2f} |" if s["kid_std"] else " |"))
+    if "panel" in report:
+        lines += ["", f"Panel: `{report['panel']}`"]
     lines += [f"\nNote: {note}" for note in report.get("notes", [])]
     return "\n".join(lines) + "\n"
 
@@ -399,12 +462,13 @@ def _style_markdown(report: dict) -> str:
              f"a per-photo optimisation of the same loss ({report['optimiser_iterations']} L-BFGS iterations "
              "from the photo). Ratio = network / optimised (1 = as good as optimising).", "",
              "| style | network content | network style | network total | optimised content | optimised style | "
-             "optimised total | mean ratio | max ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "optimised total | untranslated photo total | mean ratio | max ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in report["styles"].items():
         lines.append(f"| {name} | {s['mean_network_content']:.4g} | {s['mean_network_style']:.4g} | "
                      f"{s['mean_network_total']:.4g} | {s['mean_optimised_content']:.4g} | "
-                     f"{s['mean_optimised_style']:.4g} | {s['mean_optimised_total']:.4g} | {s['mean_ratio']:.2f} | "
-                     f"{s['max_ratio']:.2f} |")
+                     f"{s['mean_optimised_style']:.4g} | {s['mean_optimised_total']:.4g} | "
+                     f"{s['mean_photo_total']:.4g} | {s['mean_ratio']:.2f} | {s['max_ratio']:.2f} |")
     pictures = [s["sheet"] for s in report["styles"].values() if "sheet" in s] + \
         ([report["blend_sheet"]] if "blend_sheet" in report else [])
     if pictures:
