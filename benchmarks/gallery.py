@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("entries", nargs="+", metavar="NAME=PATH", help="an export version or stylize output folder")
     parser.add_argument("--output", default="docs/gallery", help="folder of the pictures and README.md")
     args = parser.parse_args(argv)
-    from tf_translate.cli import quiet_tensorflow
+    from tf_translate.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     output = Path(args.output)

@@ -42,6 +42,27 @@ def test_start_up_lines_hidden_unless_verbose(tmp_path):
                                                 "(no saved_model.pb)"]
 
 
+def test_caught_stderr_holds_back_library_lines_unless_the_work_fails(monkeypatch, capfd):
+    """C++ libraries write to file descriptor 2 directly: in the commands' quiet mode their
+    lines are held back, and shown after all when the work they came with fails."""
+    import os
+
+    from tf_translate import quiet
+
+    monkeypatch.setattr(quiet, "_quiet", True)
+    with quiet.caught_stderr():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+    assert capfd.readouterr().err == ""
+    with pytest.raises(RuntimeError), quiet.caught_stderr():
+        os.write(2, b"converter: op FooBar unsupported\n")
+        raise RuntimeError("conversion failed")
+    assert capfd.readouterr().err == "converter: op FooBar unsupported\n"
+    monkeypatch.setattr(quiet, "_quiet", False)  # a library user sees every line
+    with quiet.caught_stderr():
+        os.write(2, b"shown\n")
+    assert capfd.readouterr().err == "shown\n"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--method", "cyclegan", "--epoch", "3"], "unrecognized arguments: --epoch 3"),  # no abbreviations
     (["--method", "cyclegan", "--norm", "group"], "argument --norm: invalid choice: 'group'"),

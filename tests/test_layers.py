@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tf_translate"
 
 # From the ground floor up; a module may import from its own layer and the ones before it.
 LAYERS = [
-    {"config", "errors", "registry", "seeding", "replicas", "progress"},
+    {"config", "errors", "registry", "seeding", "replicas", "progress", "quiet"},
     {"nn"},
     {"data"},
     {"methods"},

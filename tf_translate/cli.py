@@ -10,10 +10,10 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from tf_translate.errors import ExportError, TrainingError, UsageError
+from tf_translate.quiet import quiet_tensorflow
 
 # Errors a user can fix: reported as one line, exit code 2 (TF_TRANSLATE_DEBUG=1 shows their
 # tracebacks). Any other exception is a bug and keeps its traceback.
@@ -471,33 +471,6 @@ def top_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and log lines")
     parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help=argparse.SUPPRESS)
     return parser
-
-
-def quiet_tensorflow() -> None:
-    """Import TensorFlow without its start-up lines: those its C++ logging prints before it reads
-    TF_CPP_MIN_LOG_LEVEL (CUDA probing on a machine without GPUs, the oneDNN notice) are caught
-    while it loads and shown only if loading fails; later C++ log lines below fatal are off.
-    ``--verbose`` skips this."""
-    if "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # the CUDA probing happens here
-        except BaseException:
-            os.dup2(saved, 2)
-            caught.seek(0)
-            sys.stderr.write(caught.read().decode("utf-8", "replace"))
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def main(argv: list[str] | None = None, command: str | None = None) -> int:

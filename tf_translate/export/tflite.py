@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_translate.errors import ExportError
+from tf_translate.quiet import caught_stderr
 from tf_translate.export.signatures import CONDITIONS
 
 PARITY_TOLERANCE = 1e-3  # max |TFLite - SavedModel| on [0, 1] outputs for the float32 model
@@ -62,7 +63,8 @@ def convert_tflite(saved_model: Path, names: list[str], variant: str, representa
     with warnings.catch_warnings():  # int8 calibration runs TF's own deprecated interpreter inside
         warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
         try:
-            flat = converter.convert()
+            with caught_stderr():  # the converter's info lines on C++ stderr
+                flat = converter.convert()
         except Exception as e:  # the converter raises its own types; its first line names the op
             first = next((line for line in str(e).splitlines() if "op" in line.lower()), str(e).splitlines()[0])
             raise ExportError(f"{saved_model}: cannot convert to {variant} TFLite with builtin ops only: {first.strip()}") from None
@@ -107,7 +109,8 @@ def flex_ops(flat: bytes) -> list[str]:
 def litert_interpreter(flat: bytes):
     from ai_edge_litert.interpreter import Interpreter
 
-    return Interpreter(model_content=flat)
+    with caught_stderr():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        return Interpreter(model_content=flat)
 
 
 def run_tflite(interpreter, name: str, images: np.ndarray, **inputs) -> np.ndarray:
