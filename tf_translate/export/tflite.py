@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_translate.errors import ExportError
-from tf_translate.quiet import caught_stderr
 from tf_translate.export.signatures import CONDITIONS
+from tf_translate.quiet import caught_stderr
 
 PARITY_TOLERANCE = 1e-3  # max |TFLite - SavedModel| on [0, 1] outputs for the float32 model
 
