@@ -334,6 +334,40 @@ def test_translate_cli_by_domain_name_and_grid(trained_stargan, tmp_path, capsys
     assert "name one target domain" in capsys.readouterr().err
 
 
+def test_evaluate_reads_translations_into_every_domain_with_a_domain_classifier(trained_stargan, tmp_path):
+    from PIL import Image
+
+    from tf_translate.data import domains
+    from tf_translate.data.pipeline import to_uint8
+    from tf_translate.export import Exported
+    from tf_translate.metrics import evaluate
+
+    cfg, version = trained_stargan
+    report = evaluate.evaluate(version, pictures=tmp_path)
+    c = report["domain_classifier"]
+    assert report["images"] == {"happy": 1, "sad": 1, "sleepy": 1}
+    assert "KID not computed" in report["notes"][0]  # one held-out image per domain
+    # each domain's translations are the other two held-out images: the mean weighs them so
+    assert c["translated"] == pytest.approx(np.mean(list(c["translated_per_domain"].values())))
+    line = evaluate.headline(report)
+    assert line.startswith(f"a domain classifier reads {c['translated']:.1%} of the translations") and \
+        f"the untranslated inputs: {c['untranslated']:.1%}" in line
+    assert "| translations into sad |" in evaluate.markdown(report)
+    # the panel: each held-out image, then it translated into every domain
+    x, onehot = domains.load(cfg.data).held_out()
+    i = int(np.flatnonzero(onehot[:, 1])[0])  # the second row: the first held-out "sad" image
+    model = Exported(version)
+    picture = np.asarray(Image.open(report["panel"]))
+    size, scale = x.shape[1], -(-72 // x.shape[1])
+    cell = size * scale + 2
+    assert picture.shape[:2] == (14 + 3 * cell + 2, 4 * cell + 2)
+    expected = [x[i], *(model((x[i: i + 1] + 1.0) / 2.0, to=name)[0] * 2.0 - 1.0 for name in ("happy", "sad", "sleepy"))]
+    for column, image in enumerate(expected):
+        left, top = 2 + column * cell, 14 + cell + 2
+        np.testing.assert_array_equal(picture[top: top + size * scale: scale, left: left + size * scale: scale],
+                                      np.asarray(to_uint8(image)))
+
+
 @pytest.fixture(scope="module")
 def trained_attributes(tmp_path_factory):
     """A tiny multi-label model trained from an attributes.csv table."""
@@ -385,3 +419,12 @@ def test_attribute_model_sets_and_unsets_over_what_it_reads_off_the_image(traine
     np.testing.assert_array_equal(written, model.images(pixels[:1], labels=[0.0, 1.0])[0])
     assert run("--grid") == 0 and (tmp_path / "out" / "face_grid.png").exists()
     assert run("--set", "smiling=2") == 2 and "expected NAME, NAME=1 or NAME=0" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_attribute_models_by_name(trained_attributes):
+    from tf_translate.data.images import DataError
+    from tf_translate.metrics import evaluate
+
+    _, version = trained_attributes
+    with pytest.raises(DataError, match="scores single-label domains"):
+        evaluate.evaluate(version)

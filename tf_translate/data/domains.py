@@ -91,7 +91,7 @@ def load(cfg: DataConfig, attrs: tuple[str, ...] = ()) -> DomainData:
     source = sources.resolve(cfg.data, "textures")
     attributes = table(source)
     if attributes is not None:
-        if cfg.domains:
+        if cfg.domains and tuple(cfg.domains) != tuple(attrs):  # a trained model's config names them in both
             raise DataError(f"{attributes} is an attribute table: choose its attributes with --attrs, "
                             f"not --domains {','.join(cfg.domains)}")
         return _from_table(attributes, attrs, cfg)

@@ -128,6 +128,7 @@ def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | P
     evaluations = {"perceptual": lambda: _perceptual(model, dataset, cfg, pictures),
                    "classified": lambda: _transfer(model, dataset, pictures, classifier_path),
                    "paired": lambda: _paired(model, dataset, pictures),
+                   "domains": lambda: _domains(model, dataset, pictures),
                    "unpaired": lambda: _unpaired(model, dataset, cfg, pictures)}
     report.update(evaluations[spec.evaluation]())  # the registry entry says which
     return report
@@ -341,6 +342,60 @@ def _unpaired(model: Exported, dataset, cfg, pictures: Path | None = None, shown
     return report
 
 
+def domain_classifier(dataset, *, steps: int = 300, seed: int = 0):
+    """A small CNN (DTN's f architecture with a dense head) trained to tell the domains of the
+    real training images apart."""
+    import keras
+
+    from tf_translate.nn import classifier, networks
+
+    keras.utils.set_random_seed(seed)
+    model = classifier.with_head(networks.dtn_encoder(size=dataset.crop_size, in_channels=3), len(dataset.domains),
+                                 name="domain_classifier")
+    classifier.train(model, lambda first, count: dataset.training(batch_size=16, flip=True, seed=seed, first_step=first,
+                                                                  steps=count).map(lambda x, y: (x, tf.argmax(y, -1))),
+                     steps=steps, lr=1e-3, describe="domain classifier")
+    return model
+
+
+def _domains(model: Exported, dataset, pictures: Path | None = None, shown: int = 4) -> dict:
+    """StarGAN's measures (Choi et al. 2018, section 4.5): every held-out image translated into
+    every other domain; a classifier trained on the real training images' domains reads the
+    translations (the paper's classification accuracy), beside how often it reads the untranslated
+    inputs so; and KID of the translations into each domain to that domain's real held-out
+    images, beside the untranslated inputs'. With ``pictures``, ``translations.png``: held-out
+    images of each domain, then each translated into every domain."""
+    from tf_translate.nn import classifier
+
+    if dataset.multi_label:
+        raise DataError("the evaluation scores single-label domains (a folder per domain); models of attribute "
+                        "tables are not scored yet")
+    x, onehot = dataset.held_out()
+    labels, x01 = np.argmax(onehot, 1), (x + 1.0) / 2.0
+    judge = domain_classifier(dataset)
+    others = {name: labels != k for k, name in enumerate(dataset.domains)}
+    made = {name: model(x01[others[name]], to=name) for name in dataset.domains}
+    read = {name: float(np.mean(classifier.predict(judge, made[name] * 2.0 - 1.0) == k))
+            for k, name in enumerate(dataset.domains)}
+    untranslated = {name: float(np.mean(classifier.predict(judge, x[others[name]]) == k))
+                    for k, name in enumerate(dataset.domains)}
+    count = {name: int(np.sum(others[name])) for name in dataset.domains}
+    mean = lambda per: sum(per[n] * count[n] for n in per) / sum(count.values())  # noqa: E731  (per image)
+    report = {"images": {name: int(np.sum(labels == k)) for k, name in enumerate(dataset.domains)},
+              "domain_classifier": {"real": classifier.accuracy(judge, x, labels), "translated": mean(read),
+                                    "untranslated": mean(untranslated), "translated_per_domain": read}}
+    if min(report["images"].values()) < 2:
+        report.setdefault("notes", []).append("KID not computed: it needs 2 or more held-out images of every domain")
+    elif (fid := pretrained("fid", report)) is not None:
+        report["distribution"] = {f"to {name}": distribution(fid, made[name], x01[labels == k], x01[others[name]])
+                                  for k, name in enumerate(dataset.domains)}
+    picks = [i for k in range(len(dataset.domains)) for i in np.flatnonzero(labels == k)[:1]][:shown]
+    add_panel(report, pictures, "translations.png",
+              lambda: [[x[i], *(model(x01[i: i + 1], to=name)[0] * 2.0 - 1.0 for name in dataset.domains)]
+                       for i in picks], ("input", *(f"to {name}" for name in dataset.domains)))
+    return report
+
+
 def blend(frames: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     """``sum_i weights[i] * frames[i]`` of uint8 frames, in float64, rounded to uint8."""
     mixed = sum(w * f.astype(np.float64) for w, f in zip(weights, frames))
@@ -394,14 +449,13 @@ def headline(report: dict) -> str:
         return (f"a target-domain classifier reads {c['translated_source']:.1%} of the translations as their source's "
                 f"class (real target images: {c['real_target']:.1%}, the untranslated source: "
                 f"{c['untranslated_source']:.1%})")
+    if "domain_classifier" in report:
+        c = report["domain_classifier"]
+        read = (f"a domain classifier reads {c['translated']:.1%} of the translations as their target domain (the "
+                f"untranslated inputs: {c['untranslated']:.1%}; real held-out images as their own: {c['real']:.1%})")
+        return "; ".join([read, *([_kid_headline(report)] if "distribution" in report else [])])
     if "distribution" in report:
-        parts, closer = [], 0
-        for key, d in report["distribution"].items():
-            made, baseline = d["translated_vs_target"]["kid"], d["input_vs_target"]["kid"]
-            closer += made < baseline
-            parts.append(f"{key} {1000 * made:.0f} (untranslated {1000 * baseline:.0f})")
-        return (f"KID x1000 to the target domain: {', '.join(parts)}: the translations are closer to the target than "
-                f"the untranslated images in {closer} of {len(parts)} directions")
+        return _kid_headline(report)
     scored = report.get("mean over frames") or report.get("translate")
     if scored:
         made = scored["generated_vs_real"]
@@ -416,6 +470,16 @@ def headline(report: dict) -> str:
                 + (f", {baseline['lpips']:.4f}" if lpips else "")
                 + f": better by {better} of {2 + bool(lpips)} measures")
     return ""
+
+
+def _kid_headline(report: dict) -> str:
+    parts, closer = [], 0
+    for key, d in report["distribution"].items():
+        made, baseline = d["translated_vs_target"]["kid"], d["input_vs_target"]["kid"]
+        closer += made < baseline
+        parts.append(f"{key} {1000 * made:.0f} (untranslated {1000 * baseline:.0f})")
+    return (f"KID x1000 to the target domain: {', '.join(parts)}: the translations are closer to the target than "
+            f"the untranslated images in {closer} of {len(parts)} directions")
 
 
 def markdown(report: dict) -> str:
@@ -435,11 +499,19 @@ def markdown(report: dict) -> str:
     lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
              "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 | LPIPS |", "|---|---|---|---|---|---|---|"]
     for key, value in report.items():
-        if isinstance(value, dict) and key not in ("images", "distribution"):
+        if isinstance(value, dict) and key not in ("images", "distribution", "domain_classifier"):
             for compared, s in value.items():
                 lpips = f"{s['lpips']:.4f}" if "lpips" in s else "–"
                 lines.append(f"| {key} | {compared.replace('_', ' ')} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
                              f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} | {lpips} |")
+    if "domain_classifier" in report:
+        c = report["domain_classifier"]
+        lines += ["", "A classifier trained on the real training images' domains, reading held-out images translated "
+                  "into every other domain:", "", "| images | read as the target domain |", "|---|---:|",
+                  f"| translations (all) | {c['translated']:.1%} |",
+                  *(f"| translations into {name} | {v:.1%} |" for name, v in c["translated_per_domain"].items()),
+                  f"| untranslated inputs | {c['untranslated']:.1%} |",
+                  f"| real held-out images (as their own domain) | {c['real']:.1%} |"]
     if "distribution" in report:
         lines += ["", "Distances between the sets of images (FID Inception features; FID is biased upwards on small "
                   "sets, KID is not: compare KID across models, FID only with the same number of images):", "",
