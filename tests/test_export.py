@@ -194,6 +194,21 @@ def test_evaluate_pairs_by_name(trained, tmp_path):
         assert evaluate.headline(report).endswith(f"in {closer} of 2 directions")
 
 
+def test_train_with_evaluate_scores_the_export_it_made(trained, monkeypatch, capsys):
+    import tf_translate
+
+    cfg, version = trained
+    made = []
+    monkeypatch.setattr(tf_translate, "train", lambda c: made.append(c) or version)  # the training is tested elsewhere
+    assert cli.main(["--method", "cyclegan", "--data", cfg.data.data, "--output", str(cfg.run_dir), "--evaluate"],
+                    command="train") == 0
+    out = capsys.readouterr().out
+    report = json.loads((version / "evaluation.json").read_text())
+    assert made and out.startswith(f"{version}\n") and f"in one line: {evaluate.headline(report)}" in out
+    assert cli.main(["--method", "cyclegan", "--data", cfg.data.data, "--no-export", "--evaluate"], command="train") == 2
+    assert capsys.readouterr().err == "error: --evaluate scores the export: drop --no-export\n" and len(made) == 1
+
+
 def test_evaluate_run_scores_the_final_and_the_best_checkpoint(trained, tmp_path):
     cfg, _ = trained
     best = json.loads((cfg.run_dir / "best" / "best.json").read_text())["step"]

@@ -72,6 +72,8 @@ def train_parser(method: str | None):
                         help="the method to train")
     parser.add_argument("--config", help="a JSON file of settings ({section: {field: value}}), below flags")
     parser.add_argument("--image-size", type=int, help="crop size N, with load size round(N*286/256) unless given")
+    parser.add_argument("--evaluate", action="store_true", help="then score the export on the held-out data, as "
+                        "'tf-translate evaluate --model' does: its report, pictures and one-line measure")
     if method is None:
         return parser
     spec = registry.get(method)
@@ -81,7 +83,8 @@ def train_parser(method: str | None):
         _add_fields(group, section, cls, spec.overrides.get(section, {}))
     parser.epilog = ("Without --data the embedded default data is used with a short CPU-sized schedule: "
                      + "; ".join(f"{s}: " + ", ".join(f"{k}={v}" for k, v in vals.items())
-                                 for s, vals in spec.demo.items()))
+                                 for s, vals in spec.demo.items())
+                     + (f". Measured: {spec.demo_result}" if spec.demo_result else ""))
     return parser
 
 
@@ -139,9 +142,13 @@ def cmd_train(argv):
     if first.method and registry.get(first.method).command:  # a method that does not train (Gatys)
         return COMMANDS[registry.get(first.method).command][0](rest)
     cfg = config_from_args(argv)
+    if first.evaluate and not cfg.export.export:
+        raise UsageError("--evaluate scores the export: drop --no-export")
     print(f"training {cfg.method} -> {cfg.run_dir} (data: {cfg.data.data or 'embedded default'})", file=sys.stderr)
     out = tf_translate.train(cfg)
     print(out)
+    if first.evaluate:
+        cmd_evaluate(["--model", str(out)])
 
 
 def cmd_export(argv):

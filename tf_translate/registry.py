@@ -27,6 +27,7 @@ class MethodSpec:
     bfloat16: bool = False
     overrides: dict = dataclasses.field(default_factory=dict)  # {section: {field: value}} over the defaults
     demo: dict = dataclasses.field(default_factory=dict)  # overrides for the embedded default data
+    demo_result: str = ""  # what the run without --data gave and in how long, measured (train --help says it)
     resumable: tuple[str, ...] = ()  # model settings a resumed run may change (they change no weight)
 
 
