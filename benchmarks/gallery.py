@@ -55,7 +55,7 @@ def exported_entry(path: Path, work: Path) -> tuple[Image.Image, str, str, str]:
 def stylize_entry(path: Path) -> tuple[Image.Image, str, str, str]:
     import tensorflow as tf
 
-    from tf_translate.data.photos import load_image
+    from tf_translate.data.photos import load_image, sample_image
     from tf_translate.data.pictures import panel
 
     summary = json.loads((path / "losses.json").read_text())
@@ -68,7 +68,9 @@ def stylize_entry(path: Path) -> tuple[Image.Image, str, str, str]:
     caption = (f"{summary['iterations']} {summary['config']['optimizer']} iterations in {summary['seconds']:.0f} s: "
                f"loss {first['total']:.4g} at the start, {last['total']:.4g} at the end (style {first['style']:.3g} "
                f"-> {last['style']:.3g}, content {first['content']:.3g} -> {last['content']:.3g})")
-    command = f"tf-translate stylize --content {summary['content']} --style {summary['style']}"
+    defaults = {"content": sample_image("chelsea.png"), "style": sample_image("ihc.png")}  # stylize's own
+    command = " ".join(["tf-translate stylize", *(f"--{k} {summary[k]}" for k in defaults
+                                                  if Path(summary[k]) != Path(defaults[k]))])
     return picture, f"gatys, {side} px", caption, command
 
 
@@ -93,7 +95,8 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as work:
             picture, title, caption, command = (stylize_entry(path) if (path / "losses.json").exists()
                                                 else exported_entry(path, Path(work)))
-        captioned(picture, f"{name}: {title}", caption).save(output / f"{name}.png", optimize=True)
+        small = captioned(picture, f"{name}: {title}", caption).quantize(256, dither=Image.Dither.FLOYDSTEINBERG)
+        small.save(output / f"{name}.png", optimize=True)  # 256 colours: a third of the bytes, committed
         lines += [f"## {name}", "", f"![{name}]({name}.png)", "", caption + ".", "", f"```\n{command}\n```", ""]
         print(f"{name}: {caption}")
     (output / "README.md").write_text("\n".join(lines))

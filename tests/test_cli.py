@@ -105,3 +105,14 @@ def test_train_command_gives_back_the_config(argv):
     assert command.startswith(f"tf-translate train --method {cfg.method} ")
     assert cli.config_from_args(command.split()[2:]) == cfg
     assert "--output" not in command and len(command.split()) < 2 * len(argv) + 4  # only what differs
+
+
+@pytest.mark.parametrize("argv", [["--method", "dtn", "--epochs", "4"], ["--method", "stargan"]])
+def test_train_command_leaves_out_what_the_embedded_data_fills_in(argv):
+    """A run's saved config holds what its data filled in (DTN's classes and preset values,
+    StarGAN's domains): those were no flags."""
+    from tf_translate import data, registry
+
+    cfg = cli.config_from_args(argv)
+    saved = data.load(registry.get(cfg.method).data_kind, cfg).complete(cfg)
+    assert saved != cfg and cli.train_command(saved) == " ".join(["tf-translate", "train", *argv])

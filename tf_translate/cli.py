@@ -119,13 +119,19 @@ def train_command(cfg) -> str:
     the run resolved (style images) are shown as they are; output and export folders are left out."""
     from tf_translate import config, registry
 
+    from tf_translate import data
+
     spec = registry.get(cfg.method)
     base = config.build(cfg.method, spec.config, spec.overrides, {} if cfg.data.data else spec.demo)
+    # what the embedded data fills into a run's config (classes, domains, frame layout, the default
+    # style) was no flag; a user's data set is not read again
+    filled = base if cfg.data.data else data.load(spec.data_kind, base).complete(base)
     words = ["tf-translate", "train", "--method", cfg.method]
     for section in ("data", "train", "export", "model"):
         for field in dataclasses.fields(getattr(cfg, section)):
-            value, default = getattr(getattr(cfg, section), field.name), getattr(getattr(base, section), field.name)
-            if value == default or (section, field.name) in (("train", "output"), ("export", "export_dir")):
+            value = getattr(getattr(cfg, section), field.name)
+            defaults = (getattr(getattr(base, section), field.name), getattr(getattr(filled, section), field.name))
+            if value in defaults or (section, field.name) in (("train", "output"), ("export", "export_dir")):
                 continue
             if isinstance(value, bool):
                 words.append(_flag(section, field.name) if value else "--no-" + _flag(section, field.name)[2:])
