@@ -116,3 +116,17 @@ def test_train_command_leaves_out_what_the_embedded_data_fills_in(argv):
     cfg = cli.config_from_args(argv)
     saved = data.load(registry.get(cfg.method).data_kind, cfg).complete(cfg)
     assert saved != cfg and cli.train_command(saved) == " ".join(["tf-translate", "train", *argv])
+
+
+def test_every_method_s_help_says_what_its_default_run_gave(capsys):
+    """What a run without --data gives, measured, is in train --help (stylize --help for Gatys)."""
+    from tf_translate import registry
+
+    for name in registry.names():
+        spec = registry.get(name)
+        assert spec.demo_result, f"{name}: no measured demo_result in its registry entry"
+        with pytest.raises(SystemExit):
+            cli.main(["--method", name, "--help"] if spec.command is None else ["--help"],
+                     command=spec.command or "train")
+        help_text = "".join(capsys.readouterr().out.split())  # wrapped anywhere, at hyphens too
+        assert "".join(spec.demo_result.split()) in help_text

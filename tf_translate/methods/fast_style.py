@@ -45,7 +45,10 @@ class FastStyleConfig:
                      "export": {"tflite_variants": ("float32", "float16", "int8")}},
           demo={"data": {"load_size": 144, "crop_size": 128, "batch_size": 2},
                 "train": {"epochs": 12, "decay_epochs": 0, "sample_every": 60, "checkpoint_every": 60,
-                          "validate_every": 60}})
+                          "validate_every": 60}},
+          demo_result="360 steps in 1 min 47 s; the photos take the style's brown strokes, with cyan blobs; "
+                      "perceptual loss 6.25e4 against 7.03e4 for the photo itself, 2.92 times that of optimising "
+                      "each photo (docs/gallery)")
 class FastStyle(TranslationModel):
     """Perceptual-loss style transfer (Johnson, Alahi, Fei-Fei, ECCV 2016, arXiv 1603.08155),
     and its conditional multi-style form (Yanai & Tanno, ICMR 2017) with several styles.

@@ -173,7 +173,10 @@ def optimise(cfg: GatysConfig, content: tf.Tensor, style: tf.Tensor | None = Non
 
 # An optimisation per image, not a trained network: `train --method gatys` runs `stylize`.
 @register("gatys", config=GatysConfig, data_kind="photos", evaluation="perceptual", exportable=False,
-          distributable=False, command="stylize")
+          distributable=False, command="stylize",
+          demo_result="300 L-BFGS iterations at 256 px in 1 min 43 s; the loss falls from 2.72e9 to 9.92e7 and "
+                      "the cat keeps its shape, the stained tissue's blue and brown showing mostly in the background "
+                      "(docs/gallery)")
 def stylize(cfg: GatysConfig, content_path, style_path, output: Path, *, log=print) -> dict:
     """Optimises one image; writes ``output``/result.png, steps/*.png, optimisation.gif,
     losses.json and losses.png; returns the summary written into losses.json."""

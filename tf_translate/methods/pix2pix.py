@@ -43,7 +43,10 @@ class Pix2PixConfig:
           demo={"data": {"load_size": 132, "crop_size": 128},
                 "model": {"filters": 32, "disc_filters": 32},
                 "train": {"epochs": 3, "decay_epochs": 2, "sample_every": 92, "checkpoint_every": 92,
-                          "validate_every": 92}})
+                          "validate_every": 92}},
+          demo_result="frame interpolation of the embedded clip, 460 steps in 2 min 38 s; 31.14 dB PSNR over the "
+                      "five generated frames against 31.19 dB for the cross-fade of the two inputs: not yet better "
+                      "than the cross-fade (docs/gallery)")
 class Pix2Pix(TranslationModel):
     """pix2pix (Isola, Zhu, Zhou, Efros, CVPR 2017, arXiv 1611.07004).
 
