@@ -47,8 +47,12 @@ def test_mirrored_training_equals_one_device(mirrored, method, replicas):
     assert result["replicas"] == (2 if replicas == "two" else 1)
     assert result["steps"] == result["mirrored_steps"] == 4
     # every logged loss and learning rate of every step: the losses are reduced by the global
-    # batch, per-sample randomness is drawn for it, batch norm is synchronised
-    assert result["logged_values"] >= 8 and result["max_logged_difference"] < 1e-5
+    # batch, per-sample randomness is drawn for it, batch norm is synchronised (a wrong reduction
+    # is off by a factor). Fast style's perceptual losses are sums over VGG feature maps, whose
+    # float32 rounding depends on the kernels the batch split picks: relative 9.0e-5 measured on
+    # an AVX-512/AMX CPU, below 1e-5 on the AVX2 ones.
+    tolerance = 2e-4 if method == "fast_style" else 1e-5
+    assert result["logged_values"] >= 8 and result["max_logged_difference"] < tolerance
     # each network gives the same outputs on the same inputs
     assert max(result["max_output_difference"].values()) < 1e-3
     # and the same weights, but for biases a normalisation removes: their gradient is rounding
