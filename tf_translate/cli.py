@@ -116,11 +116,10 @@ def config_from_args(argv: list[str]):
 
 def train_command(cfg) -> str:
     """The ``tf-translate train`` command that gives ``cfg``: its method and every setting that
-    differs from what the method's defaults (and, without --data, the demo profile) give. Paths
-    the run resolved (style images) are shown as they are; output and export folders are left out."""
-    from tf_translate import config, registry
-
-    from tf_translate import data
+    differs from what the method's defaults (and, without --data, the demo profile and what the
+    embedded data fills in) give. Paths the run resolved (style images) are shown as they are;
+    output and export folders are left out."""
+    from tf_translate import config, data, registry
 
     spec = registry.get(cfg.method)
     base = config.build(cfg.method, spec.config, spec.overrides, {} if cfg.data.data else spec.demo)

@@ -496,14 +496,17 @@ def markdown(report: dict) -> str:
         return _style_markdown(report)
     if "target_classifier" in report:
         return _transfer_markdown(report)
-    lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
-             "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 | LPIPS |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for key, value in report.items():
         if isinstance(value, dict) and key not in ("images", "distribution", "domain_classifier"):
             for compared, s in value.items():
                 lpips = f"{s['lpips']:.4f}" if "lpips" in s else "–"
-                lines.append(f"| {key} | {compared.replace('_', ' ')} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
-                             f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} | {lpips} |")
+                rows.append(f"| {key} | {compared.replace('_', ' ')} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
+                            f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} | {lpips} |")
+    lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})"]
+    if rows:  # scores against a ground truth (StarGAN's domains have none)
+        lines += ["", "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 | LPIPS |", "|---|---|---|---|---|---|---|",
+                  *rows]
     if "domain_classifier" in report:
         c = report["domain_classifier"]
         lines += ["", "A classifier trained on the real training images' domains, reading held-out images translated "
