@@ -341,7 +341,26 @@ def test_evaluate_reports_the_papers_measure(trained_dtn, tmp_path):
     assert set(c["translated_per_class"]) == {"0", "1", "2"}
     assert report["diversity"]["real_target"] > 0
     assert Image.open(report["panel"]).width > 6 * 64
-    assert "target classifier on G(source)" in evaluate.markdown(report)
+    # judges of other families, on pixels: what they read is what a fresh one reads
+    from sklearn.neighbors import KNeighborsClassifier
+
+    others = report["other_judges"]
+    assert set(others) == {"3 nearest neighbours", "random forest"}
+    flat = lambda images: images.reshape(len(images), -1)  # noqa: E731
+    train, real = data.images(data.target), data.images(data.target_test)
+    knn = KNeighborsClassifier(3).fit(flat(train), data.target.labels)
+    assert others["3 nearest neighbours"]["real_target"] == np.mean(knn.predict(flat(real)) == data.target_test.labels)
+    assert others["3 nearest neighbours"]["untranslated_source"] == np.mean(knn.predict(flat(x)) == labels)
+    judges = [c, *others.values()]
+    assert report["judges_disagree"] == [k for k in "012" if np.ptp([j["translated_per_class"][k] for j in judges]) > 0.15]
+    text = evaluate.markdown(report)
+    assert "| target classifier (CNN) |" in text and "| random forest (pixels) |" in text
+    assert f"random forest on pixels: {others['random forest']['translated_source']:.1%}" in evaluate.headline(report)
+    # the classifier-free measure: a digit of the bank is at distance 0 from it, a shifted one is not
+    bank = (train + 1.0) / 2.0
+    assert evaluate.nearest_distance(bank[:4], bank) == pytest.approx(0.0, abs=1e-6)
+    assert evaluate.nearest_distance(np.roll(bank[:4], 3, axis=2), bank) > 0.05
+    assert 0 < report["nearest_real_distance"]["translated_source"] < 1
 
 
 def test_faces_preset_is_the_papers_configuration(tmp_path):

@@ -231,14 +231,50 @@ def target_classifier(dataset, path: Path | None, *, steps: int = 1000, seed: in
     return model
 
 
+def pixel_judges(dataset) -> dict:
+    """Readers of another family than the CNN, which shares f's architecture and so may read the
+    marks g learns for f as a class (docs/methods/dtn.md): 3 nearest neighbours and a random
+    forest, both on the pixels of the target's training images, with their labels."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+
+    flat = lambda images: images.reshape(len(images), -1)  # noqa: E731
+    x, y = flat(dataset.images(dataset.target)), dataset.target.labels
+    return {name: (lambda images, judge=judge.fit(x, y): judge.predict(flat(images))) for name, judge in (
+        ("3 nearest neighbours", KNeighborsClassifier(3)),
+        ("random forest", RandomForestClassifier(200, random_state=0, n_jobs=-1)))}
+
+
+def reading(predict, made, x, labels, real, real_labels, classes) -> dict:
+    """How a judge (``predict``: images in [-1, 1] -> classes) reads the translations ``made`` of
+    ``x``, beside real target images and the untranslated ``x``, overall and per class."""
+    predicted = predict(made)
+    return {"real_target": float(np.mean(predict(real) == real_labels)),
+            "untranslated_source": float(np.mean(predict(x) == labels)),
+            "translated_source": float(np.mean(predicted == labels)),
+            "translated_per_class": {name: float(np.mean(predicted[labels == k] == k))
+                                     for k, name in enumerate(classes) if np.any(labels == k)}}
+
+
+def nearest_distance(images: np.ndarray, bank: np.ndarray) -> float:
+    """The mean RMS pixel distance (images in [0, 1]) from each image to its nearest image of
+    ``bank``: how close to some real digit a drawing is, with no classifier involved."""
+    a, b = (v.reshape(len(v), -1).astype(np.float64) for v in (images, bank))
+    squared = (a * a).sum(1)[:, None] - 2.0 * a @ b.T + (b * b).sum(1)[None, :]
+    return float(np.mean(np.sqrt(np.maximum(squared.min(1), 0.0) / a.shape[1])))
+
+
 def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: Path | None) -> dict:
     """DTN's measure (Taigman et al. 2017, section 5.1): a classifier trained on the target
     domain's labels reads the translations G(x) of held-out source images; its accuracy
-    against their true classes beside the same on the untranslated images. Because f is a
-    classifier, a g that draws one fixed image per class could score well, so also: f's own
-    held-out accuracy, the f-constancy error, and the within-class diversity of the
-    translations against that of real target images. With ``pictures``: a panel of
-    (source | G(source)) pairs, one row per class."""
+    against their true classes beside the same on the untranslated images. That CNN shares f's
+    architecture, so two judges of other families (``pixel_judges``) read them too, and a class
+    on which the judges disagree by more than 15 points is named; the distance from each
+    translation to its nearest real target training image, beside real held-out targets' own,
+    needs no judge. Because f is a classifier, a g that draws one fixed image per class could
+    score well, so also: f's own held-out accuracy, the f-constancy error, and the within-class
+    diversity of the translations against that of real target images. With ``pictures``: a
+    panel of (source | G(source)) pairs, one row per class."""
     from tf_translate.methods.dtn import diversity
     from tf_translate.nn import classifier
 
@@ -250,16 +286,20 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     x, labels, _ = dataset.held_out()
     real, real_labels = dataset.images(dataset.target_test), dataset.target_test.labels
     made = model((x + 1.0) / 2.0) * 2.0 - 1.0
-    predicted = classifier.predict(judge, made)
     features, features_made = model.encode((x + 1.0) / 2.0), model.encode((made + 1.0) / 2.0)
+    read = functools.partial(reading, made=made, x=x, labels=labels, real=real, real_labels=real_labels,
+                             classes=dataset.classes)
+    cnn = read(functools.partial(classifier.predict, judge))
+    others = {name: read(predict) for name, predict in pixel_judges(dataset).items()}
+    judges = [cnn, *others.values()]
+    bank = (dataset.images(dataset.target) + 1.0) / 2.0
     report = {
         "source_images": len(x), "target_images": len(real),
-        "target_classifier": {"real_target": classifier.accuracy(judge, real, real_labels),
-                              "untranslated_source": classifier.accuracy(judge, x, labels),
-                              "translated_source": float(np.mean(predicted == labels)),
-                              "translated_per_class": {name: float(np.mean(predicted[labels == k] == k))
-                                                       for k, name in enumerate(dataset.classes)
-                                                       if np.any(labels == k)}},
+        "target_classifier": cnn, "other_judges": others,
+        "judges_disagree": [name for name in cnn["translated_per_class"]
+                            if np.ptp([j["translated_per_class"][name] for j in judges]) > 0.15],
+        "nearest_real_distance": {"translated_source": nearest_distance((made + 1.0) / 2.0, bank),
+                                  "real_target": nearest_distance((real + 1.0) / 2.0, bank)},
         "f": {"source": float(np.mean(np.argmax(model.classify((x + 1.0) / 2.0), 1) == labels)),
               "translated_source": float(np.mean(np.argmax(model.classify((made + 1.0) / 2.0), 1) == labels)),
               "real_target": float(np.mean(np.argmax(model.classify((real + 1.0) / 2.0), 1) == real_labels)),
@@ -446,9 +486,13 @@ def headline(report: dict) -> str:
                          for name, s in report["styles"].items())
     if "target_classifier" in report:
         c = report["target_classifier"]
+        others = "".join(f"; {name} on pixels: {j['translated_source']:.1%} (real {j['real_target']:.1%}, untranslated "
+                         f"{j['untranslated_source']:.1%})" for name, j in report.get("other_judges", {}).items())
+        disagree = report.get("judges_disagree")
         return (f"a target-domain classifier reads {c['translated_source']:.1%} of the translations as their source's "
                 f"class (real target images: {c['real_target']:.1%}, the untranslated source: "
-                f"{c['untranslated_source']:.1%})")
+                f"{c['untranslated_source']:.1%})" + others
+                + (f"; the judges disagree by over 15 points on class {', '.join(disagree)}" if disagree else ""))
     if "domain_classifier" in report:
         c = report["domain_classifier"]
         read = (f"a domain classifier reads {c['translated']:.1%} of the translations as their target domain (the "
@@ -505,8 +549,8 @@ def markdown(report: dict) -> str:
                             f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} | {lpips} |")
     lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})"]
     if rows:  # scores against a ground truth (StarGAN's domains have none)
-        lines += ["", "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 | LPIPS |", "|---|---|---|---|---|---|---|",
-                  *rows]
+        lines += ["", "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 | LPIPS |",
+                  "|---|---|---|---|---|---|---|", *rows]
     if "domain_classifier" in report:
         c = report["domain_classifier"]
         lines += ["", "A classifier trained on the real training images' domains, reading held-out images translated "
@@ -553,20 +597,31 @@ def _style_markdown(report: dict) -> str:
 
 def _transfer_markdown(report: dict) -> str:
     c, f, d = report["target_classifier"], report["f"], report["diversity"]
+    others = report.get("other_judges", {})
+    judges = {"target classifier (CNN)": c, **{f"{name} (pixels)": j for name, j in others.items()}}
+    classes = list(c["translated_per_class"])
     lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})", "",
              f"{report['source_images']} held-out source images; {report['target_images']} held-out target images.", "",
+             "Judges trained on the target's training images and labels, reading real held-out target images, the "
+             "untranslated source images and their translations G(source), overall and per class:", "",
+             "| judge | real target | untranslated | **G(source)** | " + " | ".join(classes) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(classes),
+             *(f"| {name} | {j['real_target']:.1%} | {j['untranslated_source']:.1%} | "
+               f"**{j['translated_source']:.1%}** | "
+               + " | ".join(f"{j['translated_per_class'][k]:.0%}" for k in classes) + " |" for name, j in judges.items()),
+             "", "Classes on which the judges disagree by more than 15 points: "
+             + (", ".join(report["judges_disagree"]) if report.get("judges_disagree") else "none") + ".", "",
              "| measure | value |", "|---|---:|",
-             f"| target classifier on real held-out target images | {c['real_target']:.2%} |",
-             f"| target classifier on the untranslated source images | {c['untranslated_source']:.2%} |",
-             f"| **target classifier on G(source)** | **{c['translated_source']:.2%}** |",
              f"| f on the held-out source images | {f['source']:.2%} |",
              f"| f on G(source) | {f['translated_source']:.2%} |",
              f"| f on real held-out target images (how well f's classes carry over) | {f['real_target']:.2%} |",
              f"| f-constancy MSE(f(x), f(G(x))) (mean f(x)^2: {f['feature_mean_square']:.4g}) | {f['constancy_mse']:.4g} |",
              f"| within-class diversity of G(source) / of real targets | {d['translated_source']:.3f} / "
-             f"{d['real_target']:.3f} = {d['ratio']:.2f} |", "",
-             "Per class, target classifier on G(source): "
-             + ", ".join(f"{k}: {v:.0%}" for k, v in c["translated_per_class"].items())]
+             f"{d['real_target']:.3f} = {d['ratio']:.2f} |"]
+    if "nearest_real_distance" in report:
+        n = report["nearest_real_distance"]
+        lines.append(f"| RMS pixel distance to the nearest real target training image: G(source) / real held-out "
+                     f"targets | {n['translated_source']:.4f} / {n['real_target']:.4f} |")
     if "panel" in report:
         lines += ["", f"Panel: `{report['panel']}`"]
     return "\n".join(lines) + "\n"
