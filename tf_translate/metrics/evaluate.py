@@ -209,22 +209,29 @@ def _perceptual(model: Exported, dataset, cfg, pictures: Path | None, iterations
     return report
 
 
-def target_classifier(dataset, path: Path | None, *, steps: int = 1000, seed: int = 0):
-    """A small CNN (DTN's f architecture with a dense head) trained on the target domain's
-    training images and labels; loaded from ``path`` if it exists, else trained and saved there."""
+def judge_cnn(name: str, size: int, channels: int, classes: int, batches, *, steps: int, seed: int):
+    """A small CNN (DTN's f architecture with a dense head) trained on ``batches(first, count)``
+    of (images, int labels): the evaluation's reader of translations."""
     import keras
 
     from tf_translate.nn import classifier, networks
 
+    keras.utils.set_random_seed(seed)
+    model = classifier.with_head(networks.dtn_encoder(size=size, in_channels=channels), classes, name=name)
+    classifier.train(model, batches, steps=steps, lr=1e-3, describe=name.replace("_", " "))
+    return model
+
+
+def target_classifier(dataset, path: Path | None, *, steps: int = 1000, seed: int = 0):
+    """``judge_cnn`` trained on the target domain's training images and labels; loaded from
+    ``path`` if it exists, else trained and saved there."""
+    import keras
+
     if path is not None and Path(path).is_file():
         return keras.models.load_model(path, compile=False)
-    keras.utils.set_random_seed(seed)
-    size, channels = dataset.crop_size, dataset.channels
-    model = classifier.with_head(networks.dtn_encoder(size=size, in_channels=channels), len(dataset.target_classes),
-                                 name="target_classifier")
-    classifier.train(model, lambda first, count: dataset.labelled("target", batch_size=64, seed=seed,
-                                                                  first_step=first, steps=count),
-                     steps=steps, lr=1e-3, describe="target classifier")
+    model = judge_cnn("target_classifier", dataset.crop_size, dataset.channels, len(dataset.target_classes),
+                      lambda first, count: dataset.labelled("target", batch_size=64, seed=seed, first_step=first,
+                                                            steps=count), steps=steps, seed=seed)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         model.save(path)
@@ -383,19 +390,11 @@ def _unpaired(model: Exported, dataset, cfg, pictures: Path | None = None, shown
 
 
 def domain_classifier(dataset, *, steps: int = 300, seed: int = 0):
-    """A small CNN (DTN's f architecture with a dense head) trained to tell the domains of the
-    real training images apart."""
-    import keras
-
-    from tf_translate.nn import classifier, networks
-
-    keras.utils.set_random_seed(seed)
-    model = classifier.with_head(networks.dtn_encoder(size=dataset.crop_size, in_channels=3), len(dataset.domains),
-                                 name="domain_classifier")
-    classifier.train(model, lambda first, count: dataset.training(batch_size=16, flip=True, seed=seed, first_step=first,
-                                                                  steps=count).map(lambda x, y: (x, tf.argmax(y, -1))),
-                     steps=steps, lr=1e-3, describe="domain classifier")
-    return model
+    """``judge_cnn`` trained to tell the domains of the real training images apart."""
+    return judge_cnn("domain_classifier", dataset.crop_size, 3, len(dataset.domains),
+                     lambda first, count: dataset.training(batch_size=16, flip=True, seed=seed, first_step=first,
+                                                           steps=count).map(lambda x, y: (x, tf.argmax(y, -1))),
+                     steps=steps, seed=seed)
 
 
 def _domains(model: Exported, dataset, pictures: Path | None = None, shown: int = 4) -> dict:
