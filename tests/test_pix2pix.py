@@ -25,7 +25,7 @@ from tf_translate.nn import features, networks
 from tf_translate.nn.layers import StatelessDropout
 from tf_translate.training import trainer
 
-VIDEO_MODEL = {"frame_gap": 2, "holdout": 0.25}  # windows of 3 frames: 0 and 2 in, 1 out
+VIDEO_MODEL = {"frame_gap": 2, "holdout": 0.25, "generator": "auto"}  # windows of 3 frames: 0 and 2 in, 1 out
 
 
 def test_unet_at_the_smallest_size_its_depth_allows():
@@ -155,7 +155,8 @@ def test_discriminator_scores_real_and_fake_alike_in_one_call_or_two(tmp_path):
 @pytest.mark.parametrize("frames, residual, expected", [(3, "auto", True), (2, "auto", False), (2, "on", True),
                                                         (3, "off", False)])
 def test_residual_auto_is_on_for_frame_interpolation_only(tmp_path, frames, residual, expected):
-    cfg = tiny_config("pix2pix", tmp_path, None, model={"frames_per_image": frames, "residual": residual})
+    cfg = tiny_config("pix2pix", tmp_path, None, model={"frames_per_image": frames, "residual": residual,
+                                                        "generator": "unet"})
     model = trainer.build_model(cfg, registry.get("pix2pix"), steps_per_epoch=1)
     assert model.residual is expected
     assert ("blend" in [layer.name for layer in model.G.layers]) is expected
@@ -184,11 +185,12 @@ def test_export_takes_and_returns_stacked_channels(trained_frames):
     cfg, version = trained_frames
     model = export.Exported(version)
     assert model.names == ["translate"] and "translate_bytes" not in model.module.signatures
-    x = np.random.default_rng(0).random((1, 37, 45, 6), dtype=np.float32)  # odd size, padded to 32s inside
+    x = np.random.default_rng(0).random((1, 37, 45, 6), dtype=np.float32)  # odd size, padded to 16s inside
     out = model(x)
     assert out.shape == (1, 37, 45, 3) and 0 <= out.min() and out.max() <= 1
     keras_model = trainer.restore(config.load(cfg.run_dir / "config.json"))
-    padded = np.pad(x * 2 - 1, ((0, 0), (0, 27), (0, 19), (0, 0)), mode="symmetric")
+    assert keras_model.flow and keras_model.down_factor() == 16  # frame interpolation: the flow generator
+    padded = np.pad(x * 2 - 1, ((0, 0), (0, 11), (0, 3), (0, 0)), mode="symmetric")
     expected = (keras_model.G(padded, training=False).numpy()[:, :37, :45] + 1) / 2
     np.testing.assert_allclose(out, expected, atol=1e-5)
     parity = (version / "tflite_parity.json").read_text()
@@ -197,8 +199,8 @@ def test_export_takes_and_returns_stacked_channels(trained_frames):
     assert [p.name for p in panels if p.suffix == ".gif"] and [p.name for p in panels if p.suffix == ".png"]
 
 
-def test_test_time_dropout_is_a_flag_and_off_by_default(trained_frames, tmp_path):
-    cfg, version = trained_frames
+def test_test_time_dropout_is_a_flag_and_off_by_default(exports, tmp_path):
+    cfg, version = exports("pix2pix")  # the U-Net (the flow generator has no dropout)
     x = np.random.default_rng(1).random((1, 32, 32, 6), dtype=np.float32)
     default = export.Exported(version)
     np.testing.assert_array_equal(default(x), default(x))
@@ -255,3 +257,23 @@ def test_evaluate_scores_every_frame_beside_the_crossfade(trained_frames, tmp_pa
     for column, frame in ((0, stacks[0, 0]), (1, stacks[0, 2]), (3, halfway[0]), (4, stacks[0, 1])):
         left = 2 + column * cell
         np.testing.assert_array_equal(picture[16: 16 + size * scale: scale, left: left + size * scale: scale], frame)
+
+
+def test_interpolate_two_images_and_refuse_mismatched_ones(trained_frames, tmp_path):
+    _, version = trained_frames
+    first, last = write_images(tmp_path / "in", 2, seed=3, size=(40, 36))
+    written = interpolate.interpolate_pair(version, first, last, tmp_path / "out")
+    assert [p.name for p in written] == ["frame_0.png", "frame_1.png", "frame_2.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(written[0])), np.asarray(Image.open(first)))
+    assert np.asarray(Image.open(written[1])).shape == (36, 40, 3)
+    other = write_images(tmp_path / "other", 1, seed=4, size=(44, 36))[0]
+    with pytest.raises(DataError, match=r"is 40x36 but .* is 44x36: the two frames must be the same size"):
+        interpolate.interpolate_pair(version, first, other, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+
+
+def test_evaluate_on_footage_the_model_never_saw_scores_every_window(trained_frames, tmp_path):
+    _, version = trained_frames
+    other = coded_video(tmp_path / "other.mp4", 13)  # windows of 3 frames sharing ends: starts 0, 2, ..., 10
+    report = evaluate.evaluate(version, str(other))
+    assert report["samples"] == 6 and report["held_out"].startswith("every window")

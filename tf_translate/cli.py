@@ -371,13 +371,21 @@ gap 6 on 25 fps video expects input that looks like 25/6 fps footage."""
 def cmd_interpolate(argv):
     parser = _parser(prog="interpolate", description=INTERPOLATE_HELP)
     parser.add_argument("--model", required=True, help="an exported frame-interpolation model (exported/pix2pix/N)")
-    parser.add_argument("input", help="the video to interpolate")
-    parser.add_argument("--output", required=True, help="the video to write (.mp4, H.264)")
+    parser.add_argument("input", nargs="+", help="the video to interpolate, or two images (the first and last "
+                        "frame: the frames between them are written as OUTPUT/frame_1.png ...)")
+    parser.add_argument("--output", required=True, help="the video to write (.mp4, H.264), or with two images "
+                        "the folder for the frames")
     parser.add_argument("--short-side", type=int, help="scale frames to this shorter side first (default: as they are)")
     args = parser.parse_args(argv)
     from tf_translate.apps import interpolate
 
-    print(interpolate.interpolate_video(args.model, args.input, args.output, short_side=args.short_side))
+    if len(args.input) == 2:
+        interpolate.interpolate_pair(args.model, *args.input, args.output)
+        print(args.output)
+    elif len(args.input) == 1:
+        print(interpolate.interpolate_video(args.model, args.input[0], args.output, short_side=args.short_side))
+    else:
+        parser.error(f"{len(args.input)} inputs: give one video or two images")
 
 
 STYLIZE_HELP = """Neural style transfer by optimisation (Gatys et al. 2015): optimise one image so

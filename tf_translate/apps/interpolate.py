@@ -10,7 +10,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from tf_translate.data import video
-from tf_translate.data.images import DataError
+from tf_translate.data.images import DataError, read_image
 from tf_translate.export import Exported
 from tf_translate.progress import bar_interval
 
@@ -56,3 +56,22 @@ def interpolate_video(model_dir, source, output, *, short_side: int | None = Non
             previous = frame
 
     return video.write_video(output, frames(), fps=info.fps * gap, audio_from=source)
+
+
+def interpolate_pair(model_dir, first, last, output) -> list[Path]:
+    """The model's ``gap - 1`` frames between two images of one size, written as
+    ``output/frame_1.png`` ... (``frame_0`` and ``frame_GAP`` are the two given frames)."""
+    model = Exported(model_dir)
+    gap = interpolation_gap(model)
+    ends = [read_image(path, max_pixels=model.config.export.max_pixels) for path in (first, last)]
+    if ends[0].shape != ends[1].shape:
+        (h0, w0), (h1, w1) = ends[0].shape[:2], ends[1].shape[:2]
+        raise DataError(f"{first} is {w0}x{h0} but {last} is {w1}x{h1}: the two frames must be the same size")
+    made = model.images(np.concatenate(ends, axis=-1)[None])[0]
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, frame in enumerate([ends[0], *(made[..., 3 * j: 3 * j + 3] for j in range(gap - 1)), ends[1]]):
+        paths.append(output / f"frame_{k}.png")
+        Image.fromarray(frame).save(paths[-1])
+    return paths

@@ -133,11 +133,13 @@ def split_windows(n_frames: int, frames: int, holdout: float) -> tuple[list[int]
     """Window starts for training (every frame) and held-out (one window per ``frames - 1``,
     sharing end frames) from one clip. The held-out block is the clip's last ``holdout``
     part, and a window's length of unused frames separates it from the training frames,
-    so no training window overlaps or touches a held-out one."""
+    so no training window overlaps or touches a held-out one. ``holdout`` 1: all held out."""
     if n_frames < frames:
         raise DataError(f"{n_frames} frames: shorter than one window of {frames}")
     if holdout <= 0:
         return list(range(n_frames - frames + 1)), []
+    if holdout >= 1:  # footage a model never saw: every window held out
+        return [], list(range(0, n_frames - frames + 1, frames - 1))
     test_first = n_frames - max(frames, math.ceil(n_frames * holdout))
     train_end = test_first - frames  # frames [0, train_end) train; [train_end, test_first) are the gap
     if train_end < frames:

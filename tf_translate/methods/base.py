@@ -175,8 +175,11 @@ class TranslationModel(keras.Model):
         """An ``export.DomainLabels`` for a generator conditioned on named domains; None otherwise."""
         return None
 
-    def sequences(self, batch) -> list[tuple[list, list]]:
-        """Per sample, (generated, real) frame sequences to animate; none by default."""
+    sequence_titles: tuple[str, ...] = ("generated", "real")
+
+    def sequences(self, batch) -> list[tuple[list, ...]]:
+        """Per sample, frame sequences to animate side by side, one per ``sequence_titles``
+        (generated, real, ...); none by default."""
         return []
 
     def sample_rows(self, batch) -> list[list[np.ndarray]]:

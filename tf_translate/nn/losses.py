@@ -122,3 +122,11 @@ def dtn_discriminator_loss(on_fake_source, on_fake_target, on_real_target):
 def dtn_generator_loss(on_fake_source, on_fake_target):
     """L_GANG per sample: -log D_3(G(x_s)) - log D_3(G(x_t))."""
     return _ternary(on_fake_source, REAL_TARGET) + _ternary(on_fake_target, REAL_TARGET)
+
+
+def flow_smoothness(flow):
+    """Mean absolute difference between neighbouring flow vectors per sample (Super SloMo's
+    smoothness loss, on flows in pixels)."""
+    flow = tf.cast(flow, tf.float32)
+    return _per_sample_mean(tf.abs(flow[:, 1:, :, :] - flow[:, :-1, :, :])) + _per_sample_mean(
+        tf.abs(flow[:, :, 1:, :] - flow[:, :, :-1, :]))

@@ -108,9 +108,9 @@ class Samples(StepCallback):
         Image.fromarray(picture).save(self.folder / f"step_{step:07d}.png")
         with self.writer.as_default(step=step):
             tf.summary.image("samples", picture[None], step=step)
-        for i, (made, real) in enumerate(self.model.sequences(self.batch)):
+        for i, columns in enumerate(self.model.sequences(self.batch)):
             save_gif(self.folder / f"step_{step:07d}_sample{i}.gif",
-                     [panel([[m, r]], ("generated", "real")) for m, r in zip(made, real)])
+                     [panel([list(frame)], self.model.sequence_titles) for frame in zip(*columns)])
 
 
 class Checkpoints(StepCallback):
