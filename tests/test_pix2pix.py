@@ -21,6 +21,7 @@ from tf_translate.data import paired, video
 from tf_translate.data.frames import blend_weights
 from tf_translate.data.images import DataError
 from tf_translate.metrics import evaluate
+from tf_translate.metrics.minterpolate import minterpolate_batch
 from tf_translate.nn import features, networks
 from tf_translate.nn.layers import StatelessDropout
 from tf_translate.training import trainer
@@ -107,7 +108,7 @@ def test_video_window_sampler_and_held_out_split(tmp_path, frames_video):
     for x, y in data.training(batch_size=1, flip=False, seed=0, first_step=0, steps=6):
         x, y = x.numpy(), y.numpy()
         first, last, middle = (frame_index((v + 1) * 127.5) for v in (x[0, ..., :3], x[0, ..., 3:], y[0]))
-        assert last == first + 2 and middle == first + 1 and last <= 26
+        assert abs(last - first) == 2 and middle == (first + last) // 2 and max(first, last) <= 26  # or backwards
     assert data.complete(cfg).model.frames_per_image == 3
 
 
@@ -246,15 +247,20 @@ def test_evaluate_scores_every_frame_beside_the_crossfade(trained_frames, tmp_pa
     assert set(report["translate"]["generated_vs_real"]) == {"psnr", "ssim", "ssim_7x7", "l1", *with_lpips}
     assert "crossfade vs real" in evaluate.markdown(report)
     made = report["translate"]["generated_vs_real"]
-    assert evaluate.headline(report).startswith(f"PSNR {made['psnr']:.2f} dB") and \
-        f"against the cross-fade's {crossfade['psnr']:.2f} dB" in evaluate.headline(report)
-    # the panel: per held-out window, the two inputs, the middle frame generated, cross-faded, real
+    ffmpeg = minterpolate_batch(stacks[:, 0], stacks[:, 2], 2)[:, 0]  # the second baseline
+    by_ffmpeg = report["translate"]["minterpolate_vs_real"]  # solid greys: often exact, PSNR inf
+    assert {k: by_ffmpeg[k] for k in expected} == pytest.approx(evaluate.scores(ffmpeg, stacks[:, 1]))
+    assert "ffmpeg minterpolate (mci) vs real" in evaluate.markdown(report)
+    line = evaluate.headline(report)
+    assert line.startswith(f"PSNR {made['psnr']:.2f} dB") and f"against the cross-fade's {crossfade['psnr']:.2f} dB" \
+        in line and " and ffmpeg minterpolate's " in line and line.endswith(" of 1 by PSNR")
+    # the panel: per held-out window, the two inputs, the middle frame generated, cross-faded, by ffmpeg, real
     picture = np.asarray(Image.open(report["panel"]))
     size = stacks.shape[2]
     scale = -(-72 // size)  # small frames are shown enlarged
     cell = size * scale + 2
-    assert picture.shape[:2] == (14 + 4 * cell + 2, 5 * cell + 2)
-    for column, frame in ((0, stacks[0, 0]), (1, stacks[0, 2]), (3, halfway[0]), (4, stacks[0, 1])):
+    assert picture.shape[:2] == (14 + 4 * cell + 2, 6 * cell + 2)
+    for column, frame in ((0, stacks[0, 0]), (1, stacks[0, 2]), (3, halfway[0]), (4, ffmpeg[0]), (5, stacks[0, 1])):
         left = 2 + column * cell
         np.testing.assert_array_equal(picture[16: 16 + size * scale: scale, left: left + size * scale: scale], frame)
 
@@ -277,3 +283,20 @@ def test_evaluate_on_footage_the_model_never_saw_scores_every_window(trained_fra
     other = coded_video(tmp_path / "other.mp4", 13)  # windows of 3 frames sharing ends: starts 0, 2, ..., 10
     report = evaluate.evaluate(version, str(other))
     assert report["samples"] == 6 and report["held_out"].startswith("every window")
+
+
+def test_interpolation_windows_are_also_played_backwards(tmp_path, frames_video):
+    """Half the training windows run backwards (the same task, the motion reversed): their
+    input frames swap and their targets come in reverse order, consistently."""
+    cfg = tiny_config("pix2pix", tmp_path, str(frames_video), model={"frame_gap": 4, "holdout": 0.25})
+    data = tf_data.load("paired", cfg)
+    assert data.reversible
+    directions = []
+    for x, y in data.training(batch_size=1, flip=False, seed=0, first_step=0, steps=16):
+        x, y = ((v.numpy()[0] + 1) * 127.5 for v in (x, y))
+        first, last = frame_index(x[..., :3]), frame_index(x[..., 3:])
+        middle = [frame_index(y[..., 3 * k: 3 * k + 3]) for k in range(3)]
+        step = 1 if last > first else -1
+        assert abs(last - first) == 4 and middle == [first + step, first + 2 * step, first + 3 * step]
+        directions.append(step)
+    assert 3 <= directions.count(-1) <= 13

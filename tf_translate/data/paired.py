@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tf_translate import seeding
 from tf_translate.data import frames as fr
 from tf_translate.data import pipeline, video
 from tf_translate.data.images import DataError, image_files
@@ -32,6 +33,12 @@ class PairedData:
     inputs: tuple[int, ...]
     targets: tuple[int, ...]
     crop_size: int
+
+    @property
+    def reversible(self) -> bool:
+        """Frame interpolation of a whole window (its two ends in, every frame between out): the
+        window played backwards is another training sample of the same task."""
+        return self.inputs == (0, self.frames - 1) and self.targets == tuple(range(1, self.frames - 1))
 
     @property
     def steps_per_epoch_samples(self) -> int:
@@ -56,6 +63,9 @@ class PairedData:
 
         def sample(j):
             stack = pipeline.read(source, pipeline.pick(source, j, seed, 0))
+            if self.reversible:  # time reversed half the time: the same task, motion the other way
+                backwards = tf.random.stateless_uniform([], seeding.derive(seed, seeding.REVERSE, j)) < 0.5
+                stack = tf.where(backwards, tf.reverse(stack, [0]), stack)
             stack = pipeline.jitter(tf.unstack(stack, self.frames), crop_size=self.crop_size, flip=flip,
                                     seed=seed, sample=j)
             x, y = self.split(stack)

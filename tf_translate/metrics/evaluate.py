@@ -7,7 +7,8 @@ F(G(a)) against a, which needs no ground truth.
 
 Paired models (pix2pix) are scored on held-out stacks, per target frame, against a
 baseline: for frame interpolation the linear cross-fade of the two input frames around
-it (a model worth shipping beats it), otherwise the untranslated input.
+it (a model worth shipping beats it) and ffmpeg's motion-compensated interpolation
+(``minterpolate``, mci), otherwise the untranslated input.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from PIL import Image
 
 from tf_translate import data as tf_data
 from tf_translate import registry
+from tf_translate.data import video
 from tf_translate.data.frames import blend_weights, is_crossfade
 from tf_translate.data.images import DataError
 from tf_translate.data.photos import load_image
 from tf_translate.data.pipeline import to_uint8
 from tf_translate.export import Exported
 from tf_translate.metrics.fid import frechet_distance, kernel_inception_distance
+from tf_translate.metrics.minterpolate import FILTER, minterpolate_batch
 from tf_translate.nn.features import WeightsMissing
 
 
@@ -119,12 +122,17 @@ def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | P
     target-domain classifier that scores a DTN model is loaded from, or saved to once trained."""
     model = Exported(model_dir)
     cfg = model.config
+    spec = registry.get(cfg.method)
+    unseen = source is not None and not _same_file(source, cfg.data.data)
     if source is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data=source))
-    spec = registry.get(cfg.method)
+    if unseen and spec.data_kind == "paired" and video.is_video(source):  # footage it never saw: every window
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, holdout=1.0))
     dataset = tf_data.load(spec.data_kind, cfg)
     report = {"model": str(model_dir), "method": cfg.method, "data": cfg.data.data or "embedded default",
               "size": cfg.data.crop_size}
+    if getattr(cfg.model, "holdout", None) == 1.0:
+        report["held_out"] = "every window: footage the model did not train on"
     evaluations = {"perceptual": lambda: _perceptual(model, dataset, cfg, pictures),
                    "classified": lambda: _transfer(model, dataset, pictures, classifier_path),
                    "paired": lambda: _paired(model, dataset, pictures),
@@ -132,6 +140,10 @@ def evaluate(model_dir: str | Path, source: str | None = None, pictures: str | P
                    "unpaired": lambda: _unpaired(model, dataset, cfg, pictures)}
     report.update(evaluations[spec.evaluation]())  # the registry entry says which
     return report
+
+
+def _same_file(a, b) -> bool:
+    return b is not None and Path(a).resolve() == Path(b).resolve()
 
 
 def evaluate_run(run_dir: str | Path, source: str | None = None, pictures: str | Path | None = None,
@@ -444,9 +456,11 @@ def blend(frames: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
 def _paired(model: Exported, dataset, pictures: Path | None = None, shown: int = 4) -> dict:
     """G(x) against y on held-out stacks, per target frame, beside the linear baseline of
     ``frames.blend_weights``: the cross-fade of the two input frames around a target (frame
-    interpolation), else the nearest input frame itself. With ``pictures``,
+    interpolation), else the nearest input frame itself. Frame interpolation (two inputs, every
+    target between them) is also scored beside ffmpeg's motion-compensated interpolation
+    (``metrics.minterpolate``); if ffmpeg fails, a note says so. With ``pictures``,
     ``translations.png``: for the first ``shown`` held-out stacks, the inputs, then the
-    middle target as generated, as the baseline and as it really is."""
+    middle target as generated, as the baseline(s) and as it really is."""
     if dataset.test is None:
         raise DataError("no held-out data to evaluate on (a test/ folder, or a holdout above 0)")
     stacks = dataset.stacks(dataset.test)  # uint8 (N, K, H, W, 3)
@@ -455,18 +469,25 @@ def _paired(model: Exported, dataset, pictures: Path | None = None, shown: int =
     weights = blend_weights(dataset.inputs, dataset.targets)
     report = {"samples": len(stacks), "inputs": list(dataset.inputs), "targets": list(dataset.targets)}
     lpips = pretrained("lpips", report)
+    interpolating = len(dataset.inputs) == 2 and all(is_crossfade(weights, k) for k in range(len(dataset.targets)))
+    mci = _minterpolated(stacks, dataset.inputs, dataset.targets, report) if interpolating else None
     for k, t in enumerate(dataset.targets):
         real, made = stacks[:, t], out[..., 3 * k: 3 * k + 3]
         baseline = blend([stacks[:, i] for i in dataset.inputs], weights[:, k])
         name = "crossfade_vs_real" if is_crossfade(weights, k) else "input_vs_real"
         key = f"frame {t}" if len(dataset.targets) > 1 else "translate"
         report[key] = {"generated_vs_real": scores(made, real, lpips), name: scores(baseline, real, lpips)}
+        if mci is not None:
+            report[key]["minterpolate_vs_real"] = scores(mci[:, k], real, lpips)
     middle = len(dataset.targets) // 2  # shown: the middle target, the furthest from the inputs
     fades = blend([stacks[:shown, i] for i in dataset.inputs], weights[:, middle])
+    mcis = mci[:shown, middle] if mci is not None else [None] * len(fades)
     rows = [[*(stack[i] for i in dataset.inputs), made[..., 3 * middle: 3 * middle + 3], fade,
-             stack[dataset.targets[middle]]] for stack, made, fade in zip(stacks[:shown], out[:shown], fades)]
+             *([] if ffmpeg is None else [ffmpeg]), stack[dataset.targets[middle]]]
+            for stack, made, fade, ffmpeg in zip(stacks[:shown], out[:shown], fades, mcis)]
     titles = (*(f"input {i}" for i in dataset.inputs), "generated",
-              "cross-fade" if is_crossfade(weights, middle) else "input", f"real {dataset.targets[middle]}")
+              "cross-fade" if is_crossfade(weights, middle) else "input", *(["ffmpeg mci"] if mci is not None else []),
+              f"real {dataset.targets[middle]}")
     add_panel(report, pictures, "translations.png", lambda: [[f / 127.5 - 1.0 for f in row] for row in rows], titles)
     frames = [report[f"frame {t}"] for t in dataset.targets] if len(dataset.targets) > 1 else []
     if frames:
@@ -475,8 +496,21 @@ def _paired(model: Exported, dataset, pictures: Path | None = None, shown: int =
     return report
 
 
+def _minterpolated(stacks: np.ndarray, inputs, targets, report: dict) -> np.ndarray | None:
+    """ffmpeg minterpolate's frames for the ``targets`` of every stack, uint8 (N, len(targets),
+    H, W, 3), made from the two ``inputs`` (every target lies between them); None, with a note
+    in the report, when ffmpeg cannot make them."""
+    first, last = min(inputs), max(inputs)
+    try:
+        made = minterpolate_batch(stacks[:, first], stacks[:, last], last - first)
+    except DataError as e:
+        report.setdefault("notes", []).append(f"the ffmpeg minterpolate baseline was not computed: {e}")
+        return None
+    return made[:, [t - first - 1 for t in targets]]
+
+
 def headline(report: dict) -> str:
-    """The report in one line: the method's measure beside its baseline, and which is better."""
+    """The report in one line: the method's measure beside its baseline(s), and which is better."""
     if "checkpoints" in report:
         return headline(report["checkpoints"]["final"])
     if "styles" in report:
@@ -501,18 +535,34 @@ def headline(report: dict) -> str:
         return _kid_headline(report)
     scored = report.get("mean over frames") or report.get("translate")
     if scored:
-        made = scored["generated_vs_real"]
-        name, baseline = next((k, v) for k, v in scored.items() if k != "generated_vs_real")
-        what = name.replace("_vs_real", "").replace("crossfade", "the cross-fade").replace("input", "the input")
-        better = sum([made["psnr"] > baseline["psnr"], made["ssim"] > baseline["ssim"]]
-                     + ([made["lpips"] < baseline["lpips"]] if "lpips" in made else []))
-        lpips = "LPIPS" if "lpips" in made else ""
-        return (f"PSNR {made['psnr']:.2f} dB, SSIM {made['ssim']:.3f}"
-                + (f", LPIPS {made['lpips']:.4f}" if lpips else "")
-                + f" against {what}'s {baseline['psnr']:.2f} dB, {baseline['ssim']:.3f}"
-                + (f", {baseline['lpips']:.4f}" if lpips else "")
-                + f": better by {better} of {2 + bool(lpips)} measures")
+        return _paired_headline(report, scored)
     return ""
+
+
+_BASELINES = {"crossfade_vs_real": "the cross-fade", "input_vs_real": "the input",
+              "minterpolate_vs_real": "ffmpeg minterpolate"}
+
+
+def _paired_headline(report: dict, scored: dict) -> str:
+    """The model's PSNR, SSIM (and LPIPS) beside each baseline's; for frame interpolation, on how
+    many target frames it beats each baseline by PSNR, else by how many of the measures it beats
+    the input on average."""
+    made = scored["generated_vs_real"]
+    baselines = {name: s for name, s in scored.items() if name != "generated_vs_real"}
+    lpips = "lpips" in made
+    values = lambda s: f"{s['psnr']:.2f} dB, {s['ssim']:.3f}" + (f", {s['lpips']:.4f}" if lpips else "")  # noqa: E731
+    line = (f"PSNR {made['psnr']:.2f} dB, SSIM {made['ssim']:.3f}" + (f", LPIPS {made['lpips']:.4f}" if lpips else "")
+            + " against " + " and ".join(f"{_BASELINES[name]}'s {values(s)}" for name, s in baselines.items()))
+    if "crossfade_vs_real" in baselines:
+        frames = [report[key] for key in report if key.startswith("frame ")] or [report["translate"]]
+        wins = [f"{_BASELINES[name]} on {sum(f['generated_vs_real']['psnr'] > f[name]['psnr'] for f in frames)} "
+                f"of {len(frames)}" for name in baselines]
+        wins[0] += " frame" if len(frames) == 1 else " frames"
+        return f"{line}: beats {' and '.join(wins)} by PSNR"
+    (baseline,) = baselines.values()
+    better = sum([made["psnr"] > baseline["psnr"], made["ssim"] > baseline["ssim"]]
+                 + ([made["lpips"] < baseline["lpips"]] if lpips else []))
+    return f"{line}: better by {better} of {2 + lpips} measures"
 
 
 def _kid_headline(report: dict) -> str:
@@ -523,6 +573,9 @@ def _kid_headline(report: dict) -> str:
         parts.append(f"{key} {1000 * made:.0f} (untranslated {1000 * baseline:.0f})")
     return (f"KID x1000 to the target domain: {', '.join(parts)}: the translations are closer to the target than "
             f"the untranslated images in {closer} of {len(parts)} directions")
+
+
+_COMPARED = {"minterpolate_vs_real": "ffmpeg minterpolate (mci) vs real"}  # row labels other than the key's words
 
 
 def markdown(report: dict) -> str:
@@ -544,12 +597,16 @@ def markdown(report: dict) -> str:
         if isinstance(value, dict) and key not in ("images", "distribution", "domain_classifier"):
             for compared, s in value.items():
                 lpips = f"{s['lpips']:.4f}" if "lpips" in s else "–"
-                rows.append(f"| {key} | {compared.replace('_', ' ')} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
+                label = _COMPARED.get(compared, compared.replace("_", " "))
+                rows.append(f"| {key} | {label} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
                             f"{s['ssim_7x7']:.4f} | {s['l1']:.4f} | {lpips} |")
     lines = [f"# Evaluation of {report['model']} ({report['method']}, {report['size']} px, data: {report['data']})"]
     if rows:  # scores against a ground truth (StarGAN's domains have none)
         lines += ["", "| direction | compared | PSNR (dB) | SSIM | SSIM 7x7 | L1 | LPIPS |",
                   "|---|---|---|---|---|---|---|", *rows]
+        if any("minterpolate_vs_real" in value for value in report.values() if isinstance(value, dict)):
+            lines += ["", "Baselines of each target frame, made from the two input frames: the linear cross-fade, and "
+                      "ffmpeg's motion-compensated interpolation (`" + FILTER.format(gap="<gap>") + "`)."]
     if "domain_classifier" in report:
         c = report["domain_classifier"]
         lines += ["", "A classifier trained on the real training images' domains, reading held-out images translated "

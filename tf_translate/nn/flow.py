@@ -29,8 +29,10 @@ import tensorflow as tf
 from keras import layers
 
 FLOW_SCALE = 16.0  # flows (pixels) enter and leave the convolutions divided by this
-LEVELS = (4, 2, 1)  # the coarse-to-fine flow estimate's resolutions, as divisors of the input's
-BLOCK_STRIDE = 4  # each flow block works at a quarter of its level's resolution
+COARSEST = 16  # the first flow estimate: a cost volume at 1/16 of the input's resolution
+COST_RADIUS = 4  # its search radius in cells of that grid: +-64 px at the input's resolution
+LEVELS = (4, 2, 1)  # then refined at these resolutions, as divisors of the input's
+BLOCK_STRIDE = 4  # each refining block works at a quarter of its level's resolution
 
 
 def backward_warp(image, flow):
@@ -64,6 +66,28 @@ def linear_motion_flows(flow_01, flow_10, t: float):
     flow_t0 = -(1.0 - t) * t * flow_01 + t * t * flow_10
     flow_t1 = (1.0 - t) ** 2 * flow_01 - t * (1.0 - t) * flow_10
     return flow_t0, flow_t1
+
+
+class CostVolume(layers.Layer):
+    """PWC-Net's correlation (Sun, Yang, Liu, Kautz, CVPR 2018, arXiv 1709.02371): for every
+    displacement d within ``radius`` cells, the mean over channels of f0(x) * f1(x + d), as
+    (2 radius + 1)^2 channels, displacements in row-major order (dy, then dx). Written with
+    PAD, SLICE, MUL and MEAN (TFLite builtins)."""
+
+    def __init__(self, radius: int, **kwargs):
+        super().__init__(**kwargs)
+        self.radius = int(radius)
+
+    def call(self, f0, f1):
+        r = self.radius
+        padded = tf.pad(f1, [[0, 0], [r, r], [r, r], [0, 0]])
+        size = tf.shape(f0)
+        return tf.concat([tf.reduce_mean(f0 * tf.slice(padded, [0, dy, dx, 0], [-1, size[1], size[2], -1]), -1,
+                                         keepdims=True)
+                          for dy in range(2 * r + 1) for dx in range(2 * r + 1)], -1)
+
+    def get_config(self):
+        return {**super().get_config(), "radius": self.radius}
 
 
 class Downscale(layers.Layer):
@@ -173,6 +197,33 @@ def flow_block(in_channels: int, filters: int, convs: int, name: str) -> keras.M
     return keras.Model(inputs, x, name=name)
 
 
+def matching_features(filters: int, name: str = "features") -> keras.Model:
+    """The features the coarsest flow estimate correlates: four stride-2 3x3 convolutions
+    with PReLU (1/16 of the input's resolution), unit length per position (cosine matching)."""
+    inputs = keras.Input((None, None, 3), name=f"{name}_in")
+    x = inputs
+    for i, width in enumerate((filters // 2, filters, filters, 2 * filters)):
+        x = _conv(width, f"{name}_conv{i + 1}", strides=2)(x)
+        x = layers.PReLU(shared_axes=(1, 2), name=f"{name}_conv{i + 1}_act")(x)
+    x = layers.UnitNormalization(axis=-1, name=f"{name}_unit", dtype="float32")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def coarse_flows(frame0, frame1, filters: int, radius: int, convs: int):
+    """F_0->1 and F_1->0 on the 1/``COARSEST`` grid, in pixels of that grid: both frames'
+    matching features, their cost volumes in both directions, and a few convolutions to 4
+    channels (the last starting at zero)."""
+    encode = matching_features(filters)
+    f0, f1 = encode(frame0), encode(frame1)
+    volume = CostVolume(radius, name="cost_volume", dtype="float32")
+    x = layers.Concatenate(name="coarse_in")([volume(f0, f1), volume(f1, f0), f0, f1])
+    for i in range(convs):
+        x = _conv(4 * filters, f"coarse_conv{i + 1}")(x)
+        x = layers.PReLU(shared_axes=(1, 2), name=f"coarse_conv{i + 1}_act")(x)
+    x = _conv(4, "coarse_flow", kernel_initializer="zeros")(x)
+    return layers.Rescaling(2 * radius, name="coarse_scale", dtype="float32")(x)
+
+
 def refine_unet(in_channels: int, filters: int, depth: int, name: str = "refine") -> keras.Model:
     """Super SloMo's flow-refinement U-Net, shallower: per level two 3x3 convolutions with
     LeakyReLU 0.1 and 2x average pooling; the decoder up-samples bilinearly, concatenates the
@@ -208,27 +259,23 @@ def flow_generator(*, times, filters: int = 32, block_convs: int = 4, refine_dep
     and the output is the cross-fade."""
     inputs = keras.Input((None, None, 6), name="image")
     frame0, frame1 = inputs[..., :3], inputs[..., 3:]
-    flow_01 = flow_10 = None
+    coarse = coarse_flows(frame0, frame1, filters, COST_RADIUS, block_convs)
+    flow_01, flow_10, previous = coarse[..., :2], coarse[..., 2:], COARSEST
     for k, scale in enumerate(LEVELS):
         i0 = Downscale(scale, name=f"pyramid{k}_0", dtype="float32")(frame0)
         i1 = Downscale(scale, name=f"pyramid{k}_1", dtype="float32")(frame1)
-        if flow_01 is None:
-            features = layers.Concatenate(name=f"block{k}_in")([i0, i1])
-        else:
-            flow_01 = UpscaleFlow(LEVELS[k - 1] // scale, name=f"block{k}_up01", dtype="float32")(flow_01)
-            flow_10 = UpscaleFlow(LEVELS[k - 1] // scale, name=f"block{k}_up10", dtype="float32")(flow_10)
-            warped1 = Warp(name=f"block{k}_warp1", dtype="float32")([i1, flow_01])  # ~ frame 0
-            warped0 = Warp(name=f"block{k}_warp0", dtype="float32")([i0, flow_10])  # ~ frame 1
-            scaled = layers.Rescaling(1.0 / FLOW_SCALE, name=f"block{k}_flows")(
-                layers.Concatenate(name=f"block{k}_flow_in")([flow_01, flow_10]))
-            features = layers.Concatenate(name=f"block{k}_in")([i0, i1, warped1, warped0, scaled])
+        flow_01 = UpscaleFlow(previous // scale, name=f"block{k}_up01", dtype="float32")(flow_01)
+        flow_10 = UpscaleFlow(previous // scale, name=f"block{k}_up10", dtype="float32")(flow_10)
+        previous = scale
+        warped1 = Warp(name=f"block{k}_warp1", dtype="float32")([i1, flow_01])  # ~ frame 0
+        warped0 = Warp(name=f"block{k}_warp0", dtype="float32")([i0, flow_10])  # ~ frame 1
+        scaled = layers.Rescaling(1.0 / FLOW_SCALE, name=f"block{k}_flows")(
+            layers.Concatenate(name=f"block{k}_flow_in")([flow_01, flow_10]))
+        features = layers.Concatenate(name=f"block{k}_in")([i0, i1, warped1, warped0, scaled])
         block = flow_block(features.shape[-1], filters * 2 ** (len(LEVELS) - 1 - k), block_convs, name=f"block{k}")
         delta = layers.Rescaling(FLOW_SCALE, name=f"block{k}_delta", dtype="float32")(block(features))
-        if flow_01 is None:
-            flow_01, flow_10 = delta[..., :2], delta[..., 2:]
-        else:
-            flow_01 = layers.Add(name=f"block{k}_flow01", dtype="float32")([flow_01, delta[..., :2]])
-            flow_10 = layers.Add(name=f"block{k}_flow10", dtype="float32")([flow_10, delta[..., 2:]])
+        flow_01 = layers.Add(name=f"block{k}_flow01", dtype="float32")([flow_01, delta[..., :2]])
+        flow_10 = layers.Add(name=f"block{k}_flow10", dtype="float32")([flow_10, delta[..., 2:]])
     refine = refine_unet(21, filters, refine_depth)
     parts = Synthesis(times, refine, name="synthesis", dtype="float32")(frame0, frame1, flow_01, flow_10)
     parts = {**parts, "flow_01": flow_01, "flow_10": flow_10}
@@ -237,7 +284,7 @@ def flow_generator(*, times, filters: int = 32, block_convs: int = 4, refine_dep
 
 def down_factor(refine_depth: int = 3) -> int:
     """Input height and width must be multiples of this."""
-    return max(LEVELS[0] * BLOCK_STRIDE, 2**refine_depth)
+    return max(COARSEST, LEVELS[0] * BLOCK_STRIDE, 2**refine_depth)
 
 
 def flow_colours(flow: np.ndarray, reach: float | None = None) -> np.ndarray:
