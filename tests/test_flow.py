@@ -95,13 +95,15 @@ def test_the_flow_generator_refuses_what_is_not_interpolation(tmp_path, layout, 
         trainer.build_model(cfg, registry.get("pix2pix"), steps_per_epoch=1)
 
 
-def test_auto_picks_the_flow_generator_for_interpolation_only(tmp_path):
-    build = lambda frames: trainer.build_model(  # noqa: E731
-        tiny_config("pix2pix", tmp_path, None, model={"frames_per_image": frames, "generator": "auto"}),
+def test_the_generator_flag_picks_the_network_and_its_losses(tmp_path):
+    build = lambda generator: trainer.build_model(  # noqa: E731
+        tiny_config("pix2pix", tmp_path, None, model={"frames_per_image": 3, "generator": generator}),
         registry.get("pix2pix"), steps_per_epoch=1)
-    interpolation, pair = build(3), build(2)
-    assert interpolation.flow and interpolation.lambda_gan == 0.0 and "warp" in interpolation.loss_names
-    assert not pair.flow and pair.lambda_gan == 1.0
+    moving, unet = build("flow"), build("unet")
+    assert moving.flow and moving.lambda_gan == 0.0 and "warp" in moving.loss_names and moving.down_factor() == 16
+    assert not unet.flow and unet.lambda_gan == 1.0 and unet.loss_names == ("G_total", "G_adv", "L1", "D")
+    with pytest.raises(UsageError, match="generator 'auto': expected one of unet, flow"):
+        build("auto")
 
 
 def test_flow_training_with_the_gan_resumes_exactly(tmp_path, strips_dir, monkeypatch, op_determinism):

@@ -26,7 +26,7 @@ from tf_translate.nn import features, networks
 from tf_translate.nn.layers import StatelessDropout
 from tf_translate.training import trainer
 
-VIDEO_MODEL = {"frame_gap": 2, "holdout": 0.25, "generator": "auto"}  # windows of 3 frames: 0 and 2 in, 1 out
+VIDEO_MODEL = {"frame_gap": 2, "holdout": 0.25, "generator": "flow"}  # windows of 3 frames: 0 and 2 in, 1 out
 
 
 def test_unet_at_the_smallest_size_its_depth_allows():
@@ -190,7 +190,7 @@ def test_export_takes_and_returns_stacked_channels(trained_frames):
     out = model(x)
     assert out.shape == (1, 37, 45, 3) and 0 <= out.min() and out.max() <= 1
     keras_model = trainer.restore(config.load(cfg.run_dir / "config.json"))
-    assert keras_model.flow and keras_model.down_factor() == 16  # frame interpolation: the flow generator
+    assert keras_model.flow and keras_model.down_factor() == 16  # the flow generator
     padded = np.pad(x * 2 - 1, ((0, 0), (0, 11), (0, 3), (0, 0)), mode="symmetric")
     expected = (keras_model.G(padded, training=False).numpy()[:, :37, :45] + 1) / 2
     np.testing.assert_allclose(out, expected, atol=1e-5)
@@ -301,17 +301,3 @@ def test_interpolation_windows_are_also_played_backwards(tmp_path, frames_video)
         directions.append(step)
     assert 3 <= directions.count(-1) <= 13
 
-
-def test_a_packed_model_ships_as_float16_and_exports_on_first_use(trained_frames, tmp_path, monkeypatch):
-    from tf_translate import pretrained
-
-    cfg, version = trained_frames
-    monkeypatch.setenv("TF_TRANSLATE_CACHE", str(tmp_path / "cache"))
-    packed = pretrained.pack(cfg.run_dir, tmp_path / "interpolation")
-    with np.load(packed / pretrained.WEIGHTS) as arrays:
-        assert {arrays[k].dtype for k in arrays.files} == {np.dtype("float16")}
-    made = pretrained.export_dir(packed)
-    assert made.parent.parent == tmp_path / "cache" / "shipped" and pretrained.export_dir(packed) == made  # cached
-    x = np.random.default_rng(3).random((1, 32, 48, 6), dtype=np.float32)
-    np.testing.assert_allclose(export.Exported(made)(x), export.Exported(version)(x), atol=2e-3)
-    assert interpolate.interpolation_gap(export.Exported(made)) == 2

@@ -17,7 +17,7 @@ from tf_translate.nn import features, flow, losses, networks
 from tf_translate.nn.layers import NORMS, StatelessDropout
 from tf_translate.registry import register
 
-GENERATORS = ("auto", "unet", "flow")
+GENERATORS = ("unet", "flow")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +40,13 @@ class Pix2PixConfig:
     residual: str = opt("auto", "on: G learns a correction to the linear blend of its input frames (the "
                         "cross-fade around each target frame; for a pair, the input) instead of the whole "
                         "target; auto: on when targets lie between input frames (frame interpolation)", ("on", "off", "auto"))
-    generator: str = opt("auto", "unet: the paper's U-Net; flow: for frame interpolation, flows and visibility "
-                         "maps that warp the two input frames (Super SloMo with RIFE's coarse-to-fine flow "
-                         "blocks, docs/methods/pix2pix.md); auto: flow when the targets lie between two input "
-                         "frames, else unet", GENERATORS)
+    generator: str = opt("unet", "unet: the paper's U-Net; flow: for frame interpolation, flows and visibility maps "
+                         "that warp the two input frames (Super SloMo's synthesis, coarse-to-fine flows; "
+                         "experimental: at CPU budgets it has not yet learned motion better than the "
+                         "cross-fade, docs/methods/pix2pix.md)", GENERATORS)
     flow_filters: int = opt(32, "flow generator: filters of the finest flow block and of the refinement U-Net")
     lambda_gan: float | None = opt(None, "weight of the adversarial loss; default 1 with the U-Net (the paper), 0 "
-                                   "with the flow generator (measured: it costs PSNR and LPIPS, docs/methods)")
+                                   "with the flow generator (Super SloMo has none)")
     lambda_warp: float = opt(50.0, "flow generator: L1 of each input warped onto the other and onto every "
                              "target (Super SloMo's 0.4 against its reconstruction's 0.8, here against "
                              "--lambda-l1 100)")
@@ -118,15 +118,14 @@ class Pix2Pix(TranslationModel):
         self.panel_titles = self._titles()
 
     def _uses_flow(self, generator: str, weights) -> bool:
-        """Whether G is the flow generator: asked for, or ``auto`` on frame interpolation (two
-        input frames, every target between them)."""
+        """Whether G is the flow generator, which interpolates: two input frames, every target between them."""
+        if generator not in GENERATORS:
+            raise UsageError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)}")
         interpolation = len(self.inputs) == 2 and all(is_crossfade(weights, k) for k in range(len(self.targets)))
         if generator == "flow" and not interpolation:
             raise UsageError(f"the flow generator interpolates between two input frames; inputs {self.inputs} and "
                              f"targets {self.targets} are not that (use --generator unet)")
-        if generator not in GENERATORS:
-            raise UsageError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)}")
-        return generator == "flow" or (generator == "auto" and interpolation)
+        return generator == "flow"
 
     def train_step(self, data):
         if self.flow:
