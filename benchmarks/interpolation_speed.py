@@ -8,7 +8,8 @@ Each variant makes the ``gap - 1`` frames between every two consecutive frames o
 first ``--frames`` frames, scaled to SIZE x SIZE. The model variants run batch 1 on decoded
 frames (decoding and writing are left out: they are ffmpeg's work in both); ffmpeg decodes the
 clip, scales, interpolates to ``gap`` times the frame rate and discards the output (``-f null``),
-so its time includes decoding, a small share at these sizes. Variants are warmed up, then timed
+so its time includes decoding, a small share at these sizes; its rate counts the frames it wrote
+less the frames it was given (its output clock gives a few fewer than ``(frames - 1) * gap + 1``). Variants are warmed up, then timed
 in turn ``--repeats`` times; the median is reported.
 
 Usage:
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -58,10 +60,17 @@ def model_variants(model: Exported, frames: np.ndarray):
 
 
 def ffmpeg_variant(clip: Path, count: int, size: int, gap: int, fps: float):
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip), "-frames:v", str(count),
-               "-vf", f"scale={size}:{size}," + FILTER.format(gap=f"{fps * gap:.4f}"),  # fps= is the output rate
+    """A function running ffmpeg on the clip's first ``count`` frames; it returns how many
+    in-between frames ffmpeg wrote (its output frames less the ``count`` it was given)."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-stats", "-i", str(clip), "-vf",
+               f"trim=end_frame={count},scale={size}:{size}," + FILTER.format(gap=f"{fps * gap:.4f}"),  # output rate
                "-f", "null", "-"]
-    return lambda: subprocess.run(command, check=True, stdin=subprocess.DEVNULL)
+
+    def run():
+        done = subprocess.run(command, check=True, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        return int(re.findall(r"frame=\s*(\d+)", done.stderr)[-1]) - count
+
+    return run
 
 
 def main(argv=None) -> int:
@@ -85,19 +94,23 @@ def main(argv=None) -> int:
                                                      ffmpeg_variant(clip, args.frames, size, gap, fps))]
         for _, run in variants:
             run()  # warm-up
-        times = {label: [] for label, _ in variants}
+        times, counts = {label: [] for label, _ in variants}, {label: made for label, _ in variants}
         for _ in range(args.repeats):
             for label, run in variants:
                 start = time.perf_counter()
-                run()
+                wrote = run()
                 times[label].append(time.perf_counter() - start)
+                if isinstance(wrote, int):
+                    counts[label] = wrote
         for label, seconds in times.items():
-            median = statistics.median(seconds)
-            results.append({"size": size, "variant": label, "seconds": seconds, "frames_per_s": made / median})
-            print(f"{size} px {label}: {made / median:.1f} frames/s", file=sys.stderr)
+            rate = counts[label] / statistics.median(seconds)
+            results.append({"size": size, "variant": label, "seconds": seconds, "frames": counts[label],
+                            "frames_per_s": rate})
+            print(f"{size} px {label}: {rate:.1f} frames/s", file=sys.stderr)
     lines = [f"# Frame interpolation throughput: {args.model}, gap {gap}, {clip.name}", "",
-             f"Output frames per second (the {made} in-between frames of {args.frames} frames; median of "
-             f"{args.repeats}); {os.cpu_count()} cores. Command: `python benchmarks/interpolation_speed.py "
+             f"In-between frames made per second (the model: {made} from {args.frames} frames; ffmpeg: its "
+             f"output frames less its {args.frames} input frames; median of {args.repeats} runs); "
+             f"{os.cpu_count()} cores. Command: `python benchmarks/interpolation_speed.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`", "",
              "| size | variant | frames/s | vs ffmpeg |", "|---|---|---:|---:|"]
     for r in results:
