@@ -62,18 +62,42 @@ def test_linear_motion_flows_follow_super_slomo():
         np.testing.assert_allclose(to1, (1 - t) * v, atol=1e-6)
 
 
-def test_a_new_flow_generator_is_the_crossfade():
-    """Every last layer starts at zero: no flow, equal visibility, no residual, so a new G
-    blends the two frames as the cross-fade does, (1 - t) first + t last."""
-    times = (1 / 4, 1 / 2, 3 / 4)
-    G, parts = flow.flow_generator(times=times, filters=4)
-    x = np.random.default_rng(2).uniform(-1, 1, (2, 32, 48, 6)).astype(np.float32)
-    out = G(x).numpy()
-    expected = np.concatenate([(1 - t) * x[..., :3] + t * x[..., 3:] for t in times], -1)
-    np.testing.assert_allclose(out, expected, atol=1e-5)
-    found = parts(x)
-    assert found["flow_t0"].shape == (2, 32, 48, 6) and found["visibility"].shape == (2, 32, 48, 3)
-    assert found["flow_01"].shape == (2, 32, 48, 2)
+def shifted_pair(shift=(6, 4), size=(64, 96)):
+    """A smooth random texture and the same texture moved by ``shift`` (x, y) pixels."""
+    rng = np.random.default_rng(5)
+    texture = tf.image.resize(rng.uniform(-1, 1, (1, 20, 26, 3)).astype(np.float32), (160, 200)).numpy()
+    h, w = size
+    dx, dy = shift
+    first = texture[:, 40:40 + h, 40:40 + w]
+    second = texture[:, 40 - dy:40 - dy + h, 40 - dx:40 - dx + w]  # second(x + shift) = first(x)
+    return first, second
+
+
+def test_block_matching_finds_a_known_motion_and_no_motion_where_there_is_none():
+    first, second = shifted_pair((6, 4))
+    found = flow.BlockMatching()(first, second).numpy()
+    assert found.shape == (1, 8, 12, 2)  # a vector every 8 pixels
+    np.testing.assert_allclose(found[0, 2:-2, 2:-2].mean((0, 1)), (6, 4), atol=0.5)
+    still = flow.BlockMatching()(first, first).numpy()
+    assert np.abs(still).max() < 0.05
+
+
+def test_a_new_flow_generator_is_motion_compensated_interpolation():
+    """Every learned last layer starts at zero: a new G warps both frames along the block
+    matching's flows (linear motion) and blends them (1 - t, t), so for a textured image moving
+    6 px right and 4 down its middle frame is the image moved halfway, far closer than the
+    cross-fade; for two equal frames it is the frame."""
+    first, second = shifted_pair((6, 4))
+    halfway = shifted_pair((3, 2))[1]
+    G, parts = flow.flow_generator(times=(0.25, 0.5, 0.75), filters=4)
+    made = G(np.concatenate([first, second], -1)).numpy()
+    middle, crossfade = made[..., 3:6], (first + second) / 2
+    inner = (slice(None), slice(12, -12), slice(12, -12))
+    assert np.abs(middle - halfway)[inner].mean() < 0.25 * np.abs(crossfade - halfway)[inner].mean()
+    np.testing.assert_allclose(G(np.concatenate([first, first], -1)).numpy()[..., 3:6], first, atol=2e-3)
+    found = parts(np.concatenate([first, second], -1))
+    assert found["flow_t0"].shape == (1, 64, 96, 6) and found["visibility"].shape == (1, 64, 96, 3)
+    np.testing.assert_allclose(found["visibility"], 0.5)
 
 
 def test_flow_colours_show_direction_and_length():
@@ -96,14 +120,15 @@ def test_the_flow_generator_refuses_what_is_not_interpolation(tmp_path, layout, 
 
 
 def test_the_generator_flag_picks_the_network_and_its_losses(tmp_path):
-    build = lambda generator: trainer.build_model(  # noqa: E731
-        tiny_config("pix2pix", tmp_path, None, model={"frames_per_image": 3, "generator": generator}),
+    build = lambda generator, frames=3: trainer.build_model(  # noqa: E731
+        tiny_config("pix2pix", tmp_path, None, model={"frames_per_image": frames, "generator": generator}),
         registry.get("pix2pix"), steps_per_epoch=1)
-    moving, unet = build("flow"), build("unet")
+    moving, unet, auto, pair = build("flow"), build("unet"), build("auto"), build("auto", 2)
     assert moving.flow and moving.lambda_gan == 0.0 and "warp" in moving.loss_names and moving.down_factor() == 16
     assert not unet.flow and unet.lambda_gan == 1.0 and unet.loss_names == ("G_total", "G_adv", "L1", "D")
-    with pytest.raises(UsageError, match="generator 'auto': expected one of unet, flow"):
-        build("auto")
+    assert auto.flow and not pair.flow  # auto: the flow generator for frame interpolation only
+    with pytest.raises(UsageError, match="generator 'up': expected one of auto, unet, flow"):
+        build("up")
 
 
 def test_flow_training_with_the_gan_resumes_exactly(tmp_path, strips_dir, monkeypatch, op_determinism):

@@ -301,3 +301,18 @@ def test_interpolation_windows_are_also_played_backwards(tmp_path, frames_video)
         directions.append(step)
     assert 3 <= directions.count(-1) <= 13
 
+
+
+def test_a_packed_model_ships_as_float16_and_exports_on_first_use(trained_frames, tmp_path, monkeypatch):
+    from tf_translate import pretrained
+
+    cfg, version = trained_frames
+    monkeypatch.setenv("TF_TRANSLATE_CACHE", str(tmp_path / "cache"))
+    packed = pretrained.pack(cfg.run_dir, tmp_path / "interpolation")
+    with np.load(packed / pretrained.WEIGHTS) as arrays:
+        assert {arrays[k].dtype for k in arrays.files} == {np.dtype("float16")}
+    made = pretrained.export_dir(packed)
+    assert made.parent.parent == tmp_path / "cache" / "shipped" and pretrained.export_dir(packed) == made  # cached
+    x = np.random.default_rng(3).random((1, 32, 48, 6), dtype=np.float32)
+    np.testing.assert_allclose(export.Exported(made)(x), export.Exported(version)(x), atol=2e-3)
+    assert interpolate.interpolation_gap(export.Exported(made)) == 2

@@ -370,7 +370,9 @@ gap 6 on 25 fps video expects input that looks like 25/6 fps footage."""
 
 def cmd_interpolate(argv):
     parser = _parser(prog="interpolate", description=INTERPOLATE_HELP)
-    parser.add_argument("--model", required=True, help="an exported frame-interpolation model (exported/pix2pix/N)")
+    parser.add_argument("--model", help="an exported frame-interpolation model (exported/pix2pix/N); default: the "
+                        "one that ships with tf_translate, trained on the embedded clip (gap 6; "
+                        "tf_translate/pretrained/interpolation/MODEL_CARD.md)")
     parser.add_argument("input", nargs="+", help="the video to interpolate, or two images (the first and last "
                         "frame: the frames between them are written as OUTPUT/frame_1.png ...)")
     parser.add_argument("--output", required=True, help="the video to write (.mp4, H.264), or with two images "
@@ -379,6 +381,11 @@ def cmd_interpolate(argv):
     args = parser.parse_args(argv)
     from tf_translate.apps import interpolate
 
+    if args.model is None:
+        from tf_translate import pretrained
+
+        args.model = pretrained.export_dir()
+        print(f"the shipped frame-interpolation model ({args.model})", file=sys.stderr)
     if len(args.input) == 2:
         interpolate.interpolate_pair(args.model, *args.input, args.output)
         print(args.output)

@@ -12,10 +12,12 @@ the frame is the visibility-weighted blend of the backward-warped inputs (their
 equation 1), to which we add a small residual (the U-Net's last three channels).
 
 Super SloMo computes the bidirectional flows with a U-Net; for a reach of tens of pixels
-at a small training size we estimate them coarse to fine instead, with RIFE's IFNet blocks
-(Huang, Zhang, Heng, Shi, Zhou, ECCV 2022, arXiv 2011.06294): at 1/4, 1/2 and full
-resolution, a block sees both frames, each warped onto the other with the current flows,
-and the flows, works at a quarter of its level's resolution, and adds a correction.
+at a small training size we estimate them coarse to fine instead: first from a PWC-Net cost
+volume (Sun, Yang, Liu, Kautz, CVPR 2018, arXiv 1709.02371) of learned features at 1/16 of
+the resolution, then with RIFE's IFNet blocks (Huang, Zhang, Heng, Shi, Zhou, ECCV 2022,
+arXiv 2011.06294): at 1/4, 1/2 and full resolution, a block sees both frames, each warped
+onto the other with the current flows, and the flows, works at a quarter of its level's
+resolution, and adds a correction.
 
 Warping is bilinear sampling written with gathers (``backward_warp``), ops that TFLite's
 builtin kernels have; every layer that touches flows computes in float32.
@@ -29,8 +31,7 @@ import tensorflow as tf
 from keras import layers
 
 FLOW_SCALE = 16.0  # flows (pixels) enter and leave the convolutions divided by this
-COARSEST = 16  # the first flow estimate: a cost volume at 1/16 of the input's resolution
-COST_RADIUS = 4  # its search radius in cells of that grid: +-64 px at the input's resolution
+MATCH_GRID = 8  # the first flow estimate: block matching, a vector every 8 pixels
 LEVELS = (4, 2, 1)  # then refined at these resolutions, as divisors of the input's
 BLOCK_STRIDE = 4  # each refining block works at a quarter of its level's resolution
 
@@ -68,26 +69,48 @@ def linear_motion_flows(flow_01, flow_10, t: float):
     return flow_t0, flow_t1
 
 
-class CostVolume(layers.Layer):
-    """PWC-Net's correlation (Sun, Yang, Liu, Kautz, CVPR 2018, arXiv 1709.02371): for every
-    displacement d within ``radius`` cells, the mean over channels of f0(x) * f1(x + d), as
-    (2 radius + 1)^2 channels, displacements in row-major order (dy, then dx). Written with
-    PAD, SLICE, MUL and MEAN (TFLite builtins)."""
+class BlockMatching(layers.Layer):
+    """Motion-compensated interpolation's block matching as a layer without weights: for each
+    block of the first frame, the displacement within ``radius`` pixels whose block of the
+    second frame differs least (mean absolute difference), with a small penalty on length
+    (ties and flat regions stay still), read off as the softmax-weighted mean displacement
+    (a soft argmin, differentiable). Matched on the frames at half resolution, blocks of
+    ``block`` pixels every ``block / 2`` (overlapping, as OBMC's), displacements every 2
+    pixels; out: the flow from the first frame to the second in pixels of the input, on the
+    grid of every ``block / 2`` pixels. Written with PAD, SLICE, ABS, MEAN, AVERAGE_POOL_2D,
+    SOFTMAX and a 1x1 convolution (TFLite builtins)."""
 
-    def __init__(self, radius: int, **kwargs):
+    def __init__(self, radius: int = 16, block: int = 16, sharpness: float = 100.0, length_cost: float = 0.003,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.radius = int(radius)
+        self.radius, self.block = int(radius), int(block)
+        self.sharpness, self.length_cost = float(sharpness), float(length_cost)
+        r = self.radius // 2  # in pixels of the half-resolution frames
+        self.offsets = np.array([(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)], np.float32)
 
-    def call(self, f0, f1):
-        r = self.radius
-        padded = tf.pad(f1, [[0, 0], [r, r], [r, r], [0, 0]])
-        size = tf.shape(f0)
-        return tf.concat([tf.reduce_mean(f0 * tf.slice(padded, [0, dy, dx, 0], [-1, size[1], size[2], -1]), -1,
-                                         keepdims=True)
-                          for dy in range(2 * r + 1) for dx in range(2 * r + 1)], -1)
+    def call(self, first, second):
+        first, second = (tf.nn.avg_pool2d(f, 2, 2, "VALID") for f in (first, second))
+        r, size = self.radius // 2, tf.shape(first)
+        pad = [[0, 0], [r, r], [r, r], [0, 0]]
+        padded, inside = tf.pad(second, pad), tf.pad(tf.ones_like(second[..., :1]), pad)
+        window = lambda v, dx, dy: tf.slice(  # noqa: E731  (a static channel count, which TFLite's conv needs)
+            v, [0, r + dy, r + dx, 0], [-1, size[1], size[2], v.shape[-1]])
+        costs = []
+        for dx, dy in self.offsets.astype(int):
+            # out of the frame costs as much as the largest possible difference
+            difference = (tf.reduce_mean(tf.abs(first - window(padded, dx, dy)), -1, keepdims=True)
+                          + 2.0 * (1.0 - window(inside, dx, dy)))
+            costs.append(tf.nn.avg_pool2d(difference, self.block // 2, self.block // 4, "SAME")
+                         + self.length_cost * 2.0 * float(np.hypot(dx, dy)))
+        weights = tf.nn.softmax(-self.sharpness * tf.concat(costs, -1), -1)
+        return tf.nn.conv2d(weights, tf.constant(2.0 * self.offsets[None, None]), 1, "VALID")
+
+    def compute_output_shape(self, first_shape, second_shape):
+        return (*first_shape[:-1], 2)
 
     def get_config(self):
-        return {**super().get_config(), "radius": self.radius}
+        return {**super().get_config(), "radius": self.radius, "block": self.block, "sharpness": self.sharpness,
+                "length_cost": self.length_cost}
 
 
 class Downscale(layers.Layer):
@@ -197,33 +220,6 @@ def flow_block(in_channels: int, filters: int, convs: int, name: str) -> keras.M
     return keras.Model(inputs, x, name=name)
 
 
-def matching_features(filters: int, name: str = "features") -> keras.Model:
-    """The features the coarsest flow estimate correlates: four stride-2 3x3 convolutions
-    with PReLU (1/16 of the input's resolution), unit length per position (cosine matching)."""
-    inputs = keras.Input((None, None, 3), name=f"{name}_in")
-    x = inputs
-    for i, width in enumerate((filters // 2, filters, filters, 2 * filters)):
-        x = _conv(width, f"{name}_conv{i + 1}", strides=2)(x)
-        x = layers.PReLU(shared_axes=(1, 2), name=f"{name}_conv{i + 1}_act")(x)
-    x = layers.UnitNormalization(axis=-1, name=f"{name}_unit", dtype="float32")(x)
-    return keras.Model(inputs, x, name=name)
-
-
-def coarse_flows(frame0, frame1, filters: int, radius: int, convs: int):
-    """F_0->1 and F_1->0 on the 1/``COARSEST`` grid, in pixels of that grid: both frames'
-    matching features, their cost volumes in both directions, and a few convolutions to 4
-    channels (the last starting at zero)."""
-    encode = matching_features(filters)
-    f0, f1 = encode(frame0), encode(frame1)
-    volume = CostVolume(radius, name="cost_volume", dtype="float32")
-    x = layers.Concatenate(name="coarse_in")([volume(f0, f1), volume(f1, f0), f0, f1])
-    for i in range(convs):
-        x = _conv(4 * filters, f"coarse_conv{i + 1}")(x)
-        x = layers.PReLU(shared_axes=(1, 2), name=f"coarse_conv{i + 1}_act")(x)
-    x = _conv(4, "coarse_flow", kernel_initializer="zeros")(x)
-    return layers.Rescaling(2 * radius, name="coarse_scale", dtype="float32")(x)
-
-
 def refine_unet(in_channels: int, filters: int, depth: int, name: str = "refine") -> keras.Model:
     """Super SloMo's flow-refinement U-Net, shallower: per level two 3x3 convolutions with
     LeakyReLU 0.1 and 2x average pooling; the decoder up-samples bilinearly, concatenates the
@@ -259,8 +255,12 @@ def flow_generator(*, times, filters: int = 32, block_convs: int = 4, refine_dep
     and the output is the cross-fade."""
     inputs = keras.Input((None, None, 6), name="image")
     frame0, frame1 = inputs[..., :3], inputs[..., 3:]
-    coarse = coarse_flows(frame0, frame1, filters, COST_RADIUS, block_convs)
-    flow_01, flow_10, previous = coarse[..., :2], coarse[..., 2:], COARSEST
+    match = BlockMatching(name="block_matching", dtype="float32")
+    to_level = lambda f, name: layers.Rescaling(  # noqa: E731  (the matching grid's flows in pixels of level 0)
+        1.0 / LEVELS[0], name=name, dtype="float32")(UpscaleFlow(MATCH_GRID // LEVELS[0], flow=False,
+                                                                  name=f"{name}_up", dtype="float32")(f))
+    flow_01, flow_10 = to_level(match(frame0, frame1), "matched01"), to_level(match(frame1, frame0), "matched10")
+    previous = LEVELS[0]
     for k, scale in enumerate(LEVELS):
         i0 = Downscale(scale, name=f"pyramid{k}_0", dtype="float32")(frame0)
         i1 = Downscale(scale, name=f"pyramid{k}_1", dtype="float32")(frame1)
@@ -284,7 +284,7 @@ def flow_generator(*, times, filters: int = 32, block_convs: int = 4, refine_dep
 
 def down_factor(refine_depth: int = 3) -> int:
     """Input height and width must be multiples of this."""
-    return max(COARSEST, LEVELS[0] * BLOCK_STRIDE, 2**refine_depth)
+    return max(MATCH_GRID, LEVELS[0] * BLOCK_STRIDE, 2**refine_depth)
 
 
 def flow_colours(flow: np.ndarray, reach: float | None = None) -> np.ndarray:
