@@ -9,8 +9,8 @@ first ``--frames`` frames, scaled to SIZE x SIZE. The model variants run batch 1
 frames (decoding and writing are left out: they are ffmpeg's work in both); ffmpeg decodes the
 clip, scales, interpolates to ``gap`` times the frame rate and discards the output (``-f null``),
 so its time includes decoding, a small share at these sizes; its rate counts the frames it wrote
-less the frames it was given (its output clock gives a few fewer than ``(frames - 1) * gap + 1``). Variants are warmed up, then timed
-in turn ``--repeats`` times; the median is reported.
+less the frames it was given (its output clock gives a few fewer than ``(frames - 1) * gap + 1``).
+Variants are warmed up, then timed in turn ``--repeats`` times; the median is reported.
 
 Usage:
     python benchmarks/interpolation_speed.py --model exported/pix2pix/1 [--clip fox.mp4]
