@@ -68,51 +68,6 @@ class Pix2PixConfig:
                       "over the five generated frames, level with the cross-fade's 31.19 and ffmpeg minterpolate's "
                       "31.24; on unseen footage (fox.mp4) the shipped model of this recipe beats both on every frame "
                       "(docs/methods/pix2pix.md)")
-class Pix2PixConfig:
-    filters: int = opt(64, "generator filters of the first U-Net level (C64)")
-    depth: int | None = opt(None, "U-Net levels; default: down to 1x1 at the crop size (8 for 256, 7 for 128)")
-    dropout: float = opt(0.5, "dropout rate of the first three decoder blocks")
-    disc_filters: int = opt(64, "discriminator filters of the first layer")
-    disc_layers: int = opt(3, "PatchGAN depth (3 = 70x70 receptive field)")
-    norm: str = opt("instance", f"{' | '.join(NORMS)} (batch norm only with batches > 1)", NORMS)
-    gan_loss: str = opt("vanilla", "vanilla (binary cross-entropy, the paper) | lsgan | wgan", losses.GAN_LOSSES)
-    lambda_l1: float = opt(100.0, "weight of the L1 loss between G(x) and y")
-    direction: str = opt("a2b", "for A|B pairs: a2b translates the left image into the right one, b2a back")
-    frames_per_image: int = opt(2, "frames side by side in each image file (an A|B pair is 2)")
-    input_frames: tuple[int, ...] | None = opt(None, "input frame indices, e.g. 0,6 (default: A, or the first "
-                                               "and last frame of a longer stack)")
-    target_frames: tuple[int, ...] | None = opt(None, "target frame indices, e.g. 1,2,3,4,5 (default: the others)")
-    frame_gap: int = opt(6, "videos: source frames between the two input frames; a window holds gap + 1 frames")
-    holdout: float = opt(0.2, "without a test/ folder: the last part held out (videos: a time block)")
-    residual: str = opt("auto", "on: G learns a correction to the linear blend of its input frames (the "
-                        "cross-fade around each target frame; for a pair, the input) instead of the whole "
-                        "target; auto: on when targets lie between input frames (frame interpolation)", ("on", "off", "auto"))
-    generator: str = opt("auto", "unet: the paper's U-Net; flow: for frame interpolation, flows and visibility "
-                         "maps that warp the two input frames (Super SloMo's synthesis on block-matching "
-                         "flows refined coarse to fine; docs/methods/pix2pix.md); auto: flow when the targets "
-                         "lie between two input frames (measured better than the U-Net, the cross-fade and "
-                         "ffmpeg there), else unet", GENERATORS)
-    flow_filters: int = opt(32, "flow generator: filters of the finest flow block and of the refinement U-Net")
-    lambda_gan: float | None = opt(None, "weight of the adversarial loss; default 1 with the U-Net (the paper), 0 "
-                                   "with the flow generator (Super SloMo has none)")
-    lambda_warp: float = opt(50.0, "flow generator: L1 of each input warped onto the other and onto every "
-                             "target (Super SloMo's 0.4 against its reconstruction's 0.8, here against "
-                             "--lambda-l1 100)")
-    lambda_perceptual: float = opt(0.005, "flow generator: MSE of VGG-16 conv4_3 features of the frames "
-                                   "(Super SloMo's weight)")
-    lambda_smooth: float = opt(1.0, "flow generator: total variation of the bidirectional flows in pixels "
-                               "(Super SloMo's weight)")
-
-
-@register("pix2pix", evaluation="paired", config=Pix2PixConfig, data_kind="paired", bfloat16=True,
-          demo={"data": {"load_size": 132, "crop_size": 128},
-                "model": {"filters": 32, "disc_filters": 32},
-                # the flow generator's held-out scores peak about here, then drift (docs/methods/pix2pix.md)
-                "train": {"epochs": 1, "decay_epochs": 1, "sample_every": 92, "checkpoint_every": 92,
-                          "validate_every": 46}},
-          demo_result="frame interpolation of the embedded clip, 460 steps in 2 min 38 s; 31.14 dB PSNR over the "
-                      "five generated frames against 31.19 dB for the cross-fade of the two inputs: not yet better "
-                      "than the cross-fade (docs/gallery)")
 class Pix2Pix(TranslationModel):
     """pix2pix (Isola, Zhu, Zhou, Efros, CVPR 2017, arXiv 1611.07004).
 
