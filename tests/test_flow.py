@@ -134,25 +134,14 @@ def test_the_generator_flag_picks_the_network_and_its_losses(tmp_path):
 def test_flow_training_with_the_gan_resumes_exactly(tmp_path, strips_dir, monkeypatch, op_determinism):
     """Two runs of 4 steps, one killed after its step-2 checkpoint and resumed: the same
     weights (the flow generator, with pix2pix's discriminator in play)."""
-    from tests.test_train import _weights
-    from tf_translate.training import callbacks
+    from tests.test_train import _weights, killed_and_resumed
 
     run = lambda name: tiny_config("pix2pix", tmp_path / name, str(strips_dir), export={"export": False},  # noqa: E731
                                    model={"generator": "flow", "lambda_gan": 1.0})
     straight = run("straight")
     tf_translate.train(straight)
     resumed = run("resumed")
-    original_act = callbacks.Checkpoints.act
-
-    def act_then_die(self, step, logs):
-        original_act(self, step, logs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(callbacks.Checkpoints, "act", act_then_die)
-    with pytest.raises(SystemExit):
-        tf_translate.train(resumed)
-    monkeypatch.setattr(callbacks.Checkpoints, "act", original_act)
-    tf_translate.train(resumed)
+    killed_and_resumed(resumed, monkeypatch)
     a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
     assert a.keys() == b.keys() and len(a) > 40
     step_key = [k for k in a if k.startswith("model/step")][0]

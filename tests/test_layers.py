@@ -15,7 +15,7 @@ LAYERS = [
     {"training"},
     {"export"},
     {"metrics"},
-    {"apps"},
+    {"apps", "pretrained"},
     {"cli", "__main__", "__init__"},
 ]
 # The registry finds the methods by importing their package, once, when first asked: the one

@@ -53,6 +53,22 @@ def _weights(run_dir):
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if not any(s in k for s in skip)}
 
 
+def killed_and_resumed(cfg, monkeypatch) -> None:
+    """Train ``cfg`` as if killed right after its first checkpoint (step 2), then resume it."""
+    original_act = callbacks.Checkpoints.act
+
+    def act_then_die(self, step, logs):
+        original_act(self, step, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.Checkpoints, "act", act_then_die)
+    with pytest.raises(SystemExit):
+        tf_translate.train(cfg)
+    monkeypatch.setattr(callbacks.Checkpoints, "act", original_act)
+    assert tf.train.latest_checkpoint(str(cfg.run_dir / "checkpoints")).endswith("ckpt-2")
+    tf_translate.train(cfg)
+
+
 RESUME_MODEL = {"cyclegan": {"pool_size": 2}, "pix2pix": {"dropout": 0.5}}  # pool / dropout masks in play
 
 
@@ -66,19 +82,7 @@ def test_resume_equals_uninterrupted(tmp_path, method_data, monkeypatch, op_dete
     tf_translate.train(straight)
 
     resumed = run("resumed")
-    original_act = callbacks.Checkpoints.act
-
-    def act_then_die(self, step, logs):  # as if killed right after the checkpoint of step 2
-        original_act(self, step, logs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(callbacks.Checkpoints, "act", act_then_die)
-    with pytest.raises(SystemExit):
-        tf_translate.train(resumed)
-    monkeypatch.setattr(callbacks.Checkpoints, "act", original_act)
-    half = tf.train.latest_checkpoint(str(resumed.run_dir / "checkpoints"))
-    assert half.endswith("ckpt-2")
-    tf_translate.train(resumed)
+    killed_and_resumed(resumed, monkeypatch)
 
     a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
     assert a.keys() == b.keys() and len(a) > 20
