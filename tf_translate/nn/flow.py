@@ -12,9 +12,9 @@ the frame is the visibility-weighted blend of the backward-warped inputs (their
 equation 1), to which we add a small residual (the U-Net's last three channels).
 
 Super SloMo computes the bidirectional flows with a U-Net; for a reach of tens of pixels
-at a small training size we estimate them coarse to fine instead: first from a PWC-Net cost
-volume (Sun, Yang, Liu, Kautz, CVPR 2018, arXiv 1709.02371) of learned features at 1/16 of
-the resolution, then with RIFE's IFNet blocks (Huang, Zhang, Heng, Shi, Zhou, ECCV 2022,
+at a small training size we estimate them coarse to fine instead: first by block matching
+(``BlockMatching``, no weights: what motion-compensated interpolators such as ffmpeg's
+minterpolate do, made differentiable with a soft argmin), then with RIFE's IFNet blocks (Huang, Zhang, Heng, Shi, Zhou, ECCV 2022,
 arXiv 2011.06294): at 1/4, 1/2 and full resolution, a block sees both frames, each warped
 onto the other with the current flows, and the flows, works at a quarter of its level's
 resolution, and adds a correction.
@@ -249,10 +249,10 @@ def flow_generator(*, times, filters: int = 32, block_convs: int = 4, refine_dep
     """(G, G with its parts): from the two input frames stacked (B, H, W, 6) in [-1, 1] to the
     frames at ``times`` (fractions of the way from the first input to the second) stacked
     (B, H, W, 3K); the second model also returns the bidirectional flows ``flow_01`` and
-    ``flow_10``, the approximate flows before refinement, the final flows and the
-    visibility maps. Both share every layer. Height and width: multiples of
-    :func:`down_factor`. At initialisation (every last layer at zero) the flows are zero
-    and the output is the cross-fade."""
+    ``flow_10``, the final flows ``flow_t0`` and ``flow_t1`` and the ``visibility`` maps. Both
+    share every layer. Height and width: multiples of :func:`down_factor`. At initialisation
+    (every learned last layer at zero) the flows are the block matching's and the output is
+    its motion-compensated interpolation, each warped input weighted (1 - t) and t."""
     inputs = keras.Input((None, None, 6), name="image")
     frame0, frame1 = inputs[..., :3], inputs[..., 3:]
     match = BlockMatching(name="block_matching", dtype="float32")
