@@ -47,7 +47,7 @@ class Pix2PixConfig:
                          "ffmpeg there), else unet", GENERATORS)
     flow_filters: int = opt(32, "flow generator: filters of the finest flow block and of the refinement U-Net")
     lambda_gan: float | None = opt(None, "weight of the adversarial loss; default 1 with the U-Net (the paper), 0 "
-                                   "with the flow generator (Super SloMo has none)")
+                                   "with the flow generator (Super SloMo has none; 1 measured no better, docs/methods)")
     lambda_warp: float = opt(50.0, "flow generator: L1 of each input warped onto the other and onto every "
                              "target (Super SloMo's 0.4 against its reconstruction's 0.8, here against "
                              "--lambda-l1 100)")
