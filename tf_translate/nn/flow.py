@@ -14,8 +14,8 @@ equation 1), to which we add a small residual (the U-Net's last three channels).
 Super SloMo computes the bidirectional flows with a U-Net; for a reach of tens of pixels
 at a small training size we estimate them coarse to fine instead: first by block matching
 (``BlockMatching``, no weights: what motion-compensated interpolators such as ffmpeg's
-minterpolate do, made differentiable with a soft argmin), then with RIFE's IFNet blocks (Huang, Zhang, Heng, Shi, Zhou, ECCV 2022,
-arXiv 2011.06294): at 1/4, 1/2 and full resolution, a block sees both frames, each warped
+minterpolate do, made differentiable with a soft argmin), then with RIFE's IFNet blocks
+(Huang, Zhang, Heng, Shi, Zhou, ECCV 2022, arXiv 2011.06294): at 1/4, 1/2 and full resolution, a block sees both frames, each warped
 onto the other with the current flows, and the flows, works at a quarter of its level's
 resolution, and adds a correction.
 
