@@ -69,6 +69,12 @@ def is_crossfade(weights: np.ndarray, k: int) -> bool:
     return int(np.count_nonzero(weights[:, k])) == 2
 
 
+def is_interpolation(weights: np.ndarray) -> bool:
+    """Whether a layout (its ``blend_weights``) is frame interpolation: two input frames, every
+    target between them."""
+    return weights.shape[0] == 2 and all(is_crossfade(weights, k) for k in range(weights.shape[1]))
+
+
 class StripSource:
     """Image files (``items``, already checked by :func:`strip_files`) each holding
     ``frames`` equal-width frames side by side; every frame is resized to ``size`` x ``size``."""

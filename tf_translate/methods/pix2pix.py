@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tf_translate import seeding
 from tf_translate.config import opt
-from tf_translate.data.frames import blend_weights, is_crossfade, layout
+from tf_translate.data.frames import blend_weights, is_crossfade, is_interpolation, layout
 from tf_translate.errors import UsageError
 from tf_translate.methods.base import TranslationModel
 from tf_translate.nn import features, flow, losses, networks
@@ -129,7 +129,7 @@ class Pix2Pix(TranslationModel):
         between them): asked for, or ``auto`` on such a layout."""
         if generator not in GENERATORS:
             raise UsageError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)}")
-        interpolation = len(self.inputs) == 2 and all(is_crossfade(weights, k) for k in range(len(self.targets)))
+        interpolation = is_interpolation(weights)
         if generator == "flow" and not interpolation:
             raise UsageError(f"the flow generator interpolates between two input frames; inputs {self.inputs} and "
                              f"targets {self.targets} are not that (use --generator unet)")
@@ -143,12 +143,8 @@ class Pix2Pix(TranslationModel):
         gan, reduce = self.gan, lambda per_sample: self.reduce(per_sample, x)  # noqa: E731
         with tf.GradientTape() as g_tape:
             fake = self.G(x, training=True)
-            with tf.GradientTape() as d_tape:
-                d_real, d_fake = self._real_and_fake_scores(tf.concat([x, y], -1),
-                                                            tf.concat([x, tf.stop_gradient(fake)], -1))
-                d_total = reduce(0.5 * (gan(d_real, True) + gan(d_fake, False)))
             with g_tape.stop_recording():
-                finite_d = self.apply_gradients(self.d_optimizer, d_tape, d_total, self.discriminator_roles)
+                finite_d, d_total = self._discriminator_step(x, y, fake)
             g_adv = gan(self.D(tf.concat([x, fake], -1), training=True), True)
             l1 = losses.l1(fake, y)
             g_total = reduce(self.lambda_gan * g_adv + m.lambda_l1 * l1)
@@ -172,12 +168,8 @@ class Pix2Pix(TranslationModel):
                        + m.lambda_perceptual * terms["perceptual"])
             finite_d, d_total = tf.constant(True), tf.constant(0.0)
             if self.lambda_gan > 0:
-                with tf.GradientTape() as d_tape:
-                    d_real, d_fake = self._real_and_fake_scores(tf.concat([x, y], -1),
-                                                                tf.concat([x, tf.stop_gradient(fake)], -1))
-                    d_total = reduce(0.5 * (self.gan(d_real, True) + self.gan(d_fake, False)))
                 with g_tape.stop_recording():
-                    finite_d = self.apply_gradients(self.d_optimizer, d_tape, d_total, self.discriminator_roles)
+                    finite_d, d_total = self._discriminator_step(x, y, fake)
                 terms["G_adv"] = self.gan(self.D(tf.concat([x, fake], -1), training=True), True)
                 g_total += self.lambda_gan * terms["G_adv"]
             g_total = reduce(g_total)
@@ -207,6 +199,15 @@ class Pix2Pix(TranslationModel):
         per_frame = losses.mse(made, real)  # (K B,)
         return tf.reduce_mean(tf.stack(tf.split(per_frame, k, 0)), 0)
 
+    def _discriminator_step(self, x, y, fake):
+        """D's update on the real pair (x, y) and the generated one (x, G(x)), its loss halved;
+        returns (whether its gradients were finite, the loss)."""
+        with tf.GradientTape() as d_tape:
+            d_real, d_fake = self._real_and_fake_scores(tf.concat([x, y], -1),
+                                                        tf.concat([x, tf.stop_gradient(fake)], -1))
+            d_total = self.reduce(0.5 * (self.gan(d_real, True) + self.gan(d_fake, False)), x)
+        return self.apply_gradients(self.d_optimizer, d_tape, d_total, self.discriminator_roles), d_total
+
     def _real_and_fake_scores(self, real, fake):
         """D's scores of the real and the fake pairs: in one call on a doubled batch (faster;
         the same result, since every norm but batch norm is per sample), or two with batch norm."""
@@ -225,8 +226,10 @@ class Pix2Pix(TranslationModel):
     def _titles(self) -> tuple[str, ...]:
         if len(self.inputs) == len(self.targets) == 1:
             return ("input", "generated", "real")
-        middle, (first, last) = self.targets[len(self.targets) // 2], (self.inputs + self.inputs)[:2]
-        shown = (f"flow {middle}>{first}", f"flow {middle}>{last}", f"visible {middle}<{first}") if self.flow else ()
+        shown = ()
+        if self.flow:  # two inputs
+            middle, (first, last) = self.targets[len(self.targets) // 2], self.inputs
+            shown = (f"flow {middle}>{first}", f"flow {middle}>{last}", f"visible {middle}<{first}")
         return (*(f"input {i}" for i in self.inputs), *(f"generated {i}" for i in self.targets),
                 *(f"real {i}" for i in self.targets), *shown)
 

@@ -25,7 +25,7 @@ from PIL import Image
 from tf_translate import data as tf_data
 from tf_translate import registry
 from tf_translate.data import video
-from tf_translate.data.frames import blend_weights, is_crossfade
+from tf_translate.data.frames import blend_weights, is_crossfade, is_interpolation
 from tf_translate.data.images import DataError
 from tf_translate.data.photos import load_image
 from tf_translate.data.pipeline import to_uint8
@@ -469,8 +469,7 @@ def _paired(model: Exported, dataset, pictures: Path | None = None, shown: int =
     weights = blend_weights(dataset.inputs, dataset.targets)
     report = {"samples": len(stacks), "inputs": list(dataset.inputs), "targets": list(dataset.targets)}
     lpips = pretrained("lpips", report)
-    interpolating = len(dataset.inputs) == 2 and all(is_crossfade(weights, k) for k in range(len(dataset.targets)))
-    mci = _minterpolated(stacks, dataset.inputs, dataset.targets, report) if interpolating else None
+    mci = _minterpolated(stacks, dataset.inputs, dataset.targets, report) if is_interpolation(weights) else None
     for k, t in enumerate(dataset.targets):
         real, made = stacks[:, t], out[..., 3 * k: 3 * k + 3]
         baseline = blend([stacks[:, i] for i in dataset.inputs], weights[:, k])
