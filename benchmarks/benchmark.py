@@ -11,9 +11,9 @@ order, ``--repeats`` times ``--steps`` steps, so that machine noise falls on all
 Each step is timed with ``time.perf_counter()`` and forced to finish by reading its loss.
 
 With ``--torch`` (needs ``torch`` importable) each size also gets a "PyTorch reference" variant:
-the training step of the PyTorch reference implementation with its defaults, as re-implemented
-in ``benchmarks/torch_cyclegan.py`` (CycleGAN; ResNet-``--n-blocks`` too) or
-``benchmarks/torch_pix2pix.py`` (pix2pix: U-Net, batch norm), ``make_step``, on the same
+the training step of the PyTorch reference implementation with its defaults, its own code
+(read from ../shared/peers) run by ``benchmarks/torch_cyclegan.py`` (CycleGAN; ResNet-``--n-blocks``
+too) or ``benchmarks/torch_pix2pix.py`` (pix2pix: U-Net, batch norm), ``make_step``, on the same
 random-input footing, warmed up and timed in the same rotation, on the same machine in the
 same run. Its calls are synchronous on the CPU, so its wall time needs no loss read-back.
 
@@ -87,7 +87,8 @@ def parse_args(argv=None):
                                                "method's)")
     p.add_argument("--output", default="benchmarks/train_throughput", help="writes OUTPUT.json and OUTPUT.md")
     p.add_argument("--torch", action="store_true",
-                   help="also time the PyTorch reference implementation's step (benchmarks/torch_cyclegan.py)")
+                   help="also time the PyTorch reference implementation's own step (benchmarks/torch_cyclegan.py, "
+                        "torch_pix2pix.py; its files from ../shared/peers)")
     p.add_argument("--inference", metavar="EXPORT_DIR",
                    help="time inference of this exported version (SavedModel and every .tflite) instead of training")
     p.add_argument("--tflite-variants", metavar="METHODS",

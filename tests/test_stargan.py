@@ -219,10 +219,11 @@ def test_n_critic_schedule_counts_discriminator_and_generator_updates(tmp_path, 
         changed.append(any(not np.array_equal(a, b) for a, b in zip(g_before, g_now)))
         g_before = g_now
         assert float(logs["finite"]) == 1.0
-    assert changed == [True, False, False, True, False, False, True]  # G at steps 0, 3, 6
-    assert int(model.d_optimizer.iterations.numpy()) == 7 and int(model.g_optimizer.iterations.numpy()) == 3
+    # G after every 3rd update of D, as solver.py's (i + 1) % n_critic == 0: at steps 2 and 5
+    assert changed == [False, False, True, False, False, True, False]
+    assert int(model.d_optimizer.iterations.numpy()) == 7 and int(model.g_optimizer.iterations.numpy()) == 2
     # the generator's learning rate follows global epochs (6 steps, then decay over 1 more):
-    # its 3 updates reach step 9, epoch 1, half the rate; counted as its own epochs they would not
+    # its next update is at step 8, epoch 1, half the rate; counted as its own epochs it would not be
     lr = cfg.train.lr
     assert float(model.g_optimizer.learning_rate) == pytest.approx(lr / 2)
     assert float(model.d_optimizer.learning_rate) == pytest.approx(lr / 2)

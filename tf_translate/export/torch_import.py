@@ -91,6 +91,15 @@ def unet_plan(depth: int) -> list[Mapped]:
     return plan
 
 
+def patch_plan(n_layers: int) -> list[Mapped]:
+    """NLayerDiscriminator's ``model`` Sequential (the 70x70 PatchGAN with ``n_layers`` 3):
+    conv, LeakyReLU, then per layer conv, norm, LeakyReLU, and the last conv to one channel."""
+    plan = [Mapped("model.0", "c1_conv", "conv")]
+    for i in range(1, n_layers + 1):
+        plan += [Mapped(f"model.{3 * i - 1}", f"c{i + 1}_conv", "conv"), Mapped(f"model.{3 * i}", f"c{i + 1}_norm", "norm")]
+    return plan + [Mapped(f"model.{3 * n_layers + 2}", "patch_conv", "conv")]
+
+
 def plan_for(arch: str, state: dict) -> list[Mapped]:
     family, n = ARCHS[arch]
     if family == "resnet":
@@ -164,7 +173,12 @@ def assign(net: keras.Model, plan: list[Mapped], state: dict, label: str) -> Non
             if m.swap:
                 half = weight.shape[0] // 2
                 weight = np.concatenate([weight[half:], weight[:half]], axis=0)
-            values = [np.transpose(weight, (2, 3, 1, 0)), present.get("bias", np.zeros(shapes[1], np.float32))]
+            values = [np.transpose(weight, (2, 3, 1, 0))]
+            if len(shapes) > 1:
+                values.append(present.get("bias", np.zeros(shapes[1], np.float32)))
+            elif "bias" in present:
+                wrong.append(f"{m.torch}.bias is present, expected none")
+                continue
         if values is None:
             continue
         bad = [f"{m.torch}.{key} is {tuple(np.shape(value))}, expected {shape}" for key, value, shape
@@ -172,7 +186,7 @@ def assign(net: keras.Model, plan: list[Mapped], state: dict, label: str) -> Non
                if tuple(np.shape(value)) != shape]
         wrong.extend(bad)
         if not bad:
-            layer.set_weights([np.asarray(v, np.float32) for v in values])
+            layer.set_weights([np.asarray(v) for v in values])  # in the layer's dtype
     unexpected = sorted(set(state) - used)
     if missing or unexpected or wrong:
         parts = [f"{what} {listing(keys)}" for what, keys in

@@ -17,8 +17,9 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     changing once per epoch as in the CycleGAN/pix2pix reference code:
     lr(e) = lr * (1 - max(0, e + 1 - epochs) / (decay_epochs + 1)), e the 0-based epoch.
     ``steps_per_epoch`` counts the global steps of an epoch, and this optimizer updates once
-    ``every`` steps (StarGAN's generator: once per ``n_critic``; DTN's g, ``g_steps`` times a
-    step: every 1 / ``g_steps``), so its update i is at global step i * ``every``.
+    ``every`` steps: StarGAN's generator once per ``n_critic``, after the n_critic-th update of
+    D, so its update i is at global step (i + 1) * ``every`` - 1; DTN's g ``g_steps`` times a
+    step (``every`` 1 / ``g_steps``), its update i at global step floor(i * ``every``).
     """
 
     def __init__(self, lr: float, epochs: int, decay_epochs: int, steps_per_epoch: int, every: float = 1):
@@ -26,7 +27,8 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.every = every
 
     def __call__(self, iterations):
-        epoch = tf.floor(tf.cast(iterations, tf.float32) * self.every / self.steps_per_epoch)
+        step = tf.cast(iterations, tf.float32) * self.every + max(0.0, self.every - 1.0)
+        epoch = tf.floor(step / self.steps_per_epoch)
         decayed = tf.maximum(0.0, epoch + 1.0 - self.epochs) / float(self.decay_epochs + 1)
         return self.lr * tf.maximum(0.0, 1.0 - decayed)
 

@@ -22,7 +22,7 @@ GENERATORS = ("auto", "unet", "flow")
 
 @dataclasses.dataclass(frozen=True)
 class Pix2PixConfig:
-    filters: int = opt(64, "generator filters of the first U-Net level (C64)")
+    filters: int = opt(64, "generator filters of the first U-Net level (C64; the widest levels 8 times as many)")
     depth: int | None = opt(None, "U-Net levels; default: down to 1x1 at the crop size (8 for 256, 7 for 128)")
     dropout: float = opt(0.5, "dropout rate of the first three decoder blocks")
     disc_filters: int = opt(64, "discriminator filters of the first layer")
@@ -114,8 +114,9 @@ class Pix2Pix(TranslationModel):
             self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         else:
             self.G = networks.unet_generator(in_channels=self.in_channels, out_channels=self.out_channels,
-                                             depth=self.depth, filters=m.filters, norm_kind=m.norm,
-                                             dropout=m.dropout, blend=weights if self.residual else None, name="G")
+                                             depth=self.depth, filters=m.filters, max_filters=8 * m.filters,
+                                             norm_kind=m.norm, dropout=m.dropout,
+                                             blend=weights if self.residual else None, name="G")
         self.D = networks.patch_discriminator(in_channels=self.in_channels + self.out_channels,
                                               filters=m.disc_filters, n_layers=m.disc_layers, norm_kind=m.norm,
                                               name="D")
@@ -210,9 +211,11 @@ class Pix2Pix(TranslationModel):
 
     def _real_and_fake_scores(self, real, fake):
         """D's scores of the real and the fake pairs: in one call on a doubled batch (faster;
-        the same result, since every norm but batch norm is per sample), or two with batch norm."""
+        the same result, since every norm but batch norm is per sample), or two with batch norm
+        (the fake first, as the reference code: its running statistics come out the same)."""
         if self.run_config.model.norm == "batch":
-            return self.D(real, training=True), self.D(fake, training=True)
+            fake_scores = self.D(fake, training=True)
+            return self.D(real, training=True), fake_scores
         return tf.split(self.D(tf.concat([real, fake], 0), training=True), 2)
 
     def generators(self) -> dict:

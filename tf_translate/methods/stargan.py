@@ -80,7 +80,7 @@ class StarGAN(TranslationModel):
         n = len(self.domain_names)
         shape = dict(filters=m.filters, n_blocks=m.n_blocks, conditions=n, condition_at="input")
         if m.generator == "stargan":
-            shape.update(outer_kernel=7, sampling_kernel=4, pad="zero")
+            shape.update(outer_kernel=7, sampling_kernel=4, pad="zero", use_bias=False)  # as its model.py
         else:
             shape.update(outer_kernel=9)
         self.G = networks.resnet_generator(**shape, name="G")
@@ -112,6 +112,11 @@ class StarGAN(TranslationModel):
         shift = replicas.draw(lambda m: tf.random.stateless_uniform([m], key, 1, k, dtype=tf.int32), n)
         return tf.one_hot((tf.argmax(labels, axis=1, output_type=tf.int32) + shift) % k, k)
 
+    def mixing_weights(self, x):
+        """The gradient penalty's weights of the real images, one uniform number per sample."""
+        key = seeding.derive(self.seed, GP_MIX, self.step)
+        return replicas.draw(lambda n: tf.random.stateless_uniform([n], key), tf.shape(x)[0])
+
     def classification(self, logits, labels):
         return losses.domain_classification(logits, labels, self.multi_label)
 
@@ -129,7 +134,8 @@ class StarGAN(TranslationModel):
         return self.train_function
 
     def g_due(self) -> bool:
-        return int(self.step.numpy()) % self.run_config.model.n_critic == 0
+        """G's update comes after every n_critic-th of D's, as solver.py's ``(i + 1) % n_critic == 0``."""
+        return (int(self.step.numpy()) + 1) % self.run_config.model.n_critic == 0
 
     def discriminator_update(self, x, c_org, c_trg, alpha):
         m = self.run_config.model
@@ -159,9 +165,7 @@ class StarGAN(TranslationModel):
         """D's update, then G's if ``update_g`` (None, in an eager call: as the n_critic schedule says)."""
         x, c_org = data
         c_trg = self.target_labels(c_org)
-        key = seeding.derive(self.seed, GP_MIX, self.step)
-        alpha = replicas.draw(lambda n: tf.random.stateless_uniform([n], key), tf.shape(x)[0])
-        finite_d, d_losses = self.discriminator_update(x, c_org, c_trg, alpha)
+        finite_d, d_losses = self.discriminator_update(x, c_org, c_trg, self.mixing_weights(x))
         if update_g is None:
             update_g = self.g_due()
         if update_g:

@@ -58,6 +58,14 @@ class NearestUpsampling2D(layers.Layer):
         return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
 
 
+def output_dtype(compute=None) -> str:
+    """The dtype of network outputs, losses and norm statistics: float32 under every policy
+    (the 16-bit ones included) but float64, which the lockstep tests against the reference
+    code run in. ``compute``: a tensor's dtype instead of the global policy's."""
+    compute = compute if compute is not None else keras.config.dtype_policy().compute_dtype
+    return "float64" if tf.as_dtype(compute) == tf.float64 else "float32"
+
+
 def label_planes(vectors, like):
     """Vectors [batch, N] (style weights, domain labels) as constant planes [batch, H, W, N]
     at ``like``'s height and width, the form a conditional generator takes them in."""
@@ -71,7 +79,8 @@ class InstanceNorm(layers.Layer):
     Written with mean, multiply and rsqrt, not ``tf.nn.moments`` or GroupNormalization, so a
     full-integer TFLite conversion keeps no float islands (no SQUARE, no NEG). Equal in float
     to ``keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)``; epsilon 1e-5 as in the
-    PyTorch references. Statistics are computed in float32 whatever the compute dtype.
+    PyTorch references. Statistics are computed in float32 whatever the compute dtype (float64
+    in float64).
     """
 
     def __init__(self, epsilon: float = 1e-5, center: bool = True, scale: bool = True, **kwargs):
@@ -87,7 +96,7 @@ class InstanceNorm(layers.Layer):
 
     def call(self, x):
         dtype = x.dtype
-        x = tf.cast(x, tf.float32)
+        x = tf.cast(x, output_dtype(dtype))
         shared = _SHARED_STATISTICS.get()
         if shared is not None and shared.given is not None:  # a tile: the whole image's statistics
             channels = x.shape[-1]
@@ -103,9 +112,9 @@ class InstanceNorm(layers.Layer):
                 shared.recorded += [mean[:, 0, 0, :], variance[:, 0, 0, :]]
         y = centered * tf.math.rsqrt(variance + self.epsilon)
         if self.gamma is not None:
-            y = y * tf.cast(self.gamma, tf.float32)
+            y = y * tf.cast(self.gamma, x.dtype)
         if self.beta is not None:
-            y = y + tf.cast(self.beta, tf.float32)
+            y = y + tf.cast(self.beta, x.dtype)
         return tf.cast(y, dtype)
 
     def get_config(self):
@@ -141,10 +150,12 @@ class SharedStatistics:
 _SHARED_STATISTICS = contextvars.ContextVar("shared_instance_norm_statistics", default=None)
 
 
-def norm(kind: str, name: str) -> layers.Layer:
-    """The normalisation layer named ``kind``: instance (default), batch, or none (identity)."""
+def norm(kind: str, name: str, affine: bool = True) -> layers.Layer:
+    """The normalisation layer named ``kind``: instance (default), batch, or none (identity).
+    ``affine=False``: an instance norm without the learned scale and shift (CycleGAN's and
+    pix2pix's ``InstanceNorm2d(affine=False)``; StarGAN's and Johnson's have them)."""
     if kind == "instance":
-        return InstanceNorm(name=name)
+        return InstanceNorm(center=affine, scale=affine, name=name)
     if kind == "batch":
         # synchronized: statistics of the global batch under tf.distribute, as on one device
         return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name=name)
@@ -174,6 +185,7 @@ def conv_block(
     act: str | None = "relu",
     transpose: bool = False,
     use_bias: bool = True,
+    affine: bool = True,
 ):
     """Padding -> (transposed) convolution -> norm -> activation, the unit of every network.
 
@@ -181,6 +193,7 @@ def conv_block(
     ``same`` (Keras same padding) or ``valid``. A transposed convolution has Keras' ``same``
     output grid unless ``pad`` is ``torch``: then PyTorch's ``ConvTranspose2d(padding=p,
     output_padding=stride + 2p - kernel)``, which for a 3x3 kernel samples one pixel later.
+    ``affine``: the instance norm's scale and shift (``norm``).
     """
     if transpose:
         torch_grid = pad == "torch"
@@ -206,14 +219,15 @@ def conv_block(
             kernel_initializer=weight_init(), name=f"{name}_conv",
         )(x)
     if norm_kind != "none":
-        x = norm(norm_kind, f"{name}_norm")(x)
+        x = norm(norm_kind, f"{name}_norm", affine)(x)
     return activation(act, f"{name}_act")(x)
 
 
-def residual_block(x, filters: int, *, name: str, norm_kind: str = "instance", pad: str = "reflect"):
-    """Two 3x3 convolutions with a skip connection (He et al.), as in CycleGAN and Johnson et al."""
-    y = conv_block(x, filters, 3, name=f"{name}_a", pad=pad, norm_kind=norm_kind, act="relu")
-    y = conv_block(y, filters, 3, name=f"{name}_b", pad=pad, norm_kind=norm_kind, act=None)
+def residual_block(x, filters: int, *, name: str, norm_kind: str = "instance", pad: str = "reflect", **conv):
+    """Two 3x3 convolutions with a skip connection (He et al.), as in CycleGAN and Johnson et
+    al.; ``conv``: more ``conv_block`` arguments (``use_bias``, ``affine``)."""
+    y = conv_block(x, filters, 3, name=f"{name}_a", pad=pad, norm_kind=norm_kind, act="relu", **conv)
+    y = conv_block(y, filters, 3, name=f"{name}_b", pad=pad, norm_kind=norm_kind, act=None, **conv)
     return layers.Add(name=f"{name}_add")([x, y])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_translate.errors import UsageError
+from tf_translate.nn.layers import output_dtype
 
 GAN_LOSSES = ("lsgan", "vanilla", "wgan")
 
@@ -15,6 +16,12 @@ GAN_LOSSES = ("lsgan", "vanilla", "wgan")
 def reduce(per_sample, global_batch_size=None):
     """Mean over the global batch: sum of this replica's values / global batch size."""
     return tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch_size)
+
+
+def wide(x):
+    """``x`` in float32 (from 16-bit compute dtypes), or kept in float64 (``layers.output_dtype``)."""
+    x = tf.convert_to_tensor(x)
+    return tf.cast(x, output_dtype(x.dtype))
 
 
 def _per_sample_mean(x):
@@ -27,7 +34,7 @@ def gan_loss(kind: str, scores, target_is_real: bool):
     lsgan: (D - t)^2 (Mao et al., as in CycleGAN); vanilla: sigmoid cross-entropy
     (Goodfellow et al., as in pix2pix); wgan: -D for real, +D for fake (Arjovsky et al.).
     """
-    scores = tf.cast(scores, tf.float32)
+    scores = wide(scores)
     if kind == "lsgan":
         target = 1.0 if target_is_real else 0.0
         return _per_sample_mean(tf.square(scores - target))
@@ -41,34 +48,34 @@ def gan_loss(kind: str, scores, target_is_real: bool):
 
 def l1(a, b):
     """Mean absolute error per sample."""
-    return _per_sample_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+    return _per_sample_mean(tf.abs(wide(a) - wide(b)))
 
 
 def gram(features):
     """Gram matrices F Fᵀ / (C·H·W) per sample, (batch, C, C): channel correlations over all
     positions, normalised by the layer's size (Johnson et al.; chainer-gogh). The paper's
     G = F Fᵀ is this times N·M (channels N, positions M)."""
-    features = tf.cast(features, tf.float32)
+    features = wide(features)
     shape = tf.shape(features)
     flat = tf.reshape(features, [shape[0], -1, shape[3]])
-    size = tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+    size = tf.cast(shape[1] * shape[2] * shape[3], features.dtype)
     return tf.matmul(flat, flat, transpose_a=True) / size
 
 
 def sum_squares(x):
     """Sum of squares per sample."""
-    return tf.reduce_sum(tf.reshape(tf.square(tf.cast(x, tf.float32)), [tf.shape(x)[0], -1]), axis=1)
+    return tf.reduce_sum(tf.reshape(tf.square(wide(x)), [tf.shape(x)[0], -1]), axis=1)
 
 
 def mse(a, b):
     """Mean squared error per sample."""
-    return _per_sample_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+    return _per_sample_mean(tf.square(wide(a) - wide(b)))
 
 
 def total_variation(images):
     """Sum of squared differences between neighbouring pixels per sample (the smoothness
     regulariser of Mahendran & Vedaldi with beta 2, as in Johnson et al.'s code)."""
-    images = tf.cast(images, tf.float32)
+    images = wide(images)
     return sum_squares(images[:, 1:, :, :] - images[:, :-1, :, :]) + sum_squares(images[:, :, 1:, :] - images[:, :, :-1, :])
 
 
@@ -77,11 +84,12 @@ def gradient_penalty(critic, real, fake, alpha):
     x̂ = α·real + (1 − α)·fake, ``alpha`` one uniform number per sample; ``critic`` maps
     images to scores whose sum per sample is differentiated (a PatchGAN's patch scores, as
     StarGAN's code does)."""
-    real, fake = tf.cast(real, tf.float32), tf.cast(fake, tf.float32)
+    real, fake = wide(real), wide(fake)
+    alpha = tf.cast(alpha, real.dtype)
     mixed = alpha[:, None, None, None] * real + (1.0 - alpha[:, None, None, None]) * fake
     with tf.GradientTape() as tape:
         tape.watch(mixed)
-        scores = tf.cast(critic(mixed), tf.float32)
+        scores = wide(critic(mixed))
     grads = tape.gradient(scores, mixed)
     norms = tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(grads, [tf.shape(grads)[0], -1])), axis=1) + 1e-12)
     return tf.square(norms - 1.0)
@@ -91,7 +99,7 @@ def domain_classification(logits, labels, multi_label: bool):
     """StarGAN's domain classification loss per sample: softmax cross-entropy against a
     one-hot target domain (single-label), or the sum of sigmoid cross-entropies over binary
     attributes (multi-label, as for CelebA)."""
-    logits, labels = tf.cast(logits, tf.float32), tf.cast(labels, tf.float32)
+    logits, labels = wide(logits), wide(labels)
     if multi_label:
         return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=1)
     return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
@@ -99,7 +107,7 @@ def domain_classification(logits, labels, multi_label: bool):
 
 def anisotropic_total_variation(images):
     """Sum of absolute differences between neighbouring pixels per sample (DTN's L_TV)."""
-    images = tf.cast(images, tf.float32)
+    images = wide(images)
     absolute = lambda d: tf.reduce_sum(tf.reshape(tf.abs(d), [tf.shape(d)[0], -1]), axis=1)  # noqa: E731
     return absolute(images[:, 1:, :, :] - images[:, :-1, :, :]) + absolute(images[:, :, 1:, :] - images[:, :, :-1, :])
 
@@ -109,7 +117,7 @@ FAKE_SOURCE, FAKE_TARGET, REAL_TARGET = range(3)
 
 
 def _ternary(logits, label: int):
-    logits = tf.cast(logits, tf.float32)
+    logits = wide(logits)
     return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.fill(tf.shape(logits)[:1], label), logits)
 
 
@@ -127,6 +135,6 @@ def dtn_generator_loss(on_fake_source, on_fake_target):
 def flow_smoothness(flow):
     """Mean absolute difference between neighbouring flow vectors per sample (Super SloMo's
     smoothness loss, on flows in pixels)."""
-    flow = tf.cast(flow, tf.float32)
+    flow = wide(flow)
     return _per_sample_mean(tf.abs(flow[:, 1:, :, :] - flow[:, :-1, :, :])) + _per_sample_mean(
         tf.abs(flow[:, :, 1:, :] - flow[:, :, :-1, :]))

@@ -17,6 +17,7 @@ from tf_translate.nn.layers import (
     activation,
     conv_block,
     norm,
+    output_dtype,
     residual_block,
     weight_init,
 )
@@ -38,7 +39,9 @@ def resnet_generator(
     upsample: str = "transpose",
     sampling_kernel: int = 3,
     pad: str = "reflect",
-    transpose_pad: str = "same",
+    transpose_pad: str = "torch",
+    affine: bool = True,
+    use_bias: bool = True,
     name: str = "resnet_generator",
 ) -> keras.Model:
     """Johnson et al.'s ResNet generator, as CycleGAN uses it (Zhu et al. 2017, appendix 7.2)
@@ -61,8 +64,13 @@ def resnet_generator(
     "Deconvolution and Checkerboard Artifacts", Distill 2016), which avoids the checkerboard
     a transposed convolution's uneven kernel overlap paints into stylised images.
     ``sampling_kernel`` is the kernel of the down- and up-sampling convolutions (StarGAN: 4)
-    and ``pad`` the padding of the others (StarGAN: ``zero``); ``transpose_pad="torch"`` puts
-    the transposed convolutions' outputs on PyTorch's grid (for imported weights).
+    and ``pad`` the padding of the others (StarGAN: ``zero``). ``transpose_pad``: the
+    transposed convolutions' output grid, ``torch`` (``ConvTranspose2d(padding=1,
+    output_padding=1)``, the references' and Johnson's Torch code: the up-sampled pixel 2i
+    sits where the down-sampling read pixel i) or ``same`` (Keras', one pixel later for 3x3
+    kernels; the two agree for 4x4). ``affine``: the instance norms' scale and shift
+    (CycleGAN's have none, StarGAN's and Johnson's do); ``use_bias``: convolution biases
+    (StarGAN's G has none).
     """
     if upsample not in UPSAMPLE:
         raise UsageError(f"upsample must be one of {', '.join(UPSAMPLE)}, not {upsample!r}")
@@ -75,9 +83,10 @@ def resnet_generator(
         model_inputs = [inputs, condition]
         if condition_at == "input":
             x = layers.Concatenate(name="condition_concat")([inputs, condition])
-    x = conv_block(x, filters, outer_kernel, name=f"c{outer_kernel}s1", pad=pad, norm_kind=norm_kind)
+    conv = dict(norm_kind=norm_kind, affine=affine, use_bias=use_bias)
+    x = conv_block(x, filters, outer_kernel, name=f"c{outer_kernel}s1", pad=pad, **conv)
     for i in range(n_down):
-        x = conv_block(x, filters * 2 ** (i + 1), sampling_kernel, stride=2, name=f"d{i + 1}", norm_kind=norm_kind)
+        x = conv_block(x, filters * 2 ** (i + 1), sampling_kernel, stride=2, name=f"d{i + 1}", **conv)
     width = filters * 2**n_down
     if conditions and condition_at == "bottleneck":
         pooled = layers.AveragePooling2D(2**n_down, name="condition_pool")(condition)
@@ -86,17 +95,17 @@ def resnet_generator(
         # which instance norm would subtract again; before the ReLU the shift gates features.
         x = conv_block(x, width, 1, name="condition", pad="valid", norm_kind="none")
     for i in range(n_blocks):
-        x = residual_block(x, width, name=f"r{i + 1}", norm_kind=norm_kind, pad=pad)
+        x = residual_block(x, width, name=f"r{i + 1}", pad=pad, **conv)
     for i in reversed(range(n_down)):
         name_u = f"u{n_down - i}"
         if upsample == "resize":
             x = NearestUpsampling2D(name=f"{name_u}_resize")(x)
-            x = conv_block(x, filters * 2**i, 3, name=name_u, pad=pad, norm_kind=norm_kind)
+            x = conv_block(x, filters * 2**i, 3, name=name_u, pad=pad, **conv)
         else:
             x = conv_block(x, filters * 2**i, sampling_kernel, stride=2, transpose=True, name=name_u,
-                           norm_kind=norm_kind, pad=transpose_pad)
-    x = conv_block(x, out_channels, outer_kernel, name="out", pad=pad, norm_kind="none", act=None)
-    outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
+                           pad=transpose_pad, **conv)
+    x = conv_block(x, out_channels, outer_kernel, name="out", pad=pad, norm_kind="none", act=None, use_bias=use_bias)
+    outputs = layers.Activation("tanh", name="tanh", dtype=output_dtype())(x)
     return keras.Model(model_inputs, outputs, name=name)
 
 
@@ -113,6 +122,7 @@ def unet_generator(
     filters: int = 64,
     max_filters: int = 512,
     norm_kind: str = "instance",
+    affine: bool = True,
     dropout: float = 0.5,
     dropout_blocks: int = 3,
     blend=None,
@@ -131,9 +141,14 @@ def unet_generator(
     tanh output is a correction added to that fixed mix of the input frames (for frame
     interpolation, the cross-fade), clipped to [-1, 1]; the last layer starts at zero, so G
     starts exactly at the baseline and learns only what it misses.
+
+    As the reference code, with batch norm no convolution has a bias but the last (a bias
+    before a batch norm is subtracted again), and ``affine=False`` leaves the instance norms
+    without scale and shift (its ``InstanceNorm2d(affine=False)``).
     """
     width = lambda level: min(filters * 2**level, max_filters)  # noqa: E731
-    conv = dict(kernel_size=4, strides=2, padding="same", kernel_initializer=weight_init())
+    conv = dict(kernel_size=4, strides=2, padding="same", kernel_initializer=weight_init(),
+                use_bias=norm_kind != "batch")
     inputs = keras.Input((None, None, in_channels), name="image")
     x, skips = inputs, []
     for level in range(depth):
@@ -141,7 +156,7 @@ def unet_generator(
             x = activation("lrelu0.2", f"down{level + 1}_act")(x)
         x = layers.Conv2D(width(level), name=f"down{level + 1}_conv", **conv)(x)
         if 0 < level < depth - 1:
-            x = norm(norm_kind, f"down{level + 1}_norm")(x)
+            x = norm(norm_kind, f"down{level + 1}_norm", affine)(x)
         skips.append(x)
     for level in reversed(range(depth)):
         if level < depth - 1:
@@ -150,15 +165,16 @@ def unet_generator(
         out = width(level - 1) if level else out_channels
         # a residual G's last layer starts at zero: its first output is exactly the blend
         zero = {"kernel_initializer": "zeros"} if blend is not None and not level else {}
-        x = layers.Conv2DTranspose(out, name=f"up{level + 1}_deconv", **{**conv, **zero})(x)
+        last = {} if level else {"use_bias": True}
+        x = layers.Conv2DTranspose(out, name=f"up{level + 1}_deconv", **{**conv, **zero, **last})(x)
         if level:
-            x = norm(norm_kind, f"up{level + 1}_norm")(x)
+            x = norm(norm_kind, f"up{level + 1}_norm", affine)(x)
             if depth - 1 - level < dropout_blocks and dropout > 0:
                 x = StatelessDropout(dropout, name=f"up{level + 1}_dropout")(x)
-    outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    outputs = layers.Activation("tanh", name="tanh", dtype=output_dtype())(x)
     if blend is not None:
-        outputs = layers.Add(name="residual")([FrameBlend(blend, name="blend", dtype="float32")(inputs), outputs])
-        outputs = layers.Activation("hard_tanh", name="clip", dtype="float32")(outputs)
+        outputs = layers.Add(name="residual")([FrameBlend(blend, name="blend", dtype=output_dtype())(inputs), outputs])
+        outputs = layers.Activation("hard_tanh", name="clip", dtype=output_dtype())(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -168,6 +184,7 @@ def patch_discriminator(
     filters: int = 64,
     n_layers: int = 3,
     norm_kind: str = "instance",
+    affine: bool = True,
     name: str = "patch_discriminator",
 ) -> keras.Model:
     """PatchGAN discriminator (Isola et al. 2017): one real/fake score per overlapping patch.
@@ -175,16 +192,19 @@ def patch_discriminator(
     With ``n_layers=3``: C64 (stride 2, no norm) - C128 - C256 (stride 2) - C512 (stride 1) -
     a 4x4 stride-1 convolution to one channel; LeakyReLU 0.2. Receptive field 70x70.
     Outputs raw scores (no sigmoid): the GAN losses take logits. For a conditional
-    discriminator (pix2pix) pass the channel count of the concatenated (x, y).
+    discriminator (pix2pix) pass the channel count of the concatenated (x, y). As the
+    reference code, the convolutions before a batch norm have no bias; ``affine``: the
+    instance norms' scale and shift (the reference's have none).
     """
     inputs = keras.Input((None, None, in_channels), name="image")
     x = conv_block(inputs, filters, 4, stride=2, name="c1", norm_kind="none", act="lrelu0.2")
     for i in range(1, n_layers + 1):
         width = filters * min(2**i, 8)
         stride = 2 if i < n_layers else 1
-        x = conv_block(x, width, 4, stride=stride, name=f"c{i + 1}", norm_kind=norm_kind, act="lrelu0.2")
+        x = conv_block(x, width, 4, stride=stride, name=f"c{i + 1}", norm_kind=norm_kind, act="lrelu0.2",
+                       use_bias=norm_kind != "batch", affine=affine)
     x = conv_block(x, 1, 4, name="patch", norm_kind="none", act=None)
-    outputs = layers.Activation("linear", name="score", dtype="float32")(x)
+    outputs = layers.Activation("linear", name="score", dtype=output_dtype())(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -216,8 +236,8 @@ def stargan_discriminator(
     src = layers.Conv2D(1, 3, padding="same", use_bias=False, kernel_initializer=weight_init(), name="D_src")(x)
     kernel = image_size // 2**n_layers
     cls = layers.Conv2D(n_domains, kernel, use_bias=False, kernel_initializer=weight_init(), name="D_cls")(x)
-    src = layers.Activation("linear", name="src", dtype="float32")(src)
-    cls = layers.Activation("linear", name="cls", dtype="float32")(layers.Reshape((n_domains,), name="cls_flat")(cls))
+    src = layers.Activation("linear", name="src", dtype=output_dtype())(src)
+    cls = layers.Activation("linear", name="cls", dtype=output_dtype())(layers.Reshape((n_domains,), name="cls_flat")(cls))
     return keras.Model(inputs, [src, cls], name=name)
 
 
@@ -241,7 +261,7 @@ def dtn_encoder(
         x = activation("relu", f"c{i + 1}_act")(x)
     x = layers.Conv2D(widths[-1], size // 2 ** (len(widths) - 1), kernel_initializer=weight_init(),
                       name=f"c{len(widths)}_conv")(x)
-    outputs = layers.Activation("relu", name="features", dtype="float32")(x)
+    outputs = layers.Activation("relu", name="features", dtype=output_dtype())(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -265,7 +285,7 @@ def dtn_decoder(
         x = conv_block(x, filters * 2 ** (n_blocks - 2 - i), 4, stride=2, transpose=True, name=f"u{i + 1}",
                        norm_kind="batch")
     x = conv_block(x, out_channels, 4, stride=2, transpose=True, name=f"u{n_blocks}", norm_kind="none", act=None)
-    outputs = layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    outputs = layers.Activation("tanh", name="tanh", dtype=output_dtype())(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -290,5 +310,5 @@ def dtn_discriminator(
     for i in range(n_layers):
         x = conv_block(x, filters * 2**i, 4, stride=2, name=f"c{i + 1}", norm_kind="batch" if i else "none", act=act)
     x = layers.Conv2D(classes, size // 2**n_layers, kernel_initializer=weight_init(), name="logits_conv")(x)
-    outputs = layers.Activation("linear", name="logits", dtype="float32")(layers.Reshape((classes,), name="flat")(x))
+    outputs = layers.Activation("linear", name="logits", dtype=output_dtype())(layers.Reshape((classes,), name="flat")(x))
     return keras.Model(inputs, outputs, name=name)

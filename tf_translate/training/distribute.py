@@ -98,14 +98,18 @@ def resolve_precision(setting: str, bfloat16_measured: bool) -> str:
 
 class policy:
     """``with policy("mixed_bfloat16"):`` layers built inside compute in that dtype (variables
-    stay float32); the global policy is put back afterwards."""
+    stay float32); ``float64`` (the lockstep tests) makes the models' inputs float64 too; the
+    global policy is put back afterwards."""
 
     def __init__(self, name: str):
         self.name = name
 
     def __enter__(self):
-        self.before = keras.config.dtype_policy()
+        self.before, self.floatx = keras.config.dtype_policy(), keras.config.floatx()
         keras.config.set_dtype_policy(self.name)
+        if self.name == "float64":
+            keras.config.set_floatx("float64")
 
     def __exit__(self, *exc):
         keras.config.set_dtype_policy(self.before)
+        keras.config.set_floatx(self.floatx)

@@ -17,6 +17,7 @@ from tf_translate.config import RunConfig, TrainConfig
 from tf_translate.errors import TrainingError, UsageError
 from tf_translate.methods.base import LinearDecay
 from tf_translate.training import callbacks, distribute
+from tf_translate.training.adam import Adam
 
 # Settings a resumed run may change; any other difference means a different run. The optimizer's
 # settings are among them: its checkpointed state (moments, step) does not depend on them, and the
@@ -69,15 +70,16 @@ def _check_same_run(saved: Path, cfg: RunConfig) -> list[str]:
 
 
 def build_model(cfg: RunConfig, spec, steps_per_epoch: int, precision: str = "float32"):
-    """The method's model, compiled with one Adam optimizer per role (build under a strategy
-    scope), its layers computing in ``precision`` (a Keras dtype policy; variables are float32)."""
+    """The method's model, compiled with one Adam optimizer per role (PyTorch's update,
+    ``training.adam``; build under a strategy scope), its layers computing in ``precision``
+    (a Keras dtype policy; variables are float32)."""
     keras.utils.set_random_seed(cfg.train.seed)  # the initial weights
     with distribute.policy(precision):
         model = spec.model(cfg)
     t = cfg.train
 
     def adam(every=1):
-        optimizer = keras.optimizers.Adam(LinearDecay(t.lr, t.epochs, t.decay_epochs, steps_per_epoch, every),
+        optimizer = Adam(LinearDecay(t.lr, t.epochs, t.decay_epochs, steps_per_epoch, every),
                                           beta_1=t.beta_1, beta_2=t.beta_2)
         # float16 gradients underflow: scale the loss (apply_gradients scales and unscales)
         return keras.optimizers.LossScaleOptimizer(optimizer) if precision == "mixed_float16" else optimizer
