@@ -361,6 +361,19 @@ def test_evaluate_reports_the_papers_measure(trained_dtn, tmp_path):
     assert evaluate.nearest_distance(bank[:4], bank) == pytest.approx(0.0, abs=1e-6)
     assert evaluate.nearest_distance(np.roll(bank[:4], 3, axis=2), bank) > 0.05
     assert 0 < report["nearest_real_distance"]["translated_source"] < 1
+    assert 0 <= report["stray_ink"]["translated_source"] <= 1 and "stray marks" in text
+
+
+def test_stray_ink_is_the_share_outside_the_largest_stroke():
+    from tf_translate.metrics import evaluate
+
+    digit = np.zeros((1, 12, 12, 1), np.float32)
+    digit[0, 2:10, 5:7] = 1.0  # one stroke of 16 pixels
+    assert evaluate.stray_ink(digit) == 0.0
+    digit[0, 2, 9] = digit[0, 10, 1] = 1.0  # two dots apart from it
+    assert evaluate.stray_ink(digit) == pytest.approx(2 / 18)
+    digit[0, 10, 7] = 1.0  # a diagonal neighbour of the stroke belongs to it (8-connected)
+    assert evaluate.stray_ink(digit) == pytest.approx(2 / 19)
 
 
 def test_faces_preset_is_the_papers_configuration(tmp_path):

@@ -283,6 +283,25 @@ def nearest_distance(images: np.ndarray, bank: np.ndarray) -> float:
     return float(np.mean(np.sqrt(np.maximum(squared.min(1), 0.0) / a.shape[1])))
 
 
+def stray_ink(images: np.ndarray, threshold: float = 0.5) -> float:
+    """The mean share of each drawing's ink (pixels above ``threshold``, images in [0, 1]
+    with light strokes on dark) outside its largest 8-connected stroke: dots and stubs beside
+    a digit, with no classifier involved. A clean digit scores 0 (an i's dot would not)."""
+    from scipy import ndimage
+
+    shares = []
+    for image in images:
+        grey = image.mean(-1) if image.ndim == 3 else image
+        ink = grey > threshold
+        parts, n = ndimage.label(ink, structure=np.ones((3, 3)))
+        if n < 2:
+            shares.append(0.0)
+            continue
+        sizes = ndimage.sum(grey, parts, index=np.arange(1, n + 1))
+        shares.append(float(1.0 - sizes.max() / sizes.sum()))
+    return float(np.mean(shares))
+
+
 def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: Path | None) -> dict:
     """DTN's measure (Taigman et al. 2017, section 5.1): a classifier trained on the target
     domain's labels reads the translations G(x) of held-out source images; its accuracy
@@ -290,7 +309,7 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     architecture, so two judges of other families (``pixel_judges``) read them too, and a class
     on which the judges disagree by more than 15 points is named; the distance from each
     translation to its nearest real target training image, beside real held-out targets' own,
-    needs no judge. Because f is a classifier, a g that draws one fixed image per class could
+    and the share of ink outside each drawing's largest stroke (``stray_ink``) need no judge. Because f is a classifier, a g that draws one fixed image per class could
     score well, so also: f's own held-out accuracy, the f-constancy error, and the within-class
     diversity of the translations against that of real target images. With ``pictures``: a
     panel of (source | G(source)) pairs, one row per class."""
@@ -319,6 +338,7 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
                             if np.ptp([j["translated_per_class"][name] for j in judges]) > 0.15],
         "nearest_real_distance": {"translated_source": nearest_distance((made + 1.0) / 2.0, bank),
                                   "real_target": nearest_distance((real + 1.0) / 2.0, bank)},
+        "stray_ink": {"translated_source": stray_ink((made + 1.0) / 2.0), "real_target": stray_ink((real + 1.0) / 2.0)},
         "f": {"source": float(np.mean(np.argmax(model.classify((x + 1.0) / 2.0), 1) == labels)),
               "translated_source": float(np.mean(np.argmax(model.classify((made + 1.0) / 2.0), 1) == labels)),
               "real_target": float(np.mean(np.argmax(model.classify((real + 1.0) / 2.0), 1) == real_labels)),
@@ -677,6 +697,10 @@ def _transfer_markdown(report: dict) -> str:
         n = report["nearest_real_distance"]
         lines.append(f"| RMS pixel distance to the nearest real target training image: G(source) / real held-out "
                      f"targets | {n['translated_source']:.4f} / {n['real_target']:.4f} |")
+    if "stray_ink" in report:
+        k = report["stray_ink"]
+        lines.append(f"| share of ink outside each drawing's largest stroke (stray marks): G(source) / real held-out "
+                     f"targets | {k['translated_source']:.2%} / {k['real_target']:.2%} |")
     if "panel" in report:
         lines += ["", f"Panel: `{report['panel']}`"]
     return "\n".join(lines) + "\n"
