@@ -30,32 +30,11 @@ import sys
 import tempfile
 import time
 import types
-from pathlib import Path
 
-# The reference's unmodified files, beside the project: ../shared/peers relative to the project root.
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "pytorch-CycleGAN-and-pix2pix"
-
-
-def load_reference():
-    """(torch, the reference's ``models.cycle_gan_model``); ImportError with a one-line reason if absent."""
-    if not (REFERENCE / "models" / "cycle_gan_model.py").is_file():
-        raise ImportError(f"the PyTorch reference implementation is not at {REFERENCE}")
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError(f"the PyTorch reference needs torch: {e}") from None
-    for name in ("models", "util"):  # it imports these as top-level packages
-        loaded = getattr(sys.modules.get(name), "__file__", None) or ""
-        if name in sys.modules and not Path(loaded).resolve().is_relative_to(REFERENCE):
-            raise ImportError(f"a different top-level '{name}' module is already imported ({loaded})")
-    if str(REFERENCE) not in sys.path:
-        sys.path.insert(0, str(REFERENCE))
-    from models import cycle_gan_model
-    return torch, cycle_gan_model
-
+from peers import REFERENCE, load_reference
 
 try:  # at import, so that benchmark.py --torch fails before building anything
-    torch, cycle_gan_model = load_reference()
+    torch, cycle_gan_model = load_reference("cycle_gan_model")
 except ImportError as e:
     if __name__ != "__main__":
         raise
