@@ -309,9 +309,10 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     architecture, so two judges of other families (``pixel_judges``) read them too, and a class
     on which the judges disagree by more than 15 points is named; the distance from each
     translation to its nearest real target training image, beside real held-out targets' own,
-    and the share of ink outside each drawing's largest stroke (``stray_ink``) need no judge. Because f is a classifier, a g that draws one fixed image per class could
-    score well, so also: f's own held-out accuracy, the f-constancy error, and the within-class
-    diversity of the translations against that of real target images. With ``pictures``: a
+    and the share of ink outside each drawing's largest stroke (``stray_ink``) need no judge.
+    Because f is a classifier, a g that draws one fixed image per class could score well, so
+    also: f's own held-out accuracy, the f-constancy error, and the within-class diversity of
+    the translations against that of real target images. With ``pictures``: a
     panel of (source | G(source)) pairs, one row per class."""
     from tf_translate.methods.dtn import diversity
     from tf_translate.nn import classifier
