@@ -29,6 +29,10 @@ class MethodSpec:
     demo: dict = dataclasses.field(default_factory=dict)  # overrides for the embedded default data
     demo_result: str = ""  # what the run without --data gave and in how long, measured (train --help says it)
     resumable: tuple[str, ...] = ()  # model settings a resumed run may change (they change no weight)
+    # Adam as the method's reference code runs it: "pytorch" (training.adam: CycleGAN, pix2pix,
+    # StarGAN, proven step for step in tests/test_lockstep.py) or "keras" (Johnson's Lua Torch
+    # adds epsilon before the bias correction as Keras does; DTN has no released code)
+    adam: str = "keras"
 
 
 METHODS: dict[str, MethodSpec] = {}

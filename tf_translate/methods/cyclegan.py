@@ -31,7 +31,7 @@ class CycleGANConfig:
     pool_size: int = dataclasses.field(default=50, metadata={"help": "history pool of generated images (0 = off)"})
 
 
-@register("cyclegan", config=CycleGANConfig, data_kind="unpaired", bfloat16=True,
+@register("cyclegan", adam="pytorch", config=CycleGANConfig, data_kind="unpaired", bfloat16=True,
           demo={"data": {"load_size": 72, "crop_size": 64, "domains": ("cartoon", "photo")},
                 "model": {"filters": 32, "n_blocks": 6, "disc_filters": 32},
                 "train": {"epochs": 4, "decay_epochs": 3, "sample_every": 60, "checkpoint_every": 60,

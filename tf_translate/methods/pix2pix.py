@@ -57,7 +57,7 @@ class Pix2PixConfig:
                                "(Super SloMo's weight)")
 
 
-@register("pix2pix", evaluation="paired", config=Pix2PixConfig, data_kind="paired", bfloat16=True,
+@register("pix2pix", adam="pytorch", evaluation="paired", config=Pix2PixConfig, data_kind="paired", bfloat16=True,
           demo={"data": {"load_size": 132, "crop_size": 128},
                 "model": {"filters": 32, "disc_filters": 32},
                 # the flow generator's held-out scores peak about here, then drift (docs/methods/pix2pix.md)

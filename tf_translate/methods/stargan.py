@@ -40,7 +40,7 @@ class StarGANConfig:
                                      "cross-entropy (default: all the table's)")
 
 
-@register("stargan", config=StarGANConfig, data_kind="domains", evaluation="domains",
+@register("stargan", adam="pytorch", config=StarGANConfig, data_kind="domains", evaluation="domains",
           overrides={"data": {"load_size": 128, "crop_size": 128, "batch_size": 16, "domains": ()},
                      "train": {"lr": 1e-4, "beta_1": 0.5, "beta_2": 0.999, "epochs": 10, "decay_epochs": 10}},
           demo={"data": {"load_size": 72, "crop_size": 64, "batch_size": 8},

@@ -6,7 +6,8 @@ PyTorch adds it after, ``lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)``, w
 At the first step Keras' epsilon is in effect 1e-7 / sqrt(1 - 0.999) = 3.2e-6, 316 times
 PyTorch's, which damps every weight whose gradient is that small: GAN gradients of a few
 1e-6 are common in the first steps. The lockstep tests against the reference code
-(tests/test_lockstep.py) found it.
+(tests/test_lockstep.py) found it. The methods whose reference is PyTorch code use it
+(``registry.MethodSpec.adam``).
 """
 
 from __future__ import annotations

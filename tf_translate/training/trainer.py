@@ -71,16 +71,17 @@ def _check_same_run(saved: Path, cfg: RunConfig) -> list[str]:
 
 def build_model(cfg: RunConfig, spec, steps_per_epoch: int, precision: str = "float32"):
     """The method's model, compiled with one Adam optimizer per role (PyTorch's update,
-    ``training.adam``; build under a strategy scope), its layers computing in ``precision``
-    (a Keras dtype policy; variables are float32)."""
+    ``training.adam``, or Keras', as ``spec.adam`` says; build under a strategy scope), its
+    layers computing in ``precision`` (a Keras dtype policy; variables are float32)."""
     keras.utils.set_random_seed(cfg.train.seed)  # the initial weights
     with distribute.policy(precision):
         model = spec.model(cfg)
     t = cfg.train
 
     def adam(every=1):
-        optimizer = Adam(LinearDecay(t.lr, t.epochs, t.decay_epochs, steps_per_epoch, every),
-                                          beta_1=t.beta_1, beta_2=t.beta_2)
+        kind = Adam if spec.adam == "pytorch" else keras.optimizers.Adam
+        optimizer = kind(LinearDecay(t.lr, t.epochs, t.decay_epochs, steps_per_epoch, every),
+                         beta_1=t.beta_1, beta_2=t.beta_2)
         # float16 gradients underflow: scale the loss (apply_gradients scales and unscales)
         return keras.optimizers.LossScaleOptimizer(optimizer) if precision == "mixed_float16" else optimizer
 
