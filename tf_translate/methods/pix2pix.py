@@ -64,7 +64,7 @@ class Pix2PixConfig:
                 "train": {"epochs": 1, "decay_epochs": 1, "sample_every": 92, "checkpoint_every": 92,
                           "validate_every": 46}},
           demo_result="frame interpolation of the embedded clip with the flow generator, 184 steps in 2 min 21 s "
-                      "(3 min 36 s with export and --evaluate); on the clip's 4 slow held-out windows 31.15 dB PSNR "
+                      "(3 min 28 s with export and --evaluate); on the clip's 4 slow held-out windows 31.15 dB PSNR "
                       "over the five generated frames, level with the cross-fade's 31.19 and ffmpeg minterpolate's "
                       "31.24; on unseen footage (fox.mp4) the shipped model of this recipe beats both on every frame "
                       "(docs/methods/pix2pix.md)")
