@@ -47,9 +47,9 @@ class StarGANConfig:
                 "model": {"filters": 32, "disc_filters": 32},
                 "train": {"epochs": 30, "decay_epochs": 15, "sample_every": 105, "checkpoint_every": 105,
                           "validate_every": 105}},
-          demo_result="315 steps in 3 min 42 s; not yet a translation: every output is checkerboard noise that "
-                      "keeps little of its input, read as its target texture by a domain classifier 33 % of the "
-                      "time (chance) (docs/gallery)")
+          demo_result="315 steps in 3 min 50 s; not yet a translation: every output is the same checkerboard "
+                      "pattern whatever its input and target, read as its target texture by a domain classifier "
+                      "33 % of the time (chance) (docs/gallery)")
 class StarGAN(TranslationModel):
     """StarGAN (Choi, Choi, Kim, Ha, Kim, Choo, CVPR 2018, arXiv 1711.09020).
 
