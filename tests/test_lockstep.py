@@ -7,8 +7,8 @@ start from the reference's initial weights (mapped by ``export.torch_import``), 
 batches with every random element aligned (no image pool, no dropout, the same StarGAN
 targets and gradient-penalty weights), and run the same optimizer steps: every logged loss
 must agree at every step (relative 1e-4) and every weight after them (1e-3 of the weight's
-update, or of the weight where that is larger), float32 on the CPU. A failure names the first
-step and loss, or the tensor, that diverges.
+update, or of one Adam step, the learning rate, where that is larger), in float64 on the CPU
+(``PRECISION``, below). A failure names the first step and loss, or the tensor, that diverges.
 """
 
 from __future__ import annotations
