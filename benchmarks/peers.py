@@ -26,3 +26,15 @@ def load_reference(module: str):
     if str(REFERENCE) not in sys.path:
         sys.path.insert(0, str(REFERENCE))
     return torch, importlib.import_module(f"models.{module}")
+
+
+def load_or_exit(module: str, script: str, main: bool):
+    """``load_reference(module)`` at a benchmark's import, so that ``benchmark.py --torch`` fails
+    before building anything; run as a script (``main``), a missing reference ends it with a
+    one-line error naming ``script``."""
+    try:
+        return load_reference(module)
+    except ImportError as e:
+        if not main:
+            raise
+        sys.exit(f"{script}: error: {e}")

@@ -31,14 +31,9 @@ import tempfile
 import time
 import types
 
-from peers import REFERENCE, load_reference
+from peers import REFERENCE, load_or_exit
 
-try:  # at import, so that benchmark.py --torch fails before building anything
-    torch, cycle_gan_model = load_reference("cycle_gan_model")
-except ImportError as e:
-    if __name__ != "__main__":
-        raise
-    sys.exit(f"torch_cyclegan.py: error: {e}")
+torch, cycle_gan_model = load_or_exit("cycle_gan_model", "torch_cyclegan.py", __name__ == "__main__")
 
 
 def options(n_blocks: int = 6) -> types.SimpleNamespace:

@@ -38,16 +38,11 @@ import time
 import types
 from pathlib import Path
 
-from peers import REFERENCE, load_reference
+from peers import REFERENCE, load_or_exit
 
 NET_G = {128: "unet_128", 256: "unet_256"}  # the reference's U-Nets: 7 and 8 stride-2 levels
 
-try:  # at import, so that benchmark.py --torch fails before building anything
-    torch, pix2pix_model = load_reference("pix2pix_model")
-except ImportError as e:
-    if __name__ != "__main__":
-        raise
-    sys.exit(f"torch_pix2pix.py: error: {e}")
+torch, pix2pix_model = load_or_exit("pix2pix_model", "torch_pix2pix.py", __name__ == "__main__")
 
 import numpy as np  # after the reference check, for its one-line message when torch is absent
 from PIL import Image

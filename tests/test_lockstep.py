@@ -64,11 +64,16 @@ def nchw(x: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
 
 
-def widen(*modules):
-    """The reference's modules in float64 when the comparison runs in it (their optimizers keep the same parameters)."""
-    for module in modules:
-        if PRECISION == "float64":
+def start_from(nets: dict, modules: dict, *more) -> dict:
+    """Our ``nets`` (role -> (net, plan)) set to the reference's ``modules`` (role -> module),
+    those and ``more`` of its modules in float64 when the comparison runs in it (their
+    optimizers keep the same parameters); returns copies of our nets as they start."""
+    if PRECISION == "float64":
+        for module in (*modules.values(), *more):
             module.double()
+    for role, (net, plan) in nets.items():
+        load(net, plan, modules[role], f"the reference's {role}")
+    return {role: keras_clone(net) for role, (net, _) in nets.items()}
 
 
 def state(module) -> dict:
@@ -97,7 +102,7 @@ def report(method: str, losses: list, weights: tuple):
           f"{max(losses):.1e}, of a weight {weights[0]:.1e} of its update ({weights[1]})")
 
 
-def compare_weights(nets: dict, references: dict, initial: dict, lr: float) -> float:
+def compare_weights(nets: dict, references: dict, initial: dict, lr: float) -> tuple[float, str]:
     """Every mapped weight of our ``nets`` (role -> (net, plan)) against the reference's modules
     after the steps; returns the largest difference relative to the weight's update, and where."""
     worst = (0.0, "")
@@ -127,9 +132,10 @@ def keras_clone(net):
     return copy
 
 
-def our_model(method: str, tmp_path, size: int, **model):
-    cfg = tiny_config(method, tmp_path, None, model=model, data={"load_size": size, "crop_size": size},
-                      train={"epochs": 100, "decay_epochs": 100})
+def our_model(method: str, tmp_path, size: int, data=None, train=None, **model):
+    """Our model of ``method`` at ``size`` px, a constant learning rate over the steps."""
+    cfg = tiny_config(method, tmp_path, None, model=model, data={"load_size": size, "crop_size": size, **(data or {})},
+                      train={"epochs": 100, "decay_epochs": 100, **(train or {})})
     return trainer.build_model(cfg, registry.get(method), steps_per_epoch=100, precision=PRECISION)
 
 
@@ -155,6 +161,21 @@ def batches(n: int, shape, seed: int):
     return [rng.uniform(-1, 1, shape).astype(PRECISION) for _ in range(n)]
 
 
+def run_model_class(method: str, reference, model, nets: dict, modules: dict, size: int, seed: int, losses):
+    """STEPS of the reference's ``optimize_parameters()`` and of our train step on the same
+    (A, B) batches, every loss compared (``losses``: the reference's logged losses as ours),
+    then every weight."""
+    initial = start_from(nets, modules, reference.criterionGAN)
+    worst = []
+    pairs = zip(batches(STEPS, (1, size, size, 3), seed), batches(STEPS, (1, size, size, 3), seed + 1))
+    for step, (a, b) in enumerate(pairs):
+        reference.set_input({"A": nchw(a), "B": nchw(b), "A_paths": ["a"], "B_paths": ["b"]})
+        reference.optimize_parameters()
+        ours = our_step(model, (tf.constant(a), tf.constant(b)))
+        compare_losses(step, ours, losses(reference.get_current_losses()), worst)
+    report(method, worst, compare_weights(nets, modules, initial, lr=reference.opt.lr))
+
+
 def test_cyclegan_trains_in_lockstep_with_the_reference(tmp_path):
     (cycle_gan_model,) = peer_modules("pytorch-CycleGAN-and-pix2pix", "models.cycle_gan_model")
     import torch
@@ -169,21 +190,10 @@ def test_cyclegan_trains_in_lockstep_with_the_reference(tmp_path):
     nets = {"G": (model.G, torch_import.resnet_plan(6, False)), "F": (model.F, torch_import.resnet_plan(6, False)),
             "D_Y": (model.D_Y, torch_import.patch_plan(3)), "D_X": (model.D_X, torch_import.patch_plan(3))}
     modules = {"G": reference.netG_A, "F": reference.netG_B, "D_Y": reference.netD_A, "D_X": reference.netD_B}
-    widen(*modules.values(), reference.criterionGAN)
-    for role, (net, plan) in nets.items():
-        load(net, plan, modules[role], f"the reference's {role}")
-    initial = {role: keras_clone(net) for role, (net, _) in nets.items()}
-    worst = []
-    for step, (a, b) in enumerate(zip(batches(STEPS, (1, 32, 32, 3), 1), batches(STEPS, (1, 32, 32, 3), 2))):
-        reference.set_input({"A": nchw(a), "B": nchw(b), "A_paths": ["a"], "B_paths": ["b"]})
-        reference.optimize_parameters()
-        r = reference.get_current_losses()
-        ours = our_step(model, (tf.constant(a), tf.constant(b)))
-        compare_losses(step, ours, worst=worst, reference={
-            "G_adv": r["G_A"] + r["G_B"], "cycle": (r["cycle_A"] + r["cycle_B"]) / 10.0,
-            "identity": (r["idt_A"] + r["idt_B"]) / 5.0, "D_Y": r["D_A"], "D_X": r["D_B"],
-            "G_total": sum(r[k] for k in ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"))})
-    report("cyclegan", worst, compare_weights(nets, modules, initial, lr=2e-4))
+    run_model_class("cyclegan", reference, model, nets, modules, 32, 1, lambda r: {
+        "G_adv": r["G_A"] + r["G_B"], "cycle": (r["cycle_A"] + r["cycle_B"]) / 10.0,
+        "identity": (r["idt_A"] + r["idt_B"]) / 5.0, "D_Y": r["D_A"], "D_X": r["D_B"],
+        "G_total": sum(r[k] for k in ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"))})
 
 
 def test_pix2pix_trains_in_lockstep_with_the_reference(tmp_path):
@@ -197,19 +207,9 @@ def test_pix2pix_trains_in_lockstep_with_the_reference(tmp_path):
                       frames_per_image=2, residual="off", generator="unet", gan_loss="vanilla", lambda_l1=100.0)
     nets = {"G": (model.G, torch_import.unet_plan(7)), "D": (model.D, torch_import.patch_plan(3))}
     modules = {"G": reference.netG, "D": reference.netD}
-    widen(*modules.values(), reference.criterionGAN)
-    for role, (net, plan) in nets.items():
-        load(net, plan, modules[role], f"the reference's {role}")
-    initial = {role: keras_clone(net) for role, (net, _) in nets.items()}
-    worst = []
-    for step, (a, b) in enumerate(zip(batches(STEPS, (1, 128, 128, 3), 3), batches(STEPS, (1, 128, 128, 3), 4))):
-        reference.set_input({"A": nchw(a), "B": nchw(b), "A_paths": ["a"], "B_paths": ["b"]})
-        reference.optimize_parameters()
-        r = reference.get_current_losses()
-        ours = our_step(model, (tf.constant(a), tf.constant(b)))
-        compare_losses(step, ours, worst=worst, reference={"G_adv": r["G_GAN"], "L1": r["G_L1"] / 100.0, "D": 0.5 * (r["D_real"] + r["D_fake"]),
-                                    "G_total": r["G_GAN"] + r["G_L1"]})
-    report("pix2pix", worst, compare_weights(nets, modules, initial, lr=2e-4))
+    run_model_class("pix2pix", reference, model, nets, modules, 128, 3, lambda r: {
+        "G_adv": r["G_GAN"], "L1": r["G_L1"] / 100.0, "D": 0.5 * (r["D_real"] + r["D_fake"]),
+        "G_total": r["G_GAN"] + r["G_L1"]})
 
 
 def stargan_generator_plan(n_blocks: int) -> list:
@@ -218,7 +218,8 @@ def stargan_generator_plan(n_blocks: int) -> list:
     Mapped = torch_import.Mapped
     plan = [Mapped("main.0", "c7s1_conv", "conv"), Mapped("main.1", "c7s1_norm", "norm")]
     for i in range(2):
-        plan += [Mapped(f"main.{3 + 3 * i}", f"d{i + 1}_conv", "conv"), Mapped(f"main.{4 + 3 * i}", f"d{i + 1}_norm", "norm")]
+        plan += [Mapped(f"main.{3 + 3 * i}", f"d{i + 1}_conv", "conv"),
+                 Mapped(f"main.{4 + 3 * i}", f"d{i + 1}_norm", "norm")]
     for i in range(n_blocks):
         block = f"main.{9 + i}.main"
         plan += [Mapped(f"{block}.0", f"r{i + 1}_a_conv", "conv"), Mapped(f"{block}.1", f"r{i + 1}_a_norm", "norm"),
@@ -247,25 +248,18 @@ def test_stargan_trains_in_lockstep_with_the_reference(tmp_path, dataset):
     n_domains, size, n_blocks, d_layers, n_critic, lambdas = 3, 32, 2, 3, 2, {"cls": 1.0, "rec": 10.0, "gp": 10.0}
     torch.manual_seed(0)
     G, D = model_py.Generator(8, n_domains, n_blocks), model_py.Discriminator(size, 8, n_domains, d_layers)
-    widen(G, D)
     g_optimizer = torch.optim.Adam(G.parameters(), 1e-4, [0.5, 0.999])
     d_optimizer = torch.optim.Adam(D.parameters(), 1e-4, [0.5, 0.999])
     solver = solver_py.Solver.__new__(solver_py.Solver)  # its loss functions, without data loaders
     solver.device = torch.device("cpu")
-    attrs = ("a", "b", "c") if dataset == "CelebA" else ()
-    cfg_domains = {"domains": ("a", "b", "c")}
-    cfg = tiny_config("stargan", tmp_path, None, data={**cfg_domains, "load_size": size, "crop_size": size},
-                      model={"filters": 8, "n_blocks": n_blocks, "disc_filters": 8, "disc_layers": d_layers,
-                             "n_critic": n_critic, "lambda_cls": lambdas["cls"], "lambda_rec": lambdas["rec"],
-                             "lambda_gp": lambdas["gp"], "attrs": attrs},
-                      train={"lr": 1e-4, "epochs": 100, "decay_epochs": 100})
-    model = trainer.build_model(cfg, registry.get("stargan"), steps_per_epoch=100, precision=PRECISION)
+    model = our_model("stargan", tmp_path, size, data={"domains": ("a", "b", "c")}, train={"lr": 1e-4},
+                      filters=8, n_blocks=n_blocks, disc_filters=8, disc_layers=d_layers, n_critic=n_critic,
+                      lambda_cls=lambdas["cls"], lambda_rec=lambdas["rec"], lambda_gp=lambdas["gp"],
+                      attrs=("a", "b", "c") if dataset == "CelebA" else ())
     assert model.multi_label == (dataset == "CelebA")
     nets = {"G": (model.G, stargan_generator_plan(n_blocks)), "D": (model.D, stargan_discriminator_plan(d_layers))}
     modules = {"G": G, "D": D}
-    for role, (net, plan) in nets.items():
-        load(net, plan, modules[role], f"the reference's {role}")
-    initial = {role: keras_clone(net) for role, (net, _) in nets.items()}
+    initial = start_from(nets, modules)
 
     def classification(logit, target):
         return solver.classification_loss(logit, target if dataset == "CelebA" else target.argmax(1), dataset)
@@ -367,7 +361,8 @@ def test_image_pool_makes_the_references_choices_in_distribution():
     later_ours, later_theirs = ours[:, size:].ravel(), theirs[:, size:].ravel()
     n = later_ours.size
     for label, a, b in (("fresh", later_ours == 0, later_theirs == 0),
-                        ("1-5 queries old", (later_ours >= 1) & (later_ours <= 5), (later_theirs >= 1) & (later_theirs <= 5)),
+                        ("1-5 queries old", (later_ours >= 1) & (later_ours <= 5),
+                         (later_theirs >= 1) & (later_theirs <= 5)),
                         ("older", later_ours > 5, later_theirs > 5)):
         p, q = a.mean(), b.mean()
         sigma = np.sqrt((p * (1 - p) + q * (1 - q)) / n)
