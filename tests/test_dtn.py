@@ -376,6 +376,18 @@ def test_stray_ink_is_the_share_outside_the_largest_stroke():
     assert evaluate.stray_ink(digit) == pytest.approx(2 / 19)
 
 
+def test_panel_rows_show_the_most_different_drawings_of_a_class():
+    from tf_translate.metrics import evaluate
+
+    # images 0-3 are one writer's (near copies), 4 and 5 two others'; 6 is another class
+    images = np.zeros((7, 4, 4, 1), np.float32)
+    images[:4, 0, 0, 0] = [1.0, 0.99, 0.98, 0.97]
+    images[4, 3, 3] = images[5, 0, 3] = images[6, 1, 1] = 1.0
+    assert evaluate.varied(images, np.arange(6), 3) == [0, 4, 5]
+    assert evaluate.varied(images, np.array([6]), 3) == [6]
+    assert evaluate.varied(images, np.array([], int), 3) == []
+
+
 def test_faces_preset_is_the_papers_configuration(tmp_path):
     from tf_translate import config
 
@@ -457,3 +469,17 @@ def test_adversarial_examples_move_every_pixel_up_the_loss_within_eps():
     def loss(images):
         return float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, model(images))))
     assert loss(adv) > loss(x)
+
+
+
+def test_encoder_eps_trains_f_on_adversarial_examples(tmp_path, transfer_dir, monkeypatch):
+    from tf_translate.methods import dtn
+
+    with pytest.raises(ValueError, match="--encoder-eps 1.0: a move per pixel"):
+        build(tmp_path / "eps", transfer_dir, model={"encoder_eps": 1.0})
+    trained, train = [], dtn.classifier.train
+    monkeypatch.setattr(dtn.classifier, "train", lambda net, *a, **kw: trained.append(kw) or train(net, *a, **kw))
+    cfg, data, model = build(tmp_path, transfer_dir, model={"encoder_eps": 0.3, "semantic": 0.0})
+    model.before_fit(data, cfg.run_dir)
+    assert [(t["describe"], t["adversarial"]) for t in trained] == [("stage 1: f", 0.3)]
+    assert (cfg.run_dir / "encoder" / "f.keras").is_file()

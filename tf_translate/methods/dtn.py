@@ -87,6 +87,11 @@ class DTNConfig:
                                    "much per pixel (images in [-1, 1]) to be misread (FGSM with random start), "
                                    "so that g cannot fool h with faint marks as it fools a plain h (docs/methods/dtn.md); "
                                    "0: from the images themselves")
+    encoder_eps: float = opt(0.0, "stage 1: f learns from adversarial examples, each image moved by up to this "
+                                  "much per pixel (images in [-1, 1]) to be misread (FGSM with random start), "
+                                  "so that g cannot keep f(x) with small marks beside the digit (0.3 on the embedded "
+                                  "digits: fewer stray marks in a short run, docs/methods/dtn.md); 0: from the "
+                                  "images themselves")
     encoder_augment: bool = opt(True, "stage 1: distort f's training images (rotation, scale, shift, stroke "
                                       "width) so that f reads the target domain's digits too")
     judge: str | None = opt(None, "a target-domain classifier (the target_classifier.keras that scripts/evaluate.py "
@@ -204,6 +209,9 @@ class DTN(TranslationModel):
                           for k, kind in enumerate(("source", "target"))]
         self.nets = {"f": self.f, "g": self.g, "D": self.D, "G": self.G}
         self.judge = None  # --judge, loaded at the first validation
+        if not 0.0 <= m.encoder_eps < 1.0:
+            raise UsageError(f"--encoder-eps {m.encoder_eps}: a move per pixel of images in [-1, 1], at least 0 and "
+                             "below 1 (0.3 measured on the embedded digits)")
         if m.g_steps < 1:
             raise UsageError(f"--g-steps must be at least 1, not {m.g_steps}")
         self.generator_every = 1 / m.g_steps
@@ -230,7 +238,8 @@ class DTN(TranslationModel):
             batch = self.run_config.data.batch_size
             classifier.train(self.classifier, lambda first, count: data.labelled(
                 "source", batch_size=batch, seed=self.seed, first_step=first, steps=count, augment=m.encoder_augment),
-                steps=m.encoder_steps, lr=m.encoder_lr, folder=folder, describe="stage 1: f")
+                steps=m.encoder_steps, lr=m.encoder_lr, folder=folder, describe="stage 1: f",
+                adversarial=m.encoder_eps, seed=self.seed)
             self.f.trainable = False
             x, labels, _ = data.held_out()
             score = classifier.accuracy(self.classifier, x, labels)

@@ -302,6 +302,20 @@ def stray_ink(images: np.ndarray, threshold: float = 0.5) -> float:
     return float(np.mean(shares))
 
 
+def varied(images: np.ndarray, among: np.ndarray, n: int) -> list[int]:
+    """``n`` of the indices ``among`` whose images differ most from each other (farthest-point
+    sampling in pixels from the first): a panel's row then shows several writers' ways of
+    drawing a class, not the first few, which may be one writer's."""
+    if len(among) == 0:
+        return []
+    flat = images[among].reshape(len(among), -1).astype(np.float64)
+    chosen, nearest = [0], np.linalg.norm(flat - flat[0], axis=1)
+    while len(chosen) < min(n, len(among)):
+        chosen.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, np.linalg.norm(flat - flat[chosen[-1]], axis=1))
+    return [int(among[i]) for i in chosen]
+
+
 def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: Path | None) -> dict:
     """DTN's measure (Taigman et al. 2017, section 5.1): a classifier trained on the target
     domain's labels reads the translations G(x) of held-out source images; its accuracy
@@ -313,7 +327,8 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     Because f is a classifier, a g that draws one fixed image per class could score well, so
     also: f's own held-out accuracy, the f-constancy error, and the within-class diversity of
     the translations against that of real target images. With ``pictures``: a
-    panel of (source | G(source)) pairs, one row per class."""
+    panel of (source | G(source)) pairs, one row per class, of six source images that differ most
+    (``varied``)."""
     from tf_translate.methods.dtn import diversity
     from tf_translate.nn import classifier
 
@@ -349,7 +364,7 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
                       "real_target": diversity((real + 1.0) / 2.0, real_labels)},
     }
     report["diversity"]["ratio"] = report["diversity"]["translated_source"] / report["diversity"]["real_target"]
-    rows = [[image for i in np.flatnonzero(labels == k)[:6] for image in (x[i], made[i])]
+    rows = [[image for i in varied(x, np.flatnonzero(labels == k), 6) for image in (x[i], made[i])]
             for k in range(len(dataset.classes))]
     add_panel(report, pictures, "dtn_panel.png", lambda: [r for r in rows if r], ("source", "G(source)") * 6)
     return report
