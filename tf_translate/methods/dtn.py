@@ -122,10 +122,11 @@ class DTNConfig:
                      "train": {"lr": 2e-4, "epochs": 40, "decay_epochs": 0, "sample_every": 250,
                                "checkpoint_every": 250, "validate_every": 250}},
           demo={"train": {"epochs": 20}},
-          demo_result="about 20 min (stage 1 at 12.6, stage 1b at 7.3, stage 2 at 1.3 steps/s); an MNIST "
-                      "CNN reads 92-97 % of the translated held-out digits as their class (4 seeds), 73 % of the "
-                      "untranslated ones; scripts/demo.sh's shorter run: 84.8 % in 5 min, and 81.1 and 64.0 % by "
-                      "two judges on pixels (docs/methods/dtn.md)")
+          demo_result="about 23 min alone (stage 1 2 min 22 s, stage 1b 2 min, stage 2's 1,240 steps at 1.15 "
+                      "steps/s), 110 min beside other work; an MNIST CNN reads 92-97 % of the translated held-out "
+                      "digits as their class (4 seeds; 73 % untranslated), judges on pixels 79-85 % (seed 0); "
+                      "scripts/demo.sh's shorter run: 84.8 % in 5 min, and 81.1 and 64.0 % by the pixel judges "
+                      "(docs/methods/dtn.md)")
 class DTN(TranslationModel):
     """DTN (Taigman, Polyak, Wolf, *Unsupervised Cross-Domain Image Generation*, ICLR 2017).
 
