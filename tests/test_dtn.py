@@ -471,7 +471,6 @@ def test_adversarial_examples_move_every_pixel_up_the_loss_within_eps():
     assert loss(adv) > loss(x)
 
 
-
 def test_encoder_eps_trains_f_on_adversarial_examples(tmp_path, transfer_dir, monkeypatch):
     from tf_translate.methods import dtn
 
