@@ -175,9 +175,7 @@ class DTN(TranslationModel):
             if self.classifier is None:
                 raise DataError("--semantic: L_SEM reads G(x) as the source x's class, and this source is "
                                 "unlabelled: put its images in one folder per class, or use --semantic 0")
-            if not 0.0 <= m.semantic_eps < 1.0:
-                raise UsageError(f"--semantic-eps {m.semantic_eps}: a move per pixel of images in [-1, 1], at least "
-                                 "0 and below 1 (0.6 on the embedded digits)")
+            check_move("--semantic-eps", m.semantic_eps, 0.6)
             h_encoder = networks.dtn_encoder(size=size, in_channels=s["channels"], widths=(64, 128, 256, m.features),
                                              name="h_encoder")
             self.h = classifier.with_head(h_encoder, len(m.classes), name="h")
@@ -210,9 +208,7 @@ class DTN(TranslationModel):
                           for k, kind in enumerate(("source", "target"))]
         self.nets = {"f": self.f, "g": self.g, "D": self.D, "G": self.G}
         self.judge = None  # --judge, loaded at the first validation
-        if not 0.0 <= m.encoder_eps < 1.0:
-            raise UsageError(f"--encoder-eps {m.encoder_eps}: a move per pixel of images in [-1, 1], at least 0 and "
-                             "below 1 (0.3 measured on the embedded digits)")
+        check_move("--encoder-eps", m.encoder_eps, 0.3)
         if m.g_steps < 1:
             raise UsageError(f"--g-steps must be at least 1, not {m.g_steps}")
         self.generator_every = 1 / m.g_steps
@@ -402,6 +398,14 @@ class DTN(TranslationModel):
             scores.update({f"val_judge_{name}": float(np.mean(read[labels == k] == k))
                            for k, name in enumerate(self.run_config.model.classes) if np.any(labels == k)})
         return scores
+
+
+def check_move(flag: str, eps: float, measured: float) -> None:
+    """An adversarial training's move per pixel (``--semantic-eps``, ``--encoder-eps``), checked
+    before any training: images are in [-1, 1], so at least 0 and below 1."""
+    if not 0.0 <= eps < 1.0:
+        raise UsageError(f"{flag} {eps}: a move per pixel of images in [-1, 1], at least 0 and below 1 "
+                         f"({measured} measured on the embedded digits)")
 
 
 def diversity(images: np.ndarray, labels: np.ndarray) -> float:
