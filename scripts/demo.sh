@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-cache-dir -e .
 exec .venv/bin/tf-translate train --method dtn --epochs 4 --encoder-steps 500 --semantic-steps 300 \
     --validate-every 62 --sample-every 62 --evaluate "$@"

