@@ -482,3 +482,26 @@ def test_encoder_eps_trains_f_on_adversarial_examples(tmp_path, transfer_dir, mo
     model.before_fit(data, cfg.run_dir)
     assert [(t["describe"], t["adversarial"]) for t in trained] == [("stage 1: f", 0.3)]
     assert (cfg.run_dir / "encoder" / "f.keras").is_file()
+
+
+def test_conditional_d_reads_each_image_through_its_class_head(tmp_path, transfer_dir):
+    """--conditional-d: D's logits are the shared three plus the three of the image's class
+    (source images: their label; target images: the class f's classifier names when there is no
+    h), so that the same picture is judged apart under two classes; a step trains them all."""
+    _, _, plain = build(tmp_path / "plain", transfer_dir)
+    assert plain.namer is None and plain.D.output_shape[-1] == 3
+    cfg, data, model = build(tmp_path, transfer_dir, model={"conditional_d": True, "d_augment": False})
+    assert model.namer is model.classifier and model.D.output_shape[-1] == 3 * (1 + 3)
+    images = tf.random.stateless_uniform([4, 32, 32, 1], (1, 2), -1.0, 1.0)
+    raw = model.D(images, training=True).numpy().reshape(4, 4, 3)
+    labels = np.array([0, 1, 2, 1])
+    np.testing.assert_allclose(model.ternary(images, labels, 0).numpy(), raw[:, 0] + raw[np.arange(4), 1 + labels],
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.ternary(images, labels, 0).numpy(), model.ternary(images, (labels + 1) % 3, 0))
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    before = snapshot(model.D)
+    logs = model.train_step(batch)
+    assert float(logs["finite"]) == 1.0 and np.isfinite(float(logs["D"]))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, snapshot(model.D)))
+    with pytest.raises(ValueError, match="--conditional-d keeps each image's class"):
+        build(tmp_path / "pool", transfer_dir, model={"conditional_d": True, "pool_size": 4})

@@ -27,14 +27,14 @@ from tf_translate.registry import register
 # digits, where the paper had 531,131 SVHN and 60,000 MNIST): the paper's objective oscillated
 # there, and f, trained on the small source alone, carries how the source draws a digit (docs/methods/dtn.md).
 PRESETS = {
-    "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "semantic": 0.0, "d_augment": False, "channels": 1,
-               "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
-    "faces": {"alpha": 100.0, "beta": 1.0, "gamma": 0.05, "semantic": 0.0, "d_augment": False, "channels": 3,
-              "decoder_blocks": 5, "disc_layers": 6, "disc_act": "lrelu0.2"},
+    "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "semantic": 0.0, "d_augment": False, "conditional_d": False,
+               "channels": 1, "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
+    "faces": {"alpha": 100.0, "beta": 1.0, "gamma": 0.05, "semantic": 0.0, "d_augment": False, "conditional_d": False,
+              "channels": 3, "decoder_blocks": 5, "disc_layers": 6, "disc_act": "lrelu0.2"},
 }
 PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM")
-FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "channels")  # a preset's values that flags override
+FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "conditional_d", "channels")  # a preset's values that flags override
 # stage 1b: h learns from the target images that f's classifier reads with this probability or more
 CONFIDENT = 0.9
 
@@ -75,6 +75,12 @@ class DTNConfig:
                                         "its side) and with a square of half its side blanked, differentiably "
                                         "(DiffAugment, Zhao et al. 2020), so that D cannot memorise a small target "
                                         "set; default: the preset's (on for digits-small; the paper has none)")
+    conditional_d: bool | None = opt(None, "D judges each image as a drawing of its class: ternary logits of its "
+                                            "own per class added to the shared ones (a class-conditional D, as "
+                                            "in conditional GANs), G(x) of a source x read as x's class, a target "
+                                            "image and its G(x) as the class h (else f's classifier) reads, so "
+                                            "that a nine drawn as a real three is a fake nine; not in the paper; "
+                                            "default: the preset's (off)")
     filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
     features: int = opt(128, "size of f's representation (its last layer's filters)")
     encoder: str | None = opt(None, "f saved by an earlier run's stage 1 (RUN/encoder/f.keras), reused "
@@ -183,8 +189,19 @@ class DTN(TranslationModel):
         decoder = lambda name: networks.dtn_decoder(  # noqa: E731
             features=m.features, out_channels=s["channels"], filters=m.filters, n_blocks=s["decoder_blocks"], name=name)
         self.g = decoder("g")
+        # --conditional-d: who names a target image's class (h, else f's classifier); none when off
+        self.namer = None
+        if s["conditional_d"]:
+            if self.classifier is None:
+                raise DataError("--conditional-d: D reads G(x) as the source x's class, and this source is "
+                                "unlabelled: put its images in one folder per class, or use --no-conditional-d")
+            if m.pool_size:
+                raise UsageError("--conditional-d keeps each image's class beside it; --pool-size's history "
+                                 "pools do not: use one of them")
+            self.namer = self.h if self.h is not None else self.classifier
+        heads = 1 + len(m.classes) if self.namer is not None else 1
         self.D = networks.dtn_discriminator(size=size, in_channels=s["channels"], filters=m.filters,
-                                            n_layers=s["disc_layers"], act=s["disc_act"])
+                                            n_layers=s["disc_layers"], act=s["disc_act"], classes=3 * heads)
         image = keras.Input((size, size, s["channels"]), name="image")
         self.G = keras.Model(image, self.g(self.f(image)), name="G")
         # Averaged weights (Yazici et al., ICLR 2019), meant to damp the oscillation between the
@@ -306,20 +323,20 @@ class DTN(TranslationModel):
     def train_step(self, data):
         x_s, y_s, x_t = self.static_batch(data)
         s = self.settings
+        y_t = tf.argmax(self.namer(x_t), axis=-1, output_type=y_s.dtype) if self.namer is not None else None
         fake_s, fake_t = self.G(x_s, training=True), self.G(x_t, training=True)
         if self.pools:
             fake_s, fake_t = (pool.query(fake, self.step) for pool, fake in zip(self.pools, (fake_s, fake_t)))
         with tf.GradientTape() as tape:
             d_loss = self.reduce(losses.dtn_discriminator_loss(
-                self.D(self.seen_by_d(fake_s, 0), training=True), self.D(self.seen_by_d(fake_t, 1), training=True),
-                self.D(self.seen_by_d(x_t, 2), training=True)), x_s)
+                self.ternary(fake_s, y_s, 0), self.ternary(fake_t, y_t, 1), self.ternary(x_t, y_t, 2)), x_s)
         finite_d = self.apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator_roles)
         f_s, finite_g = self.f(x_s), tf.constant(True)
         for k in range(self.run_config.model.g_steps):
             with tf.GradientTape() as tape:
                 fake_s, fake_t = self.g(f_s, training=True), self.G(x_t, training=True)
-                gang = losses.dtn_generator_loss(self.D(self.seen_by_d(fake_s, 3 + 2 * k), training=True),
-                                                 self.D(self.seen_by_d(fake_t, 4 + 2 * k), training=True))
+                gang = losses.dtn_generator_loss(self.ternary(fake_s, y_s, 3 + 2 * k),
+                                                 self.ternary(fake_t, y_t, 4 + 2 * k))
                 const = losses.mse(f_s, self.f(fake_s))
                 tid = losses.mse(x_t, fake_t)
                 tv = losses.anisotropic_total_variation(fake_s)
@@ -333,6 +350,15 @@ class DTN(TranslationModel):
                 self.update_average(self.step * self.run_config.model.g_steps + k)
         values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv, sem)), d_loss)
         return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
+
+    def ternary(self, images, labels, k: int):
+        """D's three logits for ``images`` as it sees them (``seen_by_d``, draw ``k``); with
+        ``--conditional-d``, the shared logits plus those of each image's class in ``labels``."""
+        logits = self.D(self.seen_by_d(images, k), training=True)
+        if self.namer is None:
+            return logits
+        heads = tf.reshape(logits, [-1, 1 + len(self.run_config.model.classes), 3])
+        return heads[:, 0] + tf.gather(heads[:, 1:], labels, batch_dims=1)
 
     def seen_by_d(self, images, k: int):
         """``images`` as D sees them: with ``--d-augment`` shifted and cut out, with
