@@ -42,6 +42,23 @@ def test_anisotropic_total_variation_matches_numpy():
     assert float(losses.anisotropic_total_variation(np.ones((1, 4, 4, 1)))[0]) == 0.0
 
 
+def test_mode_seeking_matches_numpy_over_pairs_of_one_class():
+    rng = np.random.default_rng(2)
+    images, codes = rng.normal(size=(5, 4, 4, 1)).astype(np.float32), rng.normal(size=(5, 1, 1, 3)).astype(np.float32)
+    labels = np.array([0, 1, 0, 0, 2])
+    want = np.zeros(5)
+    for i in range(5):
+        js = [j for j in range(5) if j != i and labels[j] == labels[i]]
+        if js:
+            r = np.mean([np.abs(images[i] - images[j]).mean() / np.abs(codes[i] - codes[j]).mean() for j in js])
+            want[i] = 1 / (r + 1e-5)
+    got = losses.mode_seeking(images, codes, labels).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert got[1] == got[4] == 0.0  # alone in their class
+    spread = losses.mode_seeking(images * 2, codes, labels).numpy()  # unlike images for unlike codes: lower
+    np.testing.assert_allclose(spread[[0, 2, 3]], want[[0, 2, 3]] / 2, rtol=1e-3)
+
+
 def build(tmp_path, folder, **sections):
     cfg = tiny_config("dtn", tmp_path, str(folder), **sections)
     data = tf_data.load("transfer", cfg)
@@ -165,7 +182,7 @@ def test_history_pool_feeds_d_and_is_off_by_default(tmp_path, transfer_dir):
     and are checkpointed; off (the paper), the model holds no pool variables."""
     _, _, plain = build(tmp_path / "plain", transfer_dir)
     assert plain.pools is None and not any("pool" in v.path for v in plain.variables)
-    cfg, data, model = build(tmp_path, transfer_dir, model={"pool_size": 3, "g_steps": 1})
+    cfg, data, model = build(tmp_path, transfer_dir, model={"pool_size": 3, "g_steps": 1, "conditional_d": False})
     batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
     model.train_step(batch)
     model.train_step(batch)
@@ -276,7 +293,8 @@ def test_encoder_errors(trained_dtn, tmp_path, transfer_dir):
     rgb = tiny_config("dtn", tmp_path / "c", str(transfer_dir), model={"encoder": str(saved), "channels": 3})
     with pytest.raises(DataError, match=r"takes images of \(32, 32, 1\); this run's are \(32, 32, 3\)"):
         tf_translate.train(rgb)
-    # unlabelled source images: fine with an encoder, an error when f must be trained or L_SEM is on
+    # unlabelled source images: fine with an encoder, an error when f must be trained or L_SEM or a
+    # class-conditional D is asked for
     flat = tmp_path / "flat"
     shutil.copytree(transfer_dir / "target", flat / "target")
     (flat / "source").mkdir()
@@ -287,6 +305,9 @@ def test_encoder_errors(trained_dtn, tmp_path, transfer_dir):
     tf_translate.train(tiny_config("dtn", tmp_path / "e", str(flat), model={"encoder": str(saved)}, export={"export": False}))
     with pytest.raises(DataError, match="--semantic: L_SEM reads G"):
         tf_translate.train(tiny_config("dtn", tmp_path / "f", str(flat), model={"encoder": str(saved), "semantic": 1.0}))
+    with pytest.raises(DataError, match="--conditional-d: D reads G"):
+        tf_translate.train(tiny_config("dtn", tmp_path / "g", str(flat), model={"encoder": str(saved),
+                                                                                "conditional_d": True}))
 
 
 def test_export_signatures_and_parity(trained_dtn, tmp_path):
@@ -299,7 +320,7 @@ def test_export_signatures_and_parity(trained_dtn, tmp_path):
     assert model.classify(x).shape == (2, 3) and np.allclose(model.classify(x).sum(1), 1, atol=1e-5)
     assert model.encode(x).shape == (2, 8)
     # the Keras model restored from the run agrees with the export
-    keras_model = trainer.restore(cfg)
+    keras_model = trainer.restore(tf_data.load("transfer", cfg).complete(cfg))
     np.testing.assert_allclose(out, (keras_model.G(x * 2 - 1).numpy() + 1) / 2, atol=1e-5)
     report = __import__("json").loads((version / "tflite_parity.json").read_text())
     assert report["signatures"]["translate"]["max_abs_error"] < 1e-4
@@ -408,7 +429,8 @@ def test_faces_preset_is_the_papers_configuration(tmp_path):
 
 def test_digits_presets_paper_and_small():
     """--preset digits is the paper's objective; the default, digits-small, the same networks
-    with alpha 5, beta 50, DiffAugment and L_SEM; flags override either."""
+    with alpha 5, beta 50, DiffAugment, L_SEM, a class-conditional D and an adversarially
+    trained f; flags override either."""
     from tf_translate.cli import config_from_args
 
     def settings(*flags):
@@ -418,9 +440,12 @@ def test_digits_presets_paper_and_small():
     assert (paper["alpha"], paper["beta"], paper["gamma"], paper["d_augment"]) == (15.0, 15.0, 0.0, False)
     assert (paper["semantic"], small["semantic"]) == (0.0, 1.0)
     assert (small["alpha"], small["beta"], small["gamma"], small["d_augment"]) == (5.0, 50.0, 0.0, True)
-    changed = ("alpha", "beta", "d_augment", "semantic")
+    assert (small["conditional_d"], small["encoder_eps"], paper["conditional_d"], paper["encoder_eps"]) == (
+        True, 0.3, False, 0.0)
+    changed = ("alpha", "beta", "d_augment", "semantic", "conditional_d", "encoder_eps")
     assert {k: v for k, v in small.items() if k not in changed} == {k: v for k, v in paper.items() if k not in changed}
-    assert settings("--no-d-augment", "--alpha", "15", "--beta", "15", "--semantic", "0") == paper
+    assert settings("--no-d-augment", "--alpha", "15", "--beta", "15", "--semantic", "0", "--no-conditional-d",
+                    "--encoder-eps", "0") == paper
     assert settings("--preset", "digits", "--semantic", "1")["semantic"] == 1.0
     assert settings("--preset", "digits", "--d-augment")["d_augment"] is True
     # the preset's L_SEM needs the source's classes: off without them, unless asked for (then refused)
@@ -485,12 +510,12 @@ def test_encoder_eps_trains_f_on_adversarial_examples(tmp_path, transfer_dir, mo
 
 
 def test_conditional_d_reads_each_image_through_its_class_head(tmp_path, transfer_dir):
-    """--conditional-d: D's logits are the shared three plus the three of the image's class
+    """--conditional-d (on in digits-small): D's logits are the shared three plus the three of the image's class
     (source images: their label; target images: the class f's classifier names when there is no
     h), so that the same picture is judged apart under two classes; a step trains them all."""
-    _, _, plain = build(tmp_path / "plain", transfer_dir)
+    _, _, plain = build(tmp_path / "plain", transfer_dir, model={"conditional_d": False})
     assert plain.namer is None and plain.D.output_shape[-1] == 3
-    cfg, data, model = build(tmp_path, transfer_dir, model={"conditional_d": True, "d_augment": False})
+    cfg, data, model = build(tmp_path, transfer_dir, model={"d_augment": False})  # digits-small: on
     assert model.namer is model.classifier and model.D.output_shape[-1] == 3 * (1 + 3)
     images = tf.random.stateless_uniform([4, 32, 32, 1], (1, 2), -1.0, 1.0)
     raw = model.D(images, training=True).numpy().reshape(4, 4, 3)

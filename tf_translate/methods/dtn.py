@@ -22,19 +22,20 @@ from tf_translate.nn.layers import ImagePool
 from tf_translate.registry import register
 
 # The paper's settings (section 5): digits (SVHN -> MNIST) and faces (-> emoji, 64x64); and
-# digits-small, the digits networks with a 3x lighter L_CONST, a 3x heavier L_TID and
-# DiffAugment on D, measured on the embedded pair (1,500 source and 4,000 target training
+# digits-small, the digits networks with a 3x lighter L_CONST, a 3x heavier L_TID, DiffAugment
+# on D, L_SEM, a class-conditional D and an adversarially trained f, measured on the embedded pair (1,500 source and 4,000 target training
 # digits, where the paper had 531,131 SVHN and 60,000 MNIST): the paper's objective oscillated
 # there, and f, trained on the small source alone, carries how the source draws a digit (docs/methods/dtn.md).
 PRESETS = {
     "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "semantic": 0.0, "d_augment": False, "conditional_d": False,
-               "channels": 1, "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
+               "encoder_eps": 0.0, "channels": 1, "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
     "faces": {"alpha": 100.0, "beta": 1.0, "gamma": 0.05, "semantic": 0.0, "d_augment": False, "conditional_d": False,
-              "channels": 3, "decoder_blocks": 5, "disc_layers": 6, "disc_act": "lrelu0.2"},
+              "encoder_eps": 0.0, "channels": 3, "decoder_blocks": 5, "disc_layers": 6, "disc_act": "lrelu0.2"},
 }
-PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0}
-G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM")
-FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "conditional_d", "channels")  # a preset's values that flags override
+PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0,
+                           "conditional_d": True, "encoder_eps": 0.3}
+G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM", "MS")
+FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "channels")  # a preset's values that flags override
 # stage 1b: h learns from the target images that f's classifier reads with this probability or more
 CONFIDENT = 0.9
 
@@ -46,8 +47,9 @@ class DTNConfig:
                                       "of 4 layers with ReLU; faces: 64x64 RGB, g of 5 blocks, D of 6 stride-2 "
                                       "blocks with LeakyReLU 0.2; no face-identity network or emoji set can be had "
                                       "offline, so faces is the configuration only); digits-small is digits with "
-                                      "alpha 5, beta 50 and --d-augment, for small digit sets such as the embedded "
-                                      "ones (measured, docs/methods/dtn.md)", tuple(PRESETS))
+                                      "alpha 5, beta 50, --d-augment, --semantic 1, --conditional-d and "
+                                      "--encoder-eps 0.3, for small digit sets such as the embedded ones (measured, "
+                                      "docs/methods/dtn.md)", tuple(PRESETS))
     alpha: float | None = opt(None, "weight of L_CONST, f-constancy |f(x) - f(G(x))|^2 on the source; "
                                     "default: the preset's (digits 15, faces 100, digits-small 5)")
     beta: float | None = opt(None, "weight of L_TID, |x - G(x)|^2 on the target; default: the preset's "
@@ -80,7 +82,10 @@ class DTNConfig:
                                             "in conditional GANs), G(x) of a source x read as x's class, a target "
                                             "image and its G(x) as the class h (else f's classifier) reads, so "
                                             "that a nine drawn as a real three is a fake nine; not in the paper; "
-                                            "default: the preset's (off)")
+                                            "default: the preset's (on for digits-small; the paper's D is not)")
+    mode_seeking: float = opt(0.0, "weight of L_MS, mode seeking between the translations of two source images of "
+                                    "one class (Mao et al. 2019): 1 / (|G(x) - G(x')| / |f(x) - f(x')|), so that g "
+                                    "draws unlike digits for unlike f(x); not in the paper; 0: off")
     filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
     features: int = opt(128, "size of f's representation (its last layer's filters)")
     encoder: str | None = opt(None, "f saved by an earlier run's stage 1 (RUN/encoder/f.keras), reused "
@@ -93,11 +98,11 @@ class DTNConfig:
                                    "much per pixel (images in [-1, 1]) to be misread (FGSM with random start), "
                                    "so that g cannot fool h with faint marks as it fools a plain h (docs/methods/dtn.md); "
                                    "0: from the images themselves")
-    encoder_eps: float = opt(0.0, "stage 1: f learns from adversarial examples, each image moved by up to this "
-                                  "much per pixel (images in [-1, 1]) to be misread (FGSM with random start), "
-                                  "so that g cannot keep f(x) with small marks beside the digit (0.3 on the embedded "
-                                  "digits: fewer stray marks in a short run, docs/methods/dtn.md); 0: from the "
-                                  "images themselves")
+    encoder_eps: float | None = opt(None, "stage 1: f learns from adversarial examples, each image moved by up to "
+                                          "this much per pixel (images in [-1, 1]) to be misread (FGSM with random "
+                                          "start), so that g cannot keep f(x) with small marks beside the digit; 0: "
+                                          "from the images themselves; default: the preset's (digits-small 0.3, "
+                                          "digits and faces 0: the paper's f; docs/methods/dtn.md)")
     encoder_augment: bool = opt(True, "stage 1: distort f's training images (rotation, scale, shift, stroke "
                                       "width) so that f reads the target domain's digits too")
     judge: str | None = opt(None, "a target-domain classifier (the target_classifier.keras that scripts/evaluate.py "
@@ -116,10 +121,13 @@ class DTNConfig:
     def resolved(self) -> "DTNConfig":
         """This config with the preset's values written in where no flag gave one, so that a
         run's config.json keeps them: a resume then refuses a preset whose values changed. A
-        preset's L_SEM is off for an unlabelled source (an explicit --semantic is refused)."""
+        preset's L_SEM and class-conditional D are off for an unlabelled source (an explicit
+        --semantic or --conditional-d is refused)."""
         settings = self.settings
         if self.semantic is None and not self.classes:  # L_SEM needs the source's classes
             settings["semantic"] = 0.0
+        if self.conditional_d is None and not self.classes:  # so does a class-conditional D
+            settings["conditional_d"] = False
         return dataclasses.replace(self, **{k: settings[k] for k in FLAGGED})
 
 
@@ -150,9 +158,13 @@ class DTN(TranslationModel):
     target images f reads confidently, with f's readings as labels, and from adversarial
     examples of them (``semantic_eps``) so that g cannot fool it with faint marks: CyCADA's
     semantic consistency (Hoffman et al., ICML 2018) read by a robust target-domain classifier
-    trained by pseudo-labelling (Lee 2013), so that a class is drawn as the target draws it
-    (none of these is in the paper; ``d_augment`` and ``semantic`` are on in the default
-    preset, digits-small).
+    trained by pseudo-labelling (Lee 2013), so that a class is drawn as the target draws it;
+    with ``conditional_d`` D's logits are its shared three plus three of the image's class
+    (x_s's, and for a target image h's reading), so that D learns what a real drawing of each
+    class looks like; with ``encoder_eps`` stage 1 trains f on adversarial examples; with
+    ``mode_seeking`` L_G adds L_MS (Mao et al., CVPR 2019) between translations of one class.
+    None of these is in the paper; ``d_augment``, ``semantic``, ``conditional_d`` and
+    ``encoder_eps`` are on in the default preset, digits-small.
     """
 
     loss_names = (*G_LOSSES, "D")
@@ -225,7 +237,7 @@ class DTN(TranslationModel):
                           for k, kind in enumerate(("source", "target"))]
         self.nets = {"f": self.f, "g": self.g, "D": self.D, "G": self.G}
         self.judge = None  # --judge, loaded at the first validation
-        check_move("--encoder-eps", m.encoder_eps, 0.3)
+        check_move("--encoder-eps", s["encoder_eps"], 0.3)
         if m.g_steps < 1:
             raise UsageError(f"--g-steps must be at least 1, not {m.g_steps}")
         self.generator_every = 1 / m.g_steps
@@ -253,7 +265,7 @@ class DTN(TranslationModel):
             classifier.train(self.classifier, lambda first, count: data.labelled(
                 "source", batch_size=batch, seed=self.seed, first_step=first, steps=count, augment=m.encoder_augment),
                 steps=m.encoder_steps, lr=m.encoder_lr, folder=folder, describe="stage 1: f",
-                adversarial=m.encoder_eps, seed=self.seed)
+                adversarial=self.settings["encoder_eps"], seed=self.seed)
             self.f.trainable = False
             x, labels, _ = data.held_out()
             score = classifier.accuracy(self.classifier, x, labels)
@@ -342,13 +354,15 @@ class DTN(TranslationModel):
                 tv = losses.anisotropic_total_variation(fake_s)
                 sem = (losses.domain_classification(self.h(fake_s), tf.one_hot(y_s, self.h.output_shape[-1]), False)
                        if self.h is not None else tf.zeros_like(tv))
+                ms = (losses.mode_seeking(fake_s, f_s, y_s) if self.run_config.model.mode_seeking
+                      else tf.zeros_like(tv))
                 total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv
-                                    + s["semantic"] * sem, x_s)
+                                    + s["semantic"] * sem + self.run_config.model.mode_seeking * ms, x_s)
             finite_g = tf.logical_and(finite_g, self.apply_gradients(self.g_optimizer, tape, total,
                                                                       self.generator_roles))
             if self.g_average is not None:
                 self.update_average(self.step * self.run_config.model.g_steps + k)
-        values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv, sem)), d_loss)
+        values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv, sem, ms)), d_loss)
         return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
 
     def ternary(self, images, labels, k: int):

@@ -132,6 +132,23 @@ def dtn_generator_loss(on_fake_source, on_fake_target):
     return _ternary(on_fake_source, REAL_TARGET) + _ternary(on_fake_target, REAL_TARGET)
 
 
+def mode_seeking(images, codes, labels):
+    """Mode seeking (Mao et al., *Mode Seeking GANs*, CVPR 2019) between the images a generator
+    drew from ``codes``, per sample i: 1 / (r_i + 1e-5), r_i the mean over the other samples j
+    of i's class of |G_i - G_j| / |c_i - c_j| (mean absolute differences), 0 for a sample alone
+    in its class in the batch: small when unlike codes give unlike images."""
+    images, codes = wide(images), wide(codes)
+    n = tf.shape(images)[0]
+    flat, flat_codes = tf.reshape(images, [n, -1]), tf.reshape(codes, [n, -1])
+    apart = tf.reduce_mean(tf.abs(flat[:, None] - flat[None]), axis=-1)
+    codes_apart = tf.reduce_mean(tf.abs(flat_codes[:, None] - flat_codes[None]), axis=-1)
+    pairs = tf.cast(tf.logical_and(tf.equal(labels[:, None], labels[None]), tf.logical_not(tf.eye(n, dtype=tf.bool))),
+                    images.dtype)
+    count = tf.reduce_sum(pairs, axis=1)
+    ratio = tf.reduce_sum(pairs * apart / (codes_apart + 1e-8), axis=1) / tf.maximum(count, 1.0)
+    return tf.where(count > 0, 1.0 / (ratio + 1e-5), tf.zeros_like(ratio))
+
+
 def flow_smoothness(flow):
     """Mean absolute difference between neighbouring flow vectors per sample (Super SloMo's
     smoothness loss, on flows in pixels)."""
