@@ -50,7 +50,6 @@ def cancelled(net: keras.Model) -> set[str]:
     return out
 
 
-POOLS = {"dtn": {"pool_size": 2}}  # DTN's history pools are off by default: on here, as CycleGAN's are
 STRATEGIES: dict = {}  # one of each per process: a second MirroredStrategy's collectives clash with the first's
 
 
@@ -65,7 +64,7 @@ def train(method: str, strategy: str, folder: Path, steps: int, decay_epochs: in
     """``steps`` steps (or half of them with ``decay_epochs=0``) of global batch 2 in ``folder``/run."""
     cfg = tiny_config(method, folder, None, data={"batch_size": 2}, export={"export": False},
                       train={"steps_per_epoch": steps // 2, "checkpoint_every": steps // 2, "sample_every": steps,
-                             "decay_epochs": decay_epochs}, model=POOLS.get(method, {}))
+                             "decay_epochs": decay_epochs})
     started = time.perf_counter()
     tf_translate.train(cfg, made(strategy))
     seconds = time.perf_counter() - started

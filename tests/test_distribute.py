@@ -22,7 +22,8 @@ from tf_translate.training import distribute
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = registry.names(distributable=True)
 # one replica under MirroredStrategy differs from one device only where a method writes a
-# variable in its step outside the optimizer: the image pools (DTN's are on in this test)
+# variable in its step outside the optimizer: CycleGAN's image pools; DTN (its default,
+# class-conditional D reading h's or f's classes of the target batch) is checked that way too
 POOLED = ("cyclegan", "dtn")
 
 
@@ -42,7 +43,7 @@ def mirrored(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("method,replicas", [(m, "two") for m in METHODS] + [(m, "one") for m in POOLED])
 def test_mirrored_training_equals_one_device(mirrored, method, replicas):
     """Over two logical CPUs, and over one device: one replica, what --strategy mirrored gives on
-    a CPU-only or one-GPU machine (CycleGAN's and DTN's image pools then write a mirrored variable)."""
+    a CPU-only or one-GPU machine (CycleGAN's image pools then write a mirrored variable)."""
     result = mirrored[method] if replicas == "two" else mirrored[method]["one_replica"]
     assert result["replicas"] == (2 if replicas == "two" else 1)
     assert result["steps"] == result["mirrored_steps"] == 4

@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras import layers
 from tqdm.auto import tqdm
 
+from tf_translate import replicas
 from tf_translate.progress import bar_interval
 
 
@@ -91,8 +92,11 @@ def train(model: keras.Model, batches: Callable, *, steps: int, lr: float, folde
 def adversarial_examples(model: keras.Model, images, labels, eps: float, key) -> tf.Tensor:
     """``images`` (in [-1, 1]) each moved by at most ``eps`` per pixel to raise ``model``'s
     cross-entropy against ``labels``: a random start in the eps-box (drawn from ``key``), one
-    step of 1.25 eps along the sign of the gradient, clipped back to the box (Wong et al. 2020)."""
-    delta = tf.random.stateless_uniform(tf.shape(images), key, -eps, eps)
+    step of 1.25 eps along the sign of the gradient, clipped back to the box (Wong et al. 2020).
+    The start is drawn for the global batch, so that replicas split what one device draws."""
+    shape = tf.shape(images)
+    delta = replicas.draw(lambda n: tf.random.stateless_uniform(tf.concat([[n], shape[1:]], 0), key, -eps, eps,
+                                                                dtype=images.dtype), shape[0])
     with tf.GradientTape() as tape:
         tape.watch(delta)
         loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
