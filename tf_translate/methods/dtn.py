@@ -23,9 +23,10 @@ from tf_translate.registry import register
 
 # The paper's settings (section 5): digits (SVHN -> MNIST) and faces (-> emoji, 64x64); and
 # digits-small, the digits networks with a 3x lighter L_CONST, a 3x heavier L_TID, DiffAugment
-# on D, L_SEM, a class-conditional D and an adversarially trained f, measured on the embedded pair (1,500 source and 4,000 target training
-# digits, where the paper had 531,131 SVHN and 60,000 MNIST): the paper's objective oscillated
-# there, and f, trained on the small source alone, carries how the source draws a digit (docs/methods/dtn.md).
+# on D, L_SEM, a class-conditional D and an adversarially trained f, measured on the embedded
+# pair (1,500 source and 4,000 target training digits, where the paper had 531,131 SVHN and
+# 60,000 MNIST): the paper's objective oscillated there, and f, trained on the small source
+# alone, carries how the source draws a digit (docs/methods/dtn.md).
 PRESETS = {
     "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "semantic": 0.0, "d_augment": False, "conditional_d": False,
                "encoder_eps": 0.0, "channels": 1, "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
@@ -35,7 +36,8 @@ PRESETS = {
 PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0,
                            "conditional_d": True, "encoder_eps": 0.3}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM", "MS")
-FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "channels")  # a preset's values that flags override
+# a preset's values that flags override
+FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "channels")
 # stage 1b: h learns from the target images that f's classifier reads with this probability or more
 CONFIDENT = 0.9
 
@@ -136,11 +138,10 @@ class DTNConfig:
                      "train": {"lr": 2e-4, "epochs": 40, "decay_epochs": 0, "sample_every": 250,
                                "checkpoint_every": 250, "validate_every": 250}},
           demo={"train": {"epochs": 20}},
-          demo_result="about 23 min alone (stage 1 2 min 22 s, stage 1b 2 min, stage 2's 1,240 steps at 1.15 "
-                      "steps/s), 110 min beside other work; an MNIST CNN reads 92-97 % of the translated held-out "
-                      "digits as their class (4 seeds; 73 % untranslated), judges on pixels 79-85 % (seed 0); "
-                      "scripts/demo.sh's shorter run: 84.8 % in 5 min, and 81.1 and 64.0 % by the pixel judges "
-                      "(docs/methods/dtn.md)")
+          demo_result="about 22 min alone (stage 1 at 8.3 steps/s, stage 1b at 9.6, stage 2's 1,240 steps at 1.22 "
+                      "steps/s); an MNIST CNN reads 91-94 % of the translated held-out digits as their class and judges "
+                      "on pixels 86-92 % (3 seeds; untranslated 32-73 %); scripts/demo.sh's shorter run: 93.6 % after about 5.5 min "
+                      "of training, and 83.5 and 73.7 % by the pixel judges (docs/methods/dtn.md)")
 class DTN(TranslationModel):
     """DTN (Taigman, Polyak, Wolf, *Unsupervised Cross-Domain Image Generation*, ICLR 2017).
 

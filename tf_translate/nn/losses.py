@@ -136,7 +136,8 @@ def mode_seeking(images, codes, labels):
     """Mode seeking (Mao et al., *Mode Seeking GANs*, CVPR 2019) between the images a generator
     drew from ``codes``, per sample i: 1 / (r_i + 1e-5), r_i the mean over the other samples j
     of i's class of |G_i - G_j| / |c_i - c_j| (mean absolute differences), 0 for a sample alone
-    in its class in the batch: small when unlike codes give unlike images."""
+    in its class in the batch (a replica's batch under tf.distribute): small when unlike codes
+    give unlike images."""
     images, codes = wide(images), wide(codes)
     n = tf.shape(images)[0]
     flat, flat_codes = tf.reshape(images, [n, -1]), tf.reshape(codes, [n, -1])
