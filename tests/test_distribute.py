@@ -22,9 +22,9 @@ from tf_translate.training import distribute
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = registry.names(distributable=True)
 # one replica under MirroredStrategy differs from one device only where a method writes a
-# variable in its step outside the optimizer: CycleGAN's image pools; DTN (its default,
-# class-conditional D reading h's or f's classes of the target batch) is checked that way too
-POOLED = ("cyclegan", "dtn")
+# variable in its step outside the optimizer (CycleGAN's image pools) or draws per replica
+# (DTN's stage 1: the random starts of its adversarial examples, drawn for the global batch)
+ONE_REPLICA = ("cyclegan", "dtn")
 
 
 @pytest.fixture(scope="session")
@@ -34,13 +34,13 @@ def mirrored(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("mirrored")
     out = work / "results.json"
     done = subprocess.run([sys.executable, str(ROOT / "tests" / "distributed_run.py"), str(out), str(work), *METHODS,
-                           "--resume", "cyclegan", "--one-replica", ",".join(POOLED)],
+                           "--resume", "cyclegan", "--one-replica", ",".join(ONE_REPLICA)],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("method,replicas", [(m, "two") for m in METHODS] + [(m, "one") for m in POOLED])
+@pytest.mark.parametrize("method,replicas", [(m, "two") for m in METHODS] + [(m, "one") for m in ONE_REPLICA])
 def test_mirrored_training_equals_one_device(mirrored, method, replicas):
     """Over two logical CPUs, and over one device: one replica, what --strategy mirrored gives on
     a CPU-only or one-GPU machine (CycleGAN's image pools then write a mirrored variable)."""

@@ -126,10 +126,9 @@ class DTNConfig:
         preset's L_SEM and class-conditional D are off for an unlabelled source (an explicit
         --semantic or --conditional-d is refused)."""
         settings = self.settings
-        if self.semantic is None and not self.classes:  # L_SEM needs the source's classes
-            settings["semantic"] = 0.0
-        if self.conditional_d is None and not self.classes:  # so does a class-conditional D
-            settings["conditional_d"] = False
+        if not self.classes:  # L_SEM and a class-conditional D need the source's classes
+            settings.update({k: off for k, off in (("semantic", 0.0), ("conditional_d", False))
+                             if getattr(self, k) is None})
         return dataclasses.replace(self, **{k: settings[k] for k in FLAGGED})
 
 
