@@ -38,6 +38,8 @@ PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_a
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM", "MS")
 # a preset's values that flags override
 FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "channels")
+# what reads the source's classes (L_SEM, a class-conditional D), and its value when off
+NEED_CLASSES = {"semantic": 0.0, "conditional_d": False}
 # stage 1b: h learns from the target images that f's classifier reads with this probability or more
 CONFIDENT = 0.9
 
@@ -126,9 +128,8 @@ class DTNConfig:
         preset's L_SEM and class-conditional D are off for an unlabelled source (an explicit
         --semantic or --conditional-d is refused)."""
         settings = self.settings
-        if not self.classes:  # L_SEM and a class-conditional D need the source's classes
-            settings.update({k: off for k, off in (("semantic", 0.0), ("conditional_d", False))
-                             if getattr(self, k) is None})
+        if not self.classes:
+            settings.update({k: off for k, off in NEED_CLASSES.items() if getattr(self, k) is None})
         return dataclasses.replace(self, **{k: settings[k] for k in FLAGGED})
 
 
