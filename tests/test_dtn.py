@@ -271,8 +271,9 @@ def test_saved_run_keeps_the_presets_values(trained_dtn, tmp_path, transfer_dir)
     rather than resumed with today's."""
     cfg, _ = trained_dtn
     saved = json.loads((cfg.run_dir / "config.json").read_text())
-    kept = {k: saved["model"][k] for k in ("alpha", "beta", "gamma", "semantic", "d_augment", "channels")}
-    assert kept == {"alpha": 5.0, "beta": 50.0, "gamma": 0.0, "semantic": 0.0, "d_augment": True, "channels": 1}
+    kept = {k: saved["model"][k] for k in ("alpha", "beta", "gamma", "semantic", "d_augment", "align", "channels")}
+    assert kept == {"alpha": 5.0, "beta": 50.0, "gamma": 0.0, "semantic": 0.0, "d_augment": True, "align": True,
+                    "channels": 1}
     older = tiny_config("dtn", tmp_path, str(transfer_dir))
     older.run_dir.mkdir(parents=True)
     saved["model"]["alpha"] = 15.0  # digits-small before its alpha was lowered
@@ -308,6 +309,8 @@ def test_encoder_errors(trained_dtn, tmp_path, transfer_dir):
     with pytest.raises(DataError, match="--conditional-d: D reads G"):
         tf_translate.train(tiny_config("dtn", tmp_path / "g", str(flat), model={"encoder": str(saved),
                                                                                 "conditional_d": True}))
+    with pytest.raises(DataError, match="--align: f"):
+        tf_translate.train(tiny_config("dtn", tmp_path / "h", str(flat), model={"encoder": str(saved), "align": True}))
 
 
 def test_export_signatures_and_parity(trained_dtn, tmp_path):
@@ -319,9 +322,15 @@ def test_export_signatures_and_parity(trained_dtn, tmp_path):
     assert out.shape == (2, 32, 32, 1) and 0 <= out.min() and out.max() <= 1
     assert model.classify(x).shape == (2, 3) and np.allclose(model.classify(x).sum(1), 1, atol=1e-5)
     assert model.encode(x).shape == (2, 8)
-    # the Keras model restored from the run agrees with the export
+    # the Keras model restored from the run agrees with the export: a source image is drawn from
+    # f(x) moved by --align (on in digits-small), with the statistics fitted before stage 2
     keras_model = trainer.restore(tf_data.load("transfer", cfg).complete(cfg))
-    np.testing.assert_allclose(out, (keras_model.G(x * 2 - 1).numpy() + 1) / 2, atol=1e-5)
+    np.testing.assert_allclose(out, (keras_model.G_source(x * 2 - 1).numpy() + 1) / 2, atol=1e-5)
+    align = keras_model.align
+    mean_s, mean_t, ratio = (w.numpy() for w in (align.source_mean, align.target_mean, align.ratio))
+    assert np.any(mean_s != mean_t) and np.any(mean_s != 0)
+    moved = np.einsum("bk,bkd->bd", model.classify(x), mean_t + ratio[:, None] * (model.encode(x)[:, None] - mean_s))
+    np.testing.assert_allclose(model.encode_source(x), np.maximum(moved, 0), rtol=1e-4, atol=1e-4)
     report = __import__("json").loads((version / "tflite_parity.json").read_text())
     assert report["signatures"]["translate"]["max_abs_error"] < 1e-4
     with pytest.raises(ValueError, match="takes 1-channel NHWC images"):
@@ -427,6 +436,45 @@ def test_faces_preset_is_the_papers_configuration(tmp_path):
         spec.model(config.build("dtn", spec.config, spec.overrides, {"model": {"preset": "cartoons"}}))
 
 
+def test_class_alignment_moves_each_class_to_the_targets_mean_and_spread():
+    """--align's layer: with one-hot classes, the source's features of class k land on the target's
+    class mean with the target's within-class spread; a class too few in a domain stays put."""
+    from tf_translate.nn.layers import ClassAlignment
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 50)
+    source = 10 + rng.normal(0, 1, (150, 4)) + labels[:, None]  # far from 0: max(0, .) keeps all
+    target = 60 + rng.normal(0, 3, (150, 4)) * (1 + labels[:, None]) - 2 * labels[:, None]
+    target_labels = labels.copy()
+    target_labels[target_labels == 2] = 1  # the target has no class 2
+    layer = ClassAlignment(3, 4)
+    ratio = layer.fit(source.reshape(150, 1, 1, 4), labels, target, target_labels)
+    moved = layer(tf.constant(source.reshape(150, 1, 1, 4), tf.float32),
+                  tf.one_hot(labels, 3)).numpy().reshape(150, 4)
+    spread = lambda v: np.sqrt(np.mean(np.sum((v - v.mean(0)) ** 2, 1)))  # noqa: E731
+    for k in (0, 1):
+        np.testing.assert_allclose(moved[labels == k].mean(0), target[target_labels == k].mean(0), rtol=1e-4)
+        assert spread(moved[labels == k]) == pytest.approx(spread(target[target_labels == k]), rel=1e-4)
+        assert ratio[k] == pytest.approx(spread(target[target_labels == k]) / spread(source[labels == k]), rel=1e-6)
+    assert np.isnan(ratio[2])
+    np.testing.assert_allclose(moved[labels == 2], source[labels == 2], rtol=1e-5)
+    # probabilities mix the classes' moves
+    half = layer(tf.constant(source[:1], tf.float32), tf.constant([[0.5, 0.5, 0.0]])).numpy()
+    both = layer(tf.constant(np.repeat(source[:1], 2, 0), tf.float32), tf.one_hot([0, 1], 3)).numpy()
+    np.testing.assert_allclose(half[0], both.mean(0), rtol=1e-5)
+
+
+def test_align_reads_the_targets_classes_from_the_more_confident_half_of_each():
+    """--align's target statistics come from, per class read, the images read at or above the
+    class's median confidence: not from the most confident images overall (one class may hold
+    them all), and every class read keeps some."""
+    from tf_translate.methods.dtn import more_confident
+
+    probabilities = np.array([[0.99, 0.01], [0.98, 0.02], [0.97, 0.03], [0.96, 0.04],  # sure zeros
+                              [0.40, 0.60], [0.30, 0.70], [0.45, 0.55], [0.20, 0.80]])  # unsure ones
+    np.testing.assert_array_equal(more_confident(probabilities), [1, 1, 0, 0, 0, 1, 0, 1])
+    assert more_confident(np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])).tolist() == [True, True, False]  # a class of one
+
 def test_digits_presets_paper_and_small():
     """--preset digits is the paper's objective; the default, digits-small, the same networks
     with alpha 5, beta 50, DiffAugment, L_SEM, a class-conditional D and an adversarially
@@ -442,16 +490,17 @@ def test_digits_presets_paper_and_small():
     assert (small["alpha"], small["beta"], small["gamma"], small["d_augment"]) == (5.0, 50.0, 0.0, True)
     assert (small["conditional_d"], small["encoder_eps"], paper["conditional_d"], paper["encoder_eps"]) == (
         True, 0.3, False, 0.0)
-    changed = ("alpha", "beta", "d_augment", "semantic", "conditional_d", "encoder_eps")
+    assert (small["align"], paper["align"]) == (True, False)
+    changed = ("alpha", "beta", "d_augment", "semantic", "conditional_d", "encoder_eps", "align")
     assert {k: v for k, v in small.items() if k not in changed} == {k: v for k, v in paper.items() if k not in changed}
     assert settings("--no-d-augment", "--alpha", "15", "--beta", "15", "--semantic", "0", "--no-conditional-d",
-                    "--encoder-eps", "0") == paper
+                    "--encoder-eps", "0", "--no-align") == paper
     assert settings("--preset", "digits", "--semantic", "1")["semantic"] == 1.0
     assert settings("--preset", "digits", "--d-augment")["d_augment"] is True
     # the preset's L_SEM needs the source's classes: off without them, unless asked for (then refused)
     small = config_from_args(["--method", "dtn"]).model
     assert dataclasses.replace(small, classes=("0", "1")).resolved().semantic == 1.0
-    assert small.resolved().semantic == 0.0
+    assert small.resolved().semantic == 0.0 and small.resolved().align is False
     assert dataclasses.replace(small, semantic=2.0).resolved().semantic == 2.0
 
 

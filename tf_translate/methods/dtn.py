@@ -16,7 +16,7 @@ from tf_translate.data import transfer
 from tf_translate.data.images import DataError
 from tf_translate.errors import UsageError
 from tf_translate.methods.base import TranslationModel
-from tf_translate.nn import classifier, losses, networks
+from tf_translate.nn import classifier, layers, losses, networks
 from tf_translate.nn.augment import diff_augment
 from tf_translate.nn.layers import ImagePool
 from tf_translate.registry import register
@@ -29,17 +29,17 @@ from tf_translate.registry import register
 # alone, carries how the source draws a digit (docs/methods/dtn.md).
 PRESETS = {
     "digits": {"alpha": 15.0, "beta": 15.0, "gamma": 0.0, "semantic": 0.0, "d_augment": False, "conditional_d": False,
-               "encoder_eps": 0.0, "channels": 1, "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
+               "encoder_eps": 0.0, "align": False, "channels": 1, "decoder_blocks": 4, "disc_layers": 3, "disc_act": "relu"},
     "faces": {"alpha": 100.0, "beta": 1.0, "gamma": 0.05, "semantic": 0.0, "d_augment": False, "conditional_d": False,
-              "encoder_eps": 0.0, "channels": 3, "decoder_blocks": 5, "disc_layers": 6, "disc_act": "lrelu0.2"},
+              "encoder_eps": 0.0, "align": False, "channels": 3, "decoder_blocks": 5, "disc_layers": 6, "disc_act": "lrelu0.2"},
 }
 PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0,
-                           "conditional_d": True, "encoder_eps": 0.3}
+                           "conditional_d": True, "encoder_eps": 0.3, "align": True}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM", "MS")
 # a preset's values that flags override
-FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "channels")
-# what reads the source's classes (L_SEM, a class-conditional D), and its value when off
-NEED_CLASSES = {"semantic": 0.0, "conditional_d": False}
+FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "align", "channels")
+# what reads the source's classes (L_SEM, a class-conditional D, the class alignment), and its value when off
+NEED_CLASSES = {"semantic": 0.0, "conditional_d": False, "align": False}
 # stage 1b: h learns from the target images that f's classifier reads with this probability or more
 CONFIDENT = 0.9
 
@@ -87,6 +87,14 @@ class DTNConfig:
                                             "image and its G(x) as the class h (else f's classifier) reads, so "
                                             "that a nine drawn as a real three is a fake nine; not in the paper; "
                                             "default: the preset's (on for digits-small; the paper's D is not)")
+    align: bool | None = opt(None, "g draws a source image x from f(x) moved to the target's statistics of x's class "
+                                    "(its class read by f's classifier): max(0, sum_k p_k(x) (mu_t[k] + r_k (f(x) - "
+                                    "mu_s[k]))), mu the class means of f's features on each domain's training images "
+                                    "(the target's as h reads them, from the surer half of each class), r_k the ratio of their within-class "
+                                    "spreads, set before stage 2; L_CONST compares f(G(x)) with it. Class-conditional "
+                                    "moment matching, not in the paper: f, trained on the source, spreads its "
+                                    "digits less than the target's, and g then draws them alike; default: the "
+                                    "preset's (on for digits-small; docs/methods/dtn.md)")
     mode_seeking: float = opt(0.0, "weight of L_MS, mode seeking between the translations of two source images of "
                                     "one class (Mao et al. 2019): 1 / (|G(x) - G(x')| / |f(x) - f(x')|), so that g "
                                     "draws unlike digits for unlike f(x); not in the paper; 0: off")
@@ -217,11 +225,23 @@ class DTN(TranslationModel):
                                             n_layers=s["disc_layers"], act=s["disc_act"], classes=3 * heads)
         image = keras.Input((size, size, s["channels"]), name="image")
         self.G = keras.Model(image, self.g(self.f(image)), name="G")
+        # --align: f(x) of a source image moved to the target's class statistics (set before stage 2)
+        self.align = None
+        if s["align"]:
+            if self.classifier is None:
+                raise DataError("--align: f(x) is moved by its class, and this source is unlabelled: put its "
+                                "images in one folder per class, or use --no-align")
+            self.align = layers.ClassAlignment(len(m.classes), m.features, name="align")
+        # what translates a source image (G itself without --align); a target image is drawn by G
+        self.G_source = self.G
+        if self.align is not None:
+            self.source_encoder = keras.Model(image, self.source_features(image), name="f_aligned")
+            self.G_source = keras.Model(image, self.g(self.source_encoder(image)), name="G_source")
         # Averaged weights (Yazici et al., ICLR 2019), meant to damp the oscillation between the
         # modes g draws a class in; on the embedded digits the average blended two modes of a
         # class instead (docs/methods/dtn.md), so it is off by default. When on, it is validated and exported.
         self.g_average = None
-        self.G_out = self.G
+        self.G_out = self.G_source
         if m.g_average:
             if not 0.0 < m.g_average < 1.0:
                 raise UsageError(f"--g-average {m.g_average}: a decay between 0 and 1 (e.g. 0.999), or 0 for off")
@@ -230,7 +250,7 @@ class DTN(TranslationModel):
             self.g_average = decoder("g_average")
             self.g_average.set_weights(self.g.get_weights())
             self.g_average.trainable = False
-            self.G_out = keras.Model(image, self.g_average(self.f(image)), name="G_average")
+            self.G_out = keras.Model(image, self.g_average(self.source_features(image)), name="G_average")
         self.pools = None  # none when off, so that checkpoints keep the paper's variables only
         if m.pool_size:
             shape = (size, size, s["channels"])
@@ -276,6 +296,8 @@ class DTN(TranslationModel):
         self.load_encoder(saved)
         if self.h is not None:
             self.train_h(data, folder)
+        if self.align is not None:
+            self.fit_alignment(data)
 
     def train_h(self, data, folder: Path) -> None:
         """Stage 1b: h, a classifier of the target domain, trained on the target's training images
@@ -306,6 +328,20 @@ class DTN(TranslationModel):
             self.h.save(folder / "h.tmp.keras")
             (folder / "h.tmp.keras").replace(saved)
         self.h.set_weights(keras.models.load_model(saved, compile=False).get_weights())
+
+    def fit_alignment(self, data) -> None:
+        """--align's statistics: f's features of the source's training images by their classes and
+        of the target's by the class h reads (f's classifier without L_SEM), from the images it reads
+        most surely (``more_confident``); checkpointed with g."""
+        source, target = data.images(data.source), data.images(data.target)
+        read = classifier.probabilities(self.h if self.h is not None else self.classifier, target)
+        labels, sure = np.argmax(read, axis=1), more_confident(read)
+        ratio = self.align.fit(classifier.outputs(self.f, source), data.source.labels,
+                               classifier.outputs(self.f, target[sure]), labels[sure])
+        print(f"--align: the target's within-class spread of f(x) over the source's, per class: "
+              f"{', '.join(f'{r:.2f}' for r in ratio)}" + "".join(
+                  f"; {name}: fewer than two different features in a domain (the target as h reads it), left unmoved"
+                  for name, r in zip(self.run_config.model.classes, ratio) if np.isnan(r)), file=sys.stderr)
 
     def load_encoder(self, path: Path) -> None:
         """f and its classifier head from a stage-1 file; a file that does not fit fails, saying why."""
@@ -344,7 +380,7 @@ class DTN(TranslationModel):
             d_loss = self.reduce(losses.dtn_discriminator_loss(
                 self.ternary(fake_s, y_s, 0), self.ternary(fake_t, y_t, 1), self.ternary(x_t, y_t, 2)), x_s)
         finite_d = self.apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator_roles)
-        f_s, finite_g = self.f(x_s), tf.constant(True)
+        f_s, finite_g = self.source_features(x_s), tf.constant(True)
         for k in range(self.run_config.model.g_steps):
             with tf.GradientTape() as tape:
                 fake_s, fake_t = self.g(f_s, training=True), self.G(x_t, training=True)
@@ -365,6 +401,13 @@ class DTN(TranslationModel):
                 self.update_average(self.step * self.run_config.model.g_steps + k)
         values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv, sem, ms)), d_loss)
         return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
+
+    def source_features(self, x):
+        """What g draws a source image from: f(x), with --align moved to the target's statistics
+        of the class f's classifier reads."""
+        if self.align is None:
+            return self.f(x)
+        return self.align(self.f(x), keras.ops.softmax(self.classifier(x)))
 
     def ternary(self, images, labels, k: int):
         """D's three logits for ``images`` as it sees them (``seen_by_d``, draw ``k``); with
@@ -408,7 +451,10 @@ class DTN(TranslationModel):
         return self.run_config.data.crop_size
 
     def readers(self) -> dict:
-        readers = {"encode": (self.f, "features", lambda v: tf.reshape(v, [tf.shape(v)[0], -1]))}
+        flat = lambda v: tf.reshape(v, [tf.shape(v)[0], -1])  # noqa: E731
+        readers = {"encode": (self.f, "features", flat)}
+        if self.align is not None:
+            readers["encode_aligned"] = (self.source_encoder, "features", flat)
         if self.classifier is not None:
             readers["classify"] = (self.classifier, "probabilities", tf.nn.softmax)
         return readers
@@ -416,7 +462,7 @@ class DTN(TranslationModel):
     def sample_rows(self, batch):
         source, target = batch
         n = min(len(source), len(target))
-        made_s, made_t = self.G_out(source[:n]).numpy(), self.G_out(target[:n]).numpy()
+        made_s, made_t = self.G_out(source[:n]).numpy(), self.G(target[:n]).numpy()
         return [[source[i], made_s[i], target[i], made_t[i]] for i in range(n)]
 
     def validate(self, held_out) -> dict:
@@ -425,8 +471,8 @@ class DTN(TranslationModel):
         with ``--judge``, how often the target-domain classifier does (overall and per class)."""
         x_s, labels, x_t = held_out
         made = self.G_out(x_s)
-        scores = {self.validation_key: float(tf.reduce_mean(losses.mse(self.f(x_s), self.f(made)))),
-                  "val_tid": float(tf.reduce_mean(losses.mse(x_t, self.G_out(x_t))))}
+        scores = {self.validation_key: float(tf.reduce_mean(losses.mse(self.source_features(x_s), self.f(made)))),
+                  "val_tid": float(tf.reduce_mean(losses.mse(x_t, self.G(x_t))))}
         if labels is not None and self.classifier is not None:
             scores["val_f_accuracy"] = classifier.accuracy(self.classifier, made.numpy(), labels)
         if labels is not None and self.h is not None:
@@ -447,6 +493,18 @@ def check_move(flag: str, eps: float, measured: float) -> None:
     if not 0.0 <= eps < 1.0:
         raise UsageError(f"{flag} {eps}: a move per pixel of images in [-1, 1], at least 0 and below 1 "
                          f"({measured} measured on the embedded digits)")
+
+
+def more_confident(probabilities: np.ndarray) -> np.ndarray:
+    """Which images are among the more confident half of those read as their class: a reader's
+    mistakes (the seed-0 h reads 126 of the embedded target's 413 sevens as ones) fall mostly in the less
+    confident half, and pull a class's statistics toward another class's (docs/methods/dtn.md)."""
+    read, confidence = np.argmax(probabilities, axis=1), np.max(probabilities, axis=1)
+    keep = np.zeros(len(read), bool)
+    for k in np.unique(read):
+        members = read == k
+        keep |= members & (confidence >= np.median(confidence[members]))
+    return keep
 
 
 def diversity(images: np.ndarray, labels: np.ndarray) -> float:

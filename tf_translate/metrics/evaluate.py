@@ -340,7 +340,7 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     x, labels, _ = dataset.held_out()
     real, real_labels = dataset.images(dataset.target_test), dataset.target_test.labels
     made = model((x + 1.0) / 2.0) * 2.0 - 1.0
-    features, features_made = model.encode((x + 1.0) / 2.0), model.encode((made + 1.0) / 2.0)
+    features, features_made = model.encode_source((x + 1.0) / 2.0), model.encode((made + 1.0) / 2.0)
     read = functools.partial(reading, made=made, x=x, labels=labels, real=real, real_labels=real_labels,
                              classes=dataset.classes)
     cnn = read(functools.partial(classifier.predict, judge))
@@ -359,6 +359,7 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
               "translated_source": float(np.mean(np.argmax(model.classify((made + 1.0) / 2.0), 1) == labels)),
               "real_target": float(np.mean(np.argmax(model.classify((real + 1.0) / 2.0), 1) == real_labels)),
               "constancy_mse": float(np.mean((features - features_made) ** 2)),
+              "aligned": "encode_aligned" in model.module.signatures,
               "feature_mean_square": float(np.mean(features ** 2))},
         "diversity": {"translated_source": diversity((made + 1.0) / 2.0, labels),
                       "real_target": diversity((real + 1.0) / 2.0, real_labels)},
@@ -706,7 +707,8 @@ def _transfer_markdown(report: dict) -> str:
              f"| f on the held-out source images | {f['source']:.2%} |",
              f"| f on G(source) | {f['translated_source']:.2%} |",
              f"| f on real held-out target images (how well f's classes carry over) | {f['real_target']:.2%} |",
-             f"| f-constancy MSE(f(x), f(G(x))) (mean f(x)^2: {f['feature_mean_square']:.4g}) | {f['constancy_mse']:.4g} |",
+             f"| f-constancy MSE({'f(x) moved by --align' if f.get('aligned') else 'f(x)'}, f(G(x))) (mean of its square: "
+             f"{f['feature_mean_square']:.4g}) | {f['constancy_mse']:.4g} |",
              f"| within-class diversity of G(source) / of real targets | {d['translated_source']:.3f} / "
              f"{d['real_target']:.3f} = {d['ratio']:.2f} |"]
     if "nearest_real_distance" in report:

@@ -105,20 +105,21 @@ def adversarial_examples(model: keras.Model, images, labels, eps: float, key) ->
     return tf.stop_gradient(tf.clip_by_value(images + delta, -1.0, 1.0))
 
 
-def logits(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """The logits ``model`` gives ``images``, ``batch`` at a time."""
+def outputs(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """What ``model`` gives ``images`` (a classifier's logits, an encoder's features), ``batch``
+    at a time."""
     return np.concatenate([np.asarray(model(images[i: i + batch], training=False))
                            for i in range(0, len(images), batch)])
 
 
 def probabilities(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:
     """Class probabilities (softmax of the logits) ``model`` gives ``images``."""
-    return tf.nn.softmax(logits(model, images, batch)).numpy()
+    return tf.nn.softmax(outputs(model, images, batch)).numpy()
 
 
 def predict(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:
     """Class indices ``model`` gives ``images``."""
-    return np.argmax(logits(model, images, batch), axis=1)
+    return np.argmax(outputs(model, images, batch), axis=1)
 
 
 def accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:

@@ -283,6 +283,54 @@ class FrameBlend(layers.Layer):
         return {**super().get_config(), "weights": self.blend}
 
 
+class ClassAlignment(layers.Layer):
+    """A feature vector moved from one domain's class statistics to another's (class-conditional
+    moment matching): ``max(0, sum_k p_k (mu_t[k] + r_k (v - mu_s[k])))`` for class probabilities
+    ``p``, with ``mu_s``, ``mu_t`` the class means of the two domains and ``r_k`` the ratio of the
+    second's within-class spread (RMS distance to the class mean) to the first's. The statistics
+    are weights set by ``fit``; until then it is the identity of non-negative features."""
+
+    def __init__(self, classes: int, features: int, **kwargs):
+        super().__init__(**kwargs)
+        self.classes, self.features = int(classes), int(features)
+        stat = lambda name, init, *shape: self.add_weight(  # noqa: E731
+            shape=shape, initializer=init, trainable=False, name=name)
+        self.source_mean = stat("source_mean", "zeros", self.classes, self.features)
+        self.target_mean = stat("target_mean", "zeros", self.classes, self.features)
+        self.ratio = stat("ratio", "ones", self.classes)
+
+    def fit(self, source, source_labels, target, target_labels) -> np.ndarray:
+        """Sets the statistics from features (any shape ending in ``features``) and integer
+        labels of each domain; returns the spread ratios. A class with fewer than two distinct
+        features in either domain is left where it is (ratio 1, the same means; NaN returned)."""
+        stats = []
+        for features, labels in ((source, source_labels), (target, target_labels)):
+            flat = np.reshape(features, (len(features), self.features)).astype(np.float64)
+            members = [flat[labels == k] for k in range(self.classes)]
+            means = np.stack([m.mean(0) if len(m) else np.zeros(self.features) for m in members])
+            spread = np.array([np.sqrt(np.mean(np.sum((m - means[k]) ** 2, 1))) if len(m) else np.nan
+                               for k, m in enumerate(members)])
+            stats.append((means, spread))
+        (source_mean, source_spread), (target_mean, target_spread) = stats
+        absent = ~((source_spread > 0) & (target_spread > 0))  # NaN is no spread: a class with one image or none
+        ratio = np.where(absent, np.nan, target_spread / np.where(absent, 1.0, source_spread))
+        target_mean[absent] = source_mean[absent]
+        for weight, value in ((self.source_mean, source_mean), (self.target_mean, target_mean),
+                              (self.ratio, np.where(absent, 1.0, ratio))):
+            weight.assign(value.astype(np.float32))
+        return ratio
+
+    def call(self, features, probabilities):
+        shape = tf.shape(features)
+        v = tf.reshape(tf.cast(features, tf.float32), [shape[0], 1, self.features])
+        moved = self.target_mean[None] + self.ratio[None, :, None] * (v - self.source_mean[None])
+        mixed = tf.nn.relu(tf.reduce_sum(tf.cast(probabilities, tf.float32)[:, :, None] * moved, axis=1))
+        return tf.cast(tf.reshape(mixed, shape), features.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes, "features": self.features}
+
+
 class ImagePool(layers.Layer):
     """History of generated images shown to a discriminator (Shrivastava et al. 2017), as in
     CycleGAN: while the pool is filling every image is stored and returned; afterwards, with
