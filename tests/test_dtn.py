@@ -475,6 +475,7 @@ def test_align_reads_the_targets_classes_from_the_more_confident_half_of_each():
     np.testing.assert_array_equal(more_confident(probabilities), [1, 1, 0, 0, 0, 1, 0, 1])
     assert more_confident(np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])).tolist() == [True, True, False]  # a class of one
 
+
 def test_digits_presets_paper_and_small():
     """--preset digits is the paper's objective; the default, digits-small, the same networks
     with alpha 5, beta 50, DiffAugment, L_SEM, a class-conditional D and an adversarially
