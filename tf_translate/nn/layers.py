@@ -288,10 +288,11 @@ class ClassAlignment(layers.Layer):
     moment matching): ``max(0, sum_k p_k (mu_t[k] + r_k (v - mu_s[k])))`` for class probabilities
     ``p``, with ``mu_s``, ``mu_t`` the class means of the two domains and ``r_k`` the ratio of the
     second's within-class spread (RMS distance to the class mean) to the first's. The statistics
-    are weights set by ``fit``; until then it is the identity of non-negative features."""
+    are weights set by ``fit``; until then it is the identity of non-negative features. Computed in
+    float32 under any precision policy: class means in bfloat16 would lose the differences."""
 
     def __init__(self, classes: int, features: int, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"dtype": "float32", **kwargs})
         self.classes, self.features = int(classes), int(features)
         stat = lambda name, init, *shape: self.add_weight(  # noqa: E731
             shape=shape, initializer=init, trainable=False, name=name)
