@@ -86,11 +86,15 @@ class Exported:
         """DTN's f(x) of float [0, 1] NHWC images at the training size: (batch, features)."""
         return self._read("encode", "features", images)
 
+    @property
+    def aligned(self) -> bool:
+        """Whether DTN was trained with --align (it exports encode_aligned)."""
+        return "encode_aligned" in self.module.signatures
+
     def encode_source(self, images: np.ndarray) -> np.ndarray:
         """What DTN's g draws a source image from: f(x), moved to the target's class statistics
-        when the model was trained with --align (its encode_aligned signature)."""
-        return self._read("encode_aligned" if "encode_aligned" in self.module.signatures else "encode", "features",
-                          images)
+        when the model was trained with --align."""
+        return self._read("encode_aligned" if self.aligned else "encode", "features", images)
 
     def _read(self, name: str, key: str, images: np.ndarray) -> np.ndarray:
         if name not in self.module.signatures:

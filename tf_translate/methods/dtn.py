@@ -405,9 +405,10 @@ class DTN(TranslationModel):
     def source_features(self, x):
         """What g draws a source image from: f(x), with --align moved to the target's statistics
         of the class f's classifier reads."""
+        features = self.f(x)
         if self.align is None:
-            return self.f(x)
-        return self.align(self.f(x), keras.ops.softmax(self.classifier(x)))
+            return features
+        return self.align(features, keras.ops.softmax(classifier.head(self.classifier, features)))
 
     def ternary(self, images, labels, k: int):
         """D's three logits for ``images`` as it sees them (``seen_by_d``, draw ``k``); with

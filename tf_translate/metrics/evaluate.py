@@ -359,7 +359,7 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
               "translated_source": float(np.mean(np.argmax(model.classify((made + 1.0) / 2.0), 1) == labels)),
               "real_target": float(np.mean(np.argmax(model.classify((real + 1.0) / 2.0), 1) == real_labels)),
               "constancy_mse": float(np.mean((features - features_made) ** 2)),
-              "aligned": "encode_aligned" in model.module.signatures,
+              "aligned": model.aligned,
               "feature_mean_square": float(np.mean(features ** 2))},
         "diversity": {"translated_source": diversity((made + 1.0) / 2.0, labels),
                       "real_target": diversity((real + 1.0) / 2.0, real_labels)},

@@ -24,6 +24,12 @@ def with_head(encoder: keras.Model, classes: int, name: str = "classifier") -> k
     return keras.Model(encoder.input, logits, name=name)
 
 
+def head(model: keras.Model, features):
+    """The logits a ``with_head`` classifier gives for its encoder's ``features`` (the encoder
+    not run again)."""
+    return model.get_layer("logits")(model.get_layer("flat")(features))
+
+
 def train(model: keras.Model, batches: Callable, *, steps: int, lr: float, folder: Path | None = None,
           checkpoint_every: int = 200, describe: str = "classifier", adversarial: float = 0.0,
           seed: int = 0) -> None:
