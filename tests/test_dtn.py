@@ -392,6 +392,7 @@ def test_evaluate_reports_the_papers_measure(trained_dtn, tmp_path):
     assert evaluate.nearest_distance(np.roll(bank[:4], 3, axis=2), bank) > 0.05
     assert 0 < report["nearest_real_distance"]["translated_source"] < 1
     assert 0 <= report["stray_ink"]["translated_source"] <= 1 and "stray marks" in text
+    assert 0 <= report["in_pieces"]["real_target"] <= 1 and "more than one piece" in text
 
 
 def test_stray_ink_is_the_share_outside_the_largest_stroke():
@@ -404,6 +405,10 @@ def test_stray_ink_is_the_share_outside_the_largest_stroke():
     assert evaluate.stray_ink(digit) == pytest.approx(2 / 18)
     digit[0, 10, 7] = 1.0  # a diagonal neighbour of the stroke belongs to it (8-connected)
     assert evaluate.stray_ink(digit) == pytest.approx(2 / 19)
+    clean = np.zeros_like(digit)
+    clean[0, 2:10, 5:7] = 0.9
+    assert evaluate.in_pieces(np.concatenate([digit, clean, np.zeros_like(digit)])) == pytest.approx(1 / 3)
+    assert sorted(evaluate.pieces(digit[0])) == pytest.approx([1.0, 1.0, 17.0])
 
 
 def test_panel_rows_show_the_most_different_drawings_of_a_class():

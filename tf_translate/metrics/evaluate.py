@@ -283,23 +283,27 @@ def nearest_distance(images: np.ndarray, bank: np.ndarray) -> float:
     return float(np.mean(np.sqrt(np.maximum(squared.min(1), 0.0) / a.shape[1])))
 
 
-def stray_ink(images: np.ndarray, threshold: float = 0.5) -> float:
-    """The mean share of each drawing's ink (pixels above ``threshold``, images in [0, 1]
-    with light strokes on dark) outside its largest 8-connected stroke: dots and stubs beside
-    a digit, with no classifier involved. A clean digit scores 0 (an i's dot would not)."""
+def pieces(image: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """The ink (summed intensity) of each 8-connected piece of a drawing (in [0, 1], light
+    strokes on dark; ink is above ``threshold``), in no particular order."""
     from scipy import ndimage
 
-    shares = []
-    for image in images:
-        grey = image.mean(-1) if image.ndim == 3 else image
-        ink = grey > threshold
-        parts, n = ndimage.label(ink, structure=np.ones((3, 3)))
-        if n < 2:
-            shares.append(0.0)
-            continue
-        sizes = ndimage.sum(grey, parts, index=np.arange(1, n + 1))
-        shares.append(float(1.0 - sizes.max() / sizes.sum()))
-    return float(np.mean(shares))
+    grey = image.mean(-1) if image.ndim == 3 else image
+    parts, n = ndimage.label(grey > threshold, structure=np.ones((3, 3)))
+    return np.asarray(ndimage.sum(grey, parts, index=np.arange(1, n + 1)), np.float64).reshape(n)
+
+
+def stray_ink(images: np.ndarray, threshold: float = 0.5) -> float:
+    """The mean share of each drawing's ink outside its largest 8-connected piece (``pieces``):
+    dots beside a digit and pieces of a broken stroke, with no classifier involved. A clean
+    digit scores 0 (an i's dot would not)."""
+    inks = [pieces(image, threshold) for image in images]
+    return float(np.mean([1.0 - ink.max() / ink.sum() if len(ink) > 1 else 0.0 for ink in inks]))
+
+
+def in_pieces(images: np.ndarray, threshold: float = 0.5) -> float:
+    """The share of drawings whose ink is more than one 8-connected piece (``pieces``)."""
+    return float(np.mean([len(pieces(image, threshold)) > 1 for image in images]))
 
 
 def varied(images: np.ndarray, among: np.ndarray, n: int) -> list[int]:
@@ -323,7 +327,8 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     architecture, so two judges of other families (``pixel_judges``) read them too, and a class
     on which the judges disagree by more than 15 points is named; the distance from each
     translation to its nearest real target training image, beside real held-out targets' own,
-    and the share of ink outside each drawing's largest stroke (``stray_ink``) need no judge.
+    the share of ink outside each drawing's largest stroke (``stray_ink``) and the share of
+    drawings in more than one piece (``in_pieces``) need no judge.
     Because f is a classifier, a g that draws one fixed image per class could score well, so
     also: f's own held-out accuracy, the f-constancy error, and the within-class diversity of
     the translations against that of real target images. With ``pictures``: a
@@ -355,6 +360,7 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
         "nearest_real_distance": {"translated_source": nearest_distance((made + 1.0) / 2.0, bank),
                                   "real_target": nearest_distance((real + 1.0) / 2.0, bank)},
         "stray_ink": {"translated_source": stray_ink((made + 1.0) / 2.0), "real_target": stray_ink((real + 1.0) / 2.0)},
+        "in_pieces": {"translated_source": in_pieces((made + 1.0) / 2.0), "real_target": in_pieces((real + 1.0) / 2.0)},
         "f": {"source": float(np.mean(np.argmax(model.classify((x + 1.0) / 2.0), 1) == labels)),
               "translated_source": float(np.mean(np.argmax(model.classify((made + 1.0) / 2.0), 1) == labels)),
               "real_target": float(np.mean(np.argmax(model.classify((real + 1.0) / 2.0), 1) == real_labels)),
@@ -719,6 +725,10 @@ def _transfer_markdown(report: dict) -> str:
         k = report["stray_ink"]
         lines.append(f"| share of ink outside each drawing's largest stroke (stray marks): G(source) / real held-out "
                      f"targets | {k['translated_source']:.2%} / {k['real_target']:.2%} |")
+    if "in_pieces" in report:
+        k = report["in_pieces"]
+        lines.append(f"| drawings in more than one piece (a broken stroke or a mark beside it): G(source) / real "
+                     f"held-out targets | {k['translated_source']:.1%} / {k['real_target']:.1%} |")
     if "panel" in report:
         lines += ["", f"Panel: `{report['panel']}`"]
     return "\n".join(lines) + "\n"
