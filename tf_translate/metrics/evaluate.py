@@ -344,8 +344,11 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     judge = target_classifier(dataset, None if classifier_path is None else Path(classifier_path))
     x, labels, _ = dataset.held_out()
     real, real_labels = dataset.images(dataset.target_test), dataset.target_test.labels
-    made = model((x + 1.0) / 2.0) * 2.0 - 1.0
-    features, features_made = model.encode_source((x + 1.0) / 2.0), model.encode((made + 1.0) / 2.0)
+    # the measures read images in [0, 1]: the source, its translations and real held-out targets
+    x01, real01 = (x + 1.0) / 2.0, (real + 1.0) / 2.0
+    drawn = model(x01)
+    made = drawn * 2.0 - 1.0
+    features, features_made = model.encode_source(x01), model.encode(drawn)
     read = functools.partial(reading, made=made, x=x, labels=labels, real=real, real_labels=real_labels,
                              classes=dataset.classes)
     cnn = read(functools.partial(classifier.predict, judge))
@@ -357,18 +360,18 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
         "target_classifier": cnn, "other_judges": others,
         "judges_disagree": [name for name in cnn["translated_per_class"]
                             if np.ptp([j["translated_per_class"][name] for j in judges]) > 0.15],
-        "nearest_real_distance": {"translated_source": nearest_distance((made + 1.0) / 2.0, bank),
-                                  "real_target": nearest_distance((real + 1.0) / 2.0, bank)},
-        "stray_ink": {"translated_source": stray_ink((made + 1.0) / 2.0), "real_target": stray_ink((real + 1.0) / 2.0)},
-        "in_pieces": {"translated_source": in_pieces((made + 1.0) / 2.0), "real_target": in_pieces((real + 1.0) / 2.0)},
-        "f": {"source": float(np.mean(np.argmax(model.classify((x + 1.0) / 2.0), 1) == labels)),
-              "translated_source": float(np.mean(np.argmax(model.classify((made + 1.0) / 2.0), 1) == labels)),
-              "real_target": float(np.mean(np.argmax(model.classify((real + 1.0) / 2.0), 1) == real_labels)),
+        "nearest_real_distance": {"translated_source": nearest_distance(drawn, bank),
+                                  "real_target": nearest_distance(real01, bank)},
+        "stray_ink": {"translated_source": stray_ink(drawn), "real_target": stray_ink(real01)},
+        "in_pieces": {"translated_source": in_pieces(drawn), "real_target": in_pieces(real01)},
+        "f": {"source": float(np.mean(np.argmax(model.classify(x01), 1) == labels)),
+              "translated_source": float(np.mean(np.argmax(model.classify(drawn), 1) == labels)),
+              "real_target": float(np.mean(np.argmax(model.classify(real01), 1) == real_labels)),
               "constancy_mse": float(np.mean((features - features_made) ** 2)),
               "aligned": model.aligned,
               "feature_mean_square": float(np.mean(features ** 2))},
-        "diversity": {"translated_source": diversity((made + 1.0) / 2.0, labels),
-                      "real_target": diversity((real + 1.0) / 2.0, real_labels)},
+        "diversity": {"translated_source": diversity(drawn, labels),
+                      "real_target": diversity(real01, real_labels)},
     }
     report["diversity"]["ratio"] = report["diversity"]["translated_source"] / report["diversity"]["real_target"]
     rows = [[image for i in varied(x, np.flatnonzero(labels == k), 6) for image in (x[i], made[i])]
