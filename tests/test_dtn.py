@@ -15,6 +15,7 @@ from tests.conftest import tiny_config
 from tf_translate import data as tf_data
 from tf_translate import registry
 from tf_translate.data.images import DataError
+from tf_translate.errors import UsageError
 from tf_translate.export import Exported
 from tf_translate.nn import classifier, losses
 from tf_translate.training import trainer
@@ -208,13 +209,19 @@ def test_instance_noise_is_seeded_by_step_and_off_by_default(tmp_path, transfer_
 
 def test_d_augment_shifts_and_cuts_what_d_sees_seeded_by_step(tmp_path, transfer_dir):
     """--d-augment: every image D sees, real or made, goes through DiffAugment drawn from
-    (seed, step, k), and D still learns through it."""
-    _, data, model = build(tmp_path, transfer_dir, model={"d_augment": True})
+    (seed, step, k), shifted only unless --d-cutout asks for a blanked square, and D still
+    learns through it."""
     images = tf.ones([4, 32, 32, 1])
+    _, _, shifted = build(tmp_path / "shift", transfer_dir, model={"d_augment": True})
+    for image in shifted.seen_by_d(images, 0).numpy()[..., 0] == 1.0:  # what is left is one rectangle
+        assert image.sum() == image.any(0).sum() * image.any(1).sum() >= 28 * 28
+    _, data, model = build(tmp_path, transfer_dir, model={"d_augment": True, "d_cutout": 0.5})
     first, again, other = model.seen_by_d(images, 0), model.seen_by_d(images, 0), model.seen_by_d(images, 1)
     np.testing.assert_array_equal(first.numpy(), again.numpy())
     assert not np.array_equal(first.numpy(), other.numpy())
     assert np.all(np.sum(first.numpy() == -1.0, axis=(1, 2, 3)) >= 16 * 16 // 4)  # a cutout, at least clipped
+    with pytest.raises(UsageError, match="--d-cutout 1.0"):
+        build(tmp_path / "whole", transfer_dir, model={"d_augment": True, "d_cutout": 1.0})
     batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
     before = [w.numpy() for w in model.D.trainable_weights]
     assert np.isfinite(float(model.train_step(batch)["D"]))
@@ -327,9 +334,11 @@ def test_export_signatures_and_parity(trained_dtn, tmp_path):
     keras_model = trainer.restore(tf_data.load("transfer", cfg).complete(cfg))
     np.testing.assert_allclose(out, (keras_model.G_source(x * 2 - 1).numpy() + 1) / 2, atol=1e-5)
     align = keras_model.align
-    mean_s, mean_t, ratio = (w.numpy() for w in (align.source_mean, align.target_mean, align.ratio))
+    mean_s, mean_t, ratio, projection = (w.numpy() for w in (align.source_mean, align.target_mean, align.ratio,
+                                                             align.projection))
     assert np.any(mean_s != mean_t) and np.any(mean_s != 0)
-    moved = np.einsum("bk,bkd->bd", model.classify(x), mean_t + ratio[:, None] * (model.encode(x)[:, None] - mean_s))
+    deviation = np.einsum("bkf,kfg->bkg", model.encode(x)[:, None] - mean_s, projection)
+    moved = np.einsum("bk,bkd->bd", model.classify(x), mean_t + ratio[:, None] * deviation)
     np.testing.assert_allclose(model.encode_source(x), np.maximum(moved, 0), rtol=1e-4, atol=1e-4)
     report = __import__("json").loads((version / "tflite_parity.json").read_text())
     assert report["signatures"]["translate"]["max_abs_error"] < 1e-4
@@ -467,6 +476,34 @@ def test_class_alignment_moves_each_class_to_the_targets_mean_and_spread():
     half = layer(tf.constant(source[:1], tf.float32), tf.constant([[0.5, 0.5, 0.0]])).numpy()
     both = layer(tf.constant(np.repeat(source[:1], 2, 0), tf.float32), tf.one_hot([0, 1], 3)).numpy()
     np.testing.assert_allclose(half[0], both.mean(0), rtol=1e-5)
+
+
+def test_class_alignment_keeps_only_the_directions_a_target_class_varies_along():
+    """With a share below 1, a source image's deviation from its class mean is kept along the
+    principal directions of the target's class and dropped along the others, and scaled so the
+    moved class has the target's spread."""
+    from tf_translate.nn.layers import ClassAlignment
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 200)
+    source = 10 + rng.normal(0, 1, (400, 4))
+    target = np.full((400, 4), 50.0)
+    target[:200, :2] += rng.normal(0, 2, (200, 2))  # class 0 varies along the first two features only,
+    target[200:, 2:] += rng.normal(0, 3, (200, 2))  # class 1 along the last two
+    layer = ClassAlignment(2, 4, 0.9)
+    layer.fit(source, labels, target, labels)
+    moved = layer(tf.constant(source, tf.float32), tf.one_hot(labels, 2)).numpy()
+    spread = lambda v: np.sqrt(np.mean(np.sum((v - v.mean(0)) ** 2, 1)))  # noqa: E731
+    np.testing.assert_allclose(moved[:200, 2:], 50.0, rtol=1e-5)
+    np.testing.assert_allclose(moved[200:, :2], 50.0, rtol=1e-5)
+    for k in (0, 1):
+        assert spread(moved[labels == k]) == pytest.approx(spread(target[labels == k]), rel=1e-4)
+        kept = slice(0, 2) if k == 0 else slice(2, 4)  # along the kept directions the source's own deviations
+        assert np.corrcoef(moved[labels == k][:, kept].ravel(), source[labels == k][:, kept].ravel())[0, 1] > 0.99
+    # share 1 keeps every direction, as the unprojected move
+    whole = ClassAlignment(2, 4)
+    whole.fit(source, labels, target, labels)
+    np.testing.assert_allclose(whole.projection.numpy(), np.stack([np.eye(4)] * 2))
 
 
 def test_align_reads_the_targets_classes_from_the_more_confident_half_of_each():

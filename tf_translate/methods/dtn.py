@@ -40,6 +40,10 @@ G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM", "MS")
 FLAGGED = ("alpha", "beta", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "align", "channels")
 # what reads the source's classes (L_SEM, a class-conditional D, the class alignment), and its value when off
 NEED_CLASSES = {"semantic": 0.0, "conditional_d": False, "align": False}
+# --align moves a source image's deviation from its class mean within the principal directions that hold
+# this share of the target's variance in the class: the rest, f's features of the source alone, g could
+# keep only with marks no target image has (docs/methods/dtn.md)
+ALIGN_SHARE = 0.9
 # stage 1b: h learns from the target images that f's classifier reads with this probability or more
 CONFIDENT = 0.9
 
@@ -78,9 +82,13 @@ class DTNConfig:
                                       "and generated (Sonderby et al. 2016), so that D cannot separate them "
                                       "perfectly; 0: off, as in the paper")
     d_augment: bool | None = opt(None, "D sees every image, real and generated, randomly shifted (up to 1/8 of "
-                                        "its side) and with a square of half its side blanked, differentiably "
+                                        "its side) and with --d-cutout's square blanked, differentiably "
                                         "(DiffAugment, Zhao et al. 2020), so that D cannot memorise a small target "
                                         "set; default: the preset's (on for digits-small; the paper has none)")
+    d_cutout: float = opt(0.0, "with --d-augment, the side of the square DiffAugment blanks in every image D sees, "
+                                "as a share of the image's side (DiffAugment's own: 0.5); 0: shifts only, as "
+                                "measured on the embedded digits, where 0.5 breaks 28%% of real digits into pieces "
+                                "and D then passes g's broken strokes (docs/methods/dtn.md)")
     conditional_d: bool | None = opt(None, "D judges each image as a drawing of its class: ternary logits of its "
                                             "own per class added to the shared ones (a class-conditional D, as "
                                             "in conditional GANs), G(x) of a source x read as x's class, a target "
@@ -88,10 +96,12 @@ class DTNConfig:
                                             "that a nine drawn as a real three is a fake nine; not in the paper; "
                                             "default: the preset's (on for digits-small; the paper's D is not)")
     align: bool | None = opt(None, "g draws a source image x from f(x) moved to the target's statistics of x's class "
-                                    "(its class read by f's classifier): max(0, sum_k p_k(x) (mu_t[k] + r_k (f(x) - "
+                                    "(its class read by f's classifier): max(0, sum_k p_k(x) (mu_t[k] + r_k P_k (f(x) - "
                                     "mu_s[k]))), mu the class means of f's features on each domain's training images "
-                                    "(the target's as h reads them, from the surer half of each class), r_k the "
-                                    "ratio of their within-class spreads, set before stage 2; L_CONST compares "
+                                    "(the target's as h reads them, from the surer half of each class), P_k the "
+                                    "projection onto the principal directions holding 90%% of the target's variance "
+                                    "in the class, r_k the ratio of the target's within-class spread to the "
+                                    "source's projected one, set before stage 2; L_CONST compares "
                                     "f(G(x)) with it. Class-conditional moment matching, not in the paper: f, trained "
                                     "on the source, spreads its digits less than the target's, and g then draws them "
                                     "alike; default: the preset's (on for digits-small; docs/methods/dtn.md)")
@@ -192,6 +202,8 @@ class DTN(TranslationModel):
         if size != side:
             raise UsageError(f"--preset {m.preset}: g draws {side}x{side} images; train at that size "
                              f"(--image-size {side} --load-size {side}), not {size}")
+        if not 0.0 <= m.d_cutout < 1.0:
+            raise UsageError(f"--d-cutout {m.d_cutout}: a share of the image's side, at least 0 and below 1")
         self.f = networks.dtn_encoder(size=size, in_channels=s["channels"], widths=(64, 128, 256, m.features))
         self.f.trainable = False
         # f with its stage-1 head; none when the source is unlabelled (f then comes from --encoder)
@@ -231,7 +243,7 @@ class DTN(TranslationModel):
             if self.classifier is None:
                 raise DataError("--align: f(x) is moved by its class, and this source is unlabelled: put its "
                                 "images in one folder per class, or use --no-align")
-            self.align = layers.ClassAlignment(len(m.classes), m.features, name="align")
+            self.align = layers.ClassAlignment(len(m.classes), m.features, ALIGN_SHARE, name="align")
         # what translates a source image (G itself without --align); a target image is drawn by G
         self.G_source = self.G
         if self.align is not None:
@@ -420,11 +432,12 @@ class DTN(TranslationModel):
         return heads[:, 0] + tf.gather(heads[:, 1:], labels, batch_dims=1)
 
     def seen_by_d(self, images, k: int):
-        """``images`` as D sees them: with ``--d-augment`` shifted and cut out, with
+        """``images`` as D sees them: with ``--d-augment`` shifted (and cut out by ``--d-cutout``), with
         ``--instance-noise`` plus Gaussian noise, drawn from (seed, step, ``k``), so that a
         resumed run draws the same."""
         if self.settings["d_augment"]:
-            images = diff_augment(images, seeding.derive(self.seed, seeding.AUGMENT, self.step, k))
+            images = diff_augment(images, seeding.derive(self.seed, seeding.AUGMENT, self.step, k),
+                                  cutout=self.run_config.model.d_cutout)
         sigma = self.run_config.model.instance_noise
         if not sigma:
             return images

@@ -283,53 +283,73 @@ class FrameBlend(layers.Layer):
         return {**super().get_config(), "weights": self.blend}
 
 
+def principal(deviations: np.ndarray, share: float) -> np.ndarray:
+    """The projection onto the fewest principal directions of ``deviations`` (rows, about their
+    mean) that hold ``share`` of their variance; the identity for ``share`` 1 or fewer than two rows."""
+    dims = deviations.shape[1]
+    if share >= 1 or len(deviations) < 2:
+        return np.eye(dims)
+    _, values, directions = np.linalg.svd(deviations, full_matrices=False)
+    held = np.cumsum(values**2) / max(np.sum(values**2), np.finfo(float).tiny)
+    basis = directions[: int(np.searchsorted(held, share)) + 1]
+    return basis.T @ basis
+
+
 class ClassAlignment(layers.Layer):
     """A feature vector moved from one domain's class statistics to another's (class-conditional
-    moment matching): ``max(0, sum_k p_k (mu_t[k] + r_k (v - mu_s[k])))`` for class probabilities
-    ``p``, with ``mu_s``, ``mu_t`` the class means of the two domains and ``r_k`` the ratio of the
-    second's within-class spread (RMS distance to the class mean) to the first's. The statistics
-    are weights set by ``fit``; until then it is the identity of non-negative features. Computed in
-    float32 under any precision policy: class means in bfloat16 would lose the differences."""
+    moment matching): ``max(0, sum_k p_k (mu_t[k] + r_k P_k (v - mu_s[k])))`` for class
+    probabilities ``p``, with ``mu_s``, ``mu_t`` the class means of the two domains, ``P_k`` the
+    projection onto the principal directions that hold ``share`` of the second domain's
+    within-class variance (its features of a class vary along those and hardly any other), and
+    ``r_k`` the ratio of the second's within-class spread (RMS distance to the class mean) to the
+    first's projected one. The statistics are weights set by ``fit``; until then it is the
+    identity of non-negative features. Computed in float32 under any precision policy: class
+    means in bfloat16 would lose the differences."""
 
-    def __init__(self, classes: int, features: int, **kwargs):
+    def __init__(self, classes: int, features: int, share: float = 1.0, **kwargs):
         super().__init__(**{"dtype": "float32", **kwargs})
-        self.classes, self.features = int(classes), int(features)
+        self.classes, self.features, self.share = int(classes), int(features), float(share)
         stat = lambda name, init, *shape: self.add_weight(  # noqa: E731
             shape=shape, initializer=init, trainable=False, name=name)
         self.source_mean = stat("source_mean", "zeros", self.classes, self.features)
         self.target_mean = stat("target_mean", "zeros", self.classes, self.features)
         self.ratio = stat("ratio", "ones", self.classes)
+        self.projection = stat("projection", lambda shape, dtype=None: tf.eye(  # noqa: E731
+            self.features, batch_shape=[self.classes], dtype=dtype), self.classes, self.features, self.features)
 
     def fit(self, source, source_labels, target, target_labels) -> np.ndarray:
         """Sets the statistics from features (any shape ending in ``features``) and integer
         labels of each domain; returns the spread ratios. A class with fewer than two distinct
         features in either domain is left where it is (ratio 1, the same means; NaN returned)."""
-        stats = []
+        members = []
         for features, labels in ((source, source_labels), (target, target_labels)):
             flat = np.reshape(features, (len(features), self.features)).astype(np.float64)
-            members = [flat[labels == k] for k in range(self.classes)]
-            means = np.stack([m.mean(0) if len(m) else np.zeros(self.features) for m in members])
-            spread = np.array([np.sqrt(np.mean(np.sum((m - means[k]) ** 2, 1))) if len(m) else np.nan
-                               for k, m in enumerate(members)])
-            stats.append((means, spread))
-        (source_mean, source_spread), (target_mean, target_spread) = stats
+            members.append([flat[labels == k] for k in range(self.classes)])
+        mean = lambda m: m.mean(0) if len(m) else np.zeros(self.features)  # noqa: E731
+        rms = lambda d: np.sqrt(np.mean(np.sum(d**2, 1))) if len(d) else np.nan  # noqa: E731
+        source_mean, target_mean = (np.stack([mean(m) for m in domain]) for domain in members)
+        projection = np.stack([principal(m - mean(m), self.share) for m in members[1]])
+        source_spread = np.array([rms((m - mean(m)) @ p) for m, p in zip(members[0], projection)])
+        target_spread = np.array([rms(m - mean(m)) for m in members[1]])
         absent = ~((source_spread > 0) & (target_spread > 0))  # NaN is no spread: a class with one image or none
         ratio = np.where(absent, np.nan, target_spread / np.where(absent, 1.0, source_spread))
         target_mean[absent] = source_mean[absent]
+        projection[absent] = np.eye(self.features)
         for weight, value in ((self.source_mean, source_mean), (self.target_mean, target_mean),
-                              (self.ratio, np.where(absent, 1.0, ratio))):
+                              (self.ratio, np.where(absent, 1.0, ratio)), (self.projection, projection)):
             weight.assign(value.astype(np.float32))
         return ratio
 
     def call(self, features, probabilities):
         shape = tf.shape(features)
         v = tf.reshape(tf.cast(features, tf.float32), [shape[0], 1, self.features])
-        moved = self.target_mean[None] + self.ratio[None, :, None] * (v - self.source_mean[None])
+        deviation = tf.einsum("bkf,kfg->bkg", v - self.source_mean[None], self.projection)
+        moved = self.target_mean[None] + self.ratio[None, :, None] * deviation
         mixed = tf.nn.relu(tf.reduce_sum(tf.cast(probabilities, tf.float32)[:, :, None] * moved, axis=1))
         return tf.cast(tf.reshape(mixed, shape), features.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "classes": self.classes, "features": self.features}
+        return {**super().get_config(), "classes": self.classes, "features": self.features, "share": self.share}
 
 
 class ImagePool(layers.Layer):
