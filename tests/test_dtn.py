@@ -194,6 +194,20 @@ def test_history_pool_feeds_d_and_is_off_by_default(tmp_path, transfer_dir):
     assert sum("pool" in v.path for v in model.variables) == 4
 
 
+def test_l_stroke_is_off_by_default_and_weighs_in_g_s_loss(tmp_path, transfer_dir, monkeypatch):
+    # a g just initialised draws no marks, so L_STROKE is stood in for by a fixed share per drawing
+    monkeypatch.setattr(losses, "stray_ink", lambda images: tf.fill(tf.shape(images)[:1], 0.25))
+    totals = {}
+    for weight in (0.0, 2.0):
+        _, data, model = build(tmp_path / str(weight), transfer_dir, model={"stroke": weight, "g_steps": 1})
+        batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+        logs = model.train_step(batch)
+        totals[weight] = float(logs["G_total"])
+        assert float(logs["STROKE"]) == (0.5 if weight else 0.0)  # G(source)'s and G(target)'s
+    assert build(tmp_path / "default", transfer_dir)[2].run_config.model.stroke == 0.0
+    assert totals[2.0] - totals[0.0] == pytest.approx(1.0, abs=1e-4)
+
+
 def test_instance_noise_is_seeded_by_step_and_off_by_default(tmp_path, transfer_dir):
     _, _, plain = build(tmp_path / "plain", transfer_dir, model={"preset": "digits"})
     images = tf.zeros([2, 32, 32, 1])
@@ -418,6 +432,37 @@ def test_stray_ink_is_the_share_outside_the_largest_stroke():
     clean[0, 2:10, 5:7] = 0.9
     assert evaluate.in_pieces(np.concatenate([digit, clean, np.zeros_like(digit)])) == pytest.approx(1 / 3)
     assert sorted(evaluate.pieces(digit[0])) == pytest.approx([1.0, 1.0, 17.0])
+
+
+def test_l_stroke_is_the_ink_apart_from_the_largest_stroke_and_darkens_only_it():
+    from tf_translate.metrics import evaluate
+
+    ink = np.zeros((4, 12, 12, 1), np.float32)
+    ink[0, 2:10, 5:7] = 1.0  # a stroke of 16 pixels,
+    ink[0, 4, 7] = 0.3  # a faint pixel of it,
+    ink[0, 2, 10] = ink[0, 11, 0] = 0.8  # two dots apart from it
+    ink[1, 1:3, 1:3] = 1.0  # the second drawing: a blob of 4 pixels and a longer stroke apart from it
+    ink[1, 9, 2:10] = 1.0
+    ink[2] = np.where(ink[0] == 1.0, 1.0, 0.15)  # the third: the first's stroke on a faint haze
+    ink[3, 2:10, 2] = 1.0  # the fourth: a stroke, and a row of dots joined to it by fainter ink,
+    ink[3, 10, 2:10, 0] = [0.8, 0.3] * 4
+    for image, got in zip(ink, losses.largest_stroke(tf.constant(ink), 0.5).numpy()):
+        assert (image * got).sum() == pytest.approx(evaluate.pieces(image).max())  # the piece evaluate counts
+    mask = losses.largest_stroke(tf.constant(ink), 0.2).numpy()
+    assert mask[0, 2:10, 5:7].all() and mask[0, 4, 7] and mask[0].sum() == 17 and mask[1, 9, 2:10].all()
+    assert mask[3].sum() == 16  # which at 0.2 is part of the stroke: no mark (g learns to draw such rows)
+    images = tf.constant(ink * 2 - 1)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        stray = losses.stray_ink(images)
+    np.testing.assert_allclose(stray, [1.6 / 17.9, 4 / 12, 0.0, 0.0], rtol=1e-4)  # haze is no mark
+    darken = tape.gradient(stray, images).numpy()
+    marks = (0, [2, 11], [10, 0]), (1, slice(1, 3), slice(1, 3))
+    for mark in marks:
+        assert (darken[mark] > 0).all()  # descent darkens the marks
+        darken[mark] = 0
+    assert not darken.any()  # and nothing else: the digit, its faint parts, the haze
+    assert float(losses.stray_ink(-tf.ones((1, 12, 12, 1)))[0]) == 0.0  # a blank page
 
 
 def test_panel_rows_show_the_most_different_drawings_of_a_class():

@@ -112,6 +112,41 @@ def anisotropic_total_variation(images):
     return absolute(images[:, 1:, :, :] - images[:, :-1, :, :]) + absolute(images[:, :, 1:, :] - images[:, :, :-1, :])
 
 
+
+def largest_stroke(ink, threshold: float = 0.5):
+    """Which pixels of each drawing (``ink`` in [0, 1], light strokes on dark, ``(batch, H, W,
+    1)``) lie in its largest 8-connected piece of ink above ``threshold`` (by summed ink), as 0
+    or 1 without gradient: every inked pixel starts with its own number, and 3x3 max pooling
+    spreads the largest number through each piece until none changes."""
+    ink = tf.stop_gradient(ink)
+    on = ink > threshold
+    n, h, w = tf.shape(ink)[0], ink.shape[1], ink.shape[2]
+    numbers = tf.where(on, tf.reshape(tf.range(1, h * w + 1, dtype=ink.dtype), [1, h, w, 1]), tf.zeros_like(ink))
+
+    def spread(labels, _):
+        wider = tf.where(on, tf.nn.max_pool2d(labels, 3, 1, "SAME"), labels)
+        return wider, tf.reduce_any(wider > labels)
+
+    labels, _ = tf.while_loop(lambda labels, changed: changed, spread, (numbers, tf.constant(True)),
+                              maximum_iterations=h * w)
+    piece = tf.cast(labels, tf.int32) + (h * w + 1) * tf.range(n)[:, None, None, None]
+    piece_ink = tf.gather(tf.math.unsorted_segment_sum(ink, piece, n * (h * w + 1)), piece) * tf.cast(on, ink.dtype)
+    largest = tf.reduce_max(piece_ink, axis=[1, 2, 3], keepdims=True)
+    return tf.cast(tf.logical_and(piece_ink >= largest, largest > 0), ink.dtype)
+
+
+def stray_ink(images, threshold: float = 0.2):
+    """L_STROKE per sample (``images`` in [-1, 1], light strokes on dark): the share of a drawing's
+    ink in pieces apart from its largest stroke (``largest_stroke``, pieces of ink above
+    ``threshold``): dots and strokes beside the digit. Its gradient darkens those pieces only,
+    until they fade below ``threshold``; the digit itself, faint parts and all, is one piece and
+    untouched, and a page with one piece or none costs nothing."""
+    ink = (tf.reduce_mean(wide(images), axis=-1, keepdims=True) + 1.0) / 2.0
+    marks = tf.cast(ink > threshold, ink.dtype) - largest_stroke(ink, threshold)
+    total = lambda x: tf.reduce_sum(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)  # noqa: E731
+    return total(ink * tf.stop_gradient(marks)) / (tf.stop_gradient(total(ink)) + 1e-3)
+
+
 # DTN's ternary discriminator classes: G(x) of a source x, G(x) of a target x, a real target x.
 FAKE_SOURCE, FAKE_TARGET, REAL_TARGET = range(3)
 
