@@ -186,8 +186,9 @@ class DTN(TranslationModel):
     with ``conditional_d`` D's logits are its shared three plus three of the image's class
     (x_s's, and for a target image h's reading), so that D learns what a real drawing of each
     class looks like; with ``encoder_eps`` stage 1 trains f on adversarial examples; with
-    ``mode_seeking`` L_G adds L_MS (Mao et al., CVPR 2019) between translations of one class.
-    None of these is in the paper; ``d_augment``, ``semantic``, ``conditional_d`` and
+    ``mode_seeking`` L_G adds L_MS (Mao et al., CVPR 2019) between translations of one class;
+    with ``stroke`` L_G adds L_STROKE, the share of G(x)'s ink apart from its largest stroke
+    (``losses.stray_ink``). None of these is in the paper; ``d_augment``, ``semantic``, ``conditional_d`` and
     ``encoder_eps`` are on in the default preset, digits-small.
     """
 
