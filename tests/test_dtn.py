@@ -34,10 +34,6 @@ def test_ternary_losses_match_numpy():
     want_g = -log_softmax(on_fake_s)[:, 2] - log_softmax(on_fake_t)[:, 2]
     np.testing.assert_allclose(losses.dtn_discriminator_loss(on_fake_s, on_fake_t, on_real_t), want_d, rtol=1e-5)
     np.testing.assert_allclose(losses.dtn_generator_loss(on_fake_s, on_fake_t), want_g, rtol=1e-5)
-    # a patch discriminator's logits (B, positions, 3): each position's loss, averaged per sample
-    patches = rng.normal(size=(5, 4, 3)).astype(np.float32)
-    want = -np.stack([log_softmax(patches[:, p]) for p in range(4)], 1)[:, :, 2].mean(1) * 2
-    np.testing.assert_allclose(losses.dtn_generator_loss(patches, patches), want, rtol=1e-5)
 
 
 def test_anisotropic_total_variation_matches_numpy():
@@ -210,23 +206,6 @@ def test_l_stroke_is_off_by_default_and_weighs_in_g_s_loss(tmp_path, transfer_di
         assert float(logs["STROKE"]) == (0.5 if weight else 0.0)  # G(source)'s and G(target)'s
     assert build(tmp_path / "default", transfer_dir)[2].run_config.model.stroke == 0.0
     assert totals[2.0] - totals[0.0] == pytest.approx(1.0, abs=1e-4)
-
-
-def test_d_patches_judges_each_patch_of_its_class(tmp_path, transfer_dir):
-    """--d-patches: D gives three logits per class at each of the 4x4 positions of its last
-    map, each read from a 22x22 patch; a corner of the image changes only the positions that see it."""
-    _, data, model = build(tmp_path, transfer_dir, model={"d_patches": True})
-    heads = 1 + len(model.run_config.model.classes)
-    images = tf.zeros([2, 32, 32, 1])
-    assert model.D(images).shape == (2, 16, 3 * heads)
-    marked = images.numpy()
-    marked[:, :4, :4] = 1.0  # a mark in the top-left corner
-    changed = np.abs(np.asarray(model.D(marked)) - np.asarray(model.D(images))).max(axis=(0, 2)).reshape(4, 4) > 0
-    assert changed[0, 0] and not changed[3, 3]
-    logits = model.ternary(images, tf.constant([0, 2]), 0)
-    assert logits.shape == (2, 16, 3)
-    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
-    assert float(model.train_step(batch)["finite"]) == 1.0
 
 
 def test_instance_noise_is_seeded_by_step_and_off_by_default(tmp_path, transfer_dir):

@@ -89,10 +89,6 @@ class DTNConfig:
                                 "as a share of the image's side (DiffAugment's own: 0.5); 0: shifts only, as "
                                 "measured on the embedded digits, where 0.5 breaks 28%% of real digits into pieces "
                                 "and D then passes g's broken strokes (docs/methods/dtn.md)")
-    d_patches: bool = opt(False, "D judges each position of its last blocks' map alone, a 22x22 patch of a 32x32 "
-                                 "image, its loss averaged over them (PatchGAN, Isola et al. 2017), instead of the "
-                                 "whole image at once: a mark beside a digit is then a fake patch of its own; not in "
-                                 "the paper; off")
     conditional_d: bool | None = opt(None, "D judges each image as a drawing of its class: ternary logits of its "
                                             "own per class added to the shared ones (a class-conditional D, as "
                                             "in conditional GANs), G(x) of a source x read as x's class, a target "
@@ -244,8 +240,7 @@ class DTN(TranslationModel):
             self.namer = self.h if self.h is not None else self.classifier
         heads = 1 + len(m.classes) if self.namer is not None else 1
         self.D = networks.dtn_discriminator(size=size, in_channels=s["channels"], filters=m.filters,
-                                            n_layers=s["disc_layers"], act=s["disc_act"], classes=3 * heads,
-                                            patches=m.d_patches)
+                                            n_layers=s["disc_layers"], act=s["disc_act"], classes=3 * heads)
         image = keras.Input((size, size, s["channels"]), name="image")
         self.G = keras.Model(image, self.g(self.f(image)), name="G")
         # --align: f(x) of a source image moved to the target's class statistics (set before stage 2)
@@ -442,9 +437,8 @@ class DTN(TranslationModel):
         logits = self.D(self.seen_by_d(images, k), training=True)
         if self.namer is None:
             return logits
-        heads = tf.reshape(logits, [tf.shape(logits)[0], -1, 1 + len(self.run_config.model.classes), 3])
-        chosen = heads[:, :, 0] + tf.gather(heads[:, :, 1:], labels, axis=2, batch_dims=1)
-        return chosen if self.run_config.model.d_patches else chosen[:, 0]
+        heads = tf.reshape(logits, [-1, 1 + len(self.run_config.model.classes), 3])
+        return heads[:, 0] + tf.gather(heads[:, 1:], labels, batch_dims=1)
 
     def seen_by_d(self, images, k: int):
         """``images`` as D sees them: with ``--d-augment`` shifted (and cut out by ``--d-cutout``), with

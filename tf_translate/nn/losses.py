@@ -152,11 +152,8 @@ FAKE_SOURCE, FAKE_TARGET, REAL_TARGET = range(3)
 
 
 def _ternary(logits, label: int):
-    """Cross-entropy of ``label`` per sample, averaged over a patch discriminator's positions
-    (logits (B, positions, 3)) if it has them."""
     logits = wide(logits)
-    return _per_sample_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.fill(tf.shape(logits)[:-1], label),
-                                                                           logits))
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.fill(tf.shape(logits)[:1], label), logits)
 
 
 def dtn_discriminator_loss(on_fake_source, on_fake_target, on_real_target):

@@ -297,24 +297,18 @@ def dtn_discriminator(
     n_layers: int = 3,
     act: str = "relu",
     classes: int = 3,
-    patches: bool = False,
     name: str = "D",
 ) -> keras.Model:
     """DTN's ternary discriminator: ``n_layers`` 4x4 stride-2 convolutions with batch norm
     (none on the first) and ``act`` (digits: ReLU, three of them, then the fourth layer, a
     valid convolution to ``classes`` logits; faces: six blocks with LeakyReLU 0.2). Logits
-    (B, 3): G(x) of a source x, G(x) of a target x, a real target x. With ``patches`` the last
-    layer is a 1x1 convolution instead, and each position of the last blocks' map is judged
-    alone (PatchGAN, Isola et al. 2017): logits (B, positions, 3), each read from an image patch
-    of the blocks' receptive field (22x22 pixels for the digits' three)."""
+    (B, 3): G(x) of a source x, G(x) of a target x, a real target x."""
     if size % 2**n_layers:
         raise UsageError(f"the discriminator needs an image size that is a multiple of {2 ** n_layers}, not {size}")
     inputs = keras.Input((size, size, in_channels), name="image")
     x = inputs
     for i in range(n_layers):
         x = conv_block(x, filters * 2**i, 4, stride=2, name=f"c{i + 1}", norm_kind="batch" if i else "none", act=act)
-    x = layers.Conv2D(classes, 1 if patches else size // 2**n_layers, kernel_initializer=weight_init(),
-                      name="logits_conv")(x)
-    shape = (-1, classes) if patches else (classes,)
-    outputs = layers.Activation("linear", name="logits", dtype=output_dtype())(layers.Reshape(shape, name="flat")(x))
+    x = layers.Conv2D(classes, size // 2**n_layers, kernel_initializer=weight_init(), name="logits_conv")(x)
+    outputs = layers.Activation("linear", name="logits", dtype=output_dtype())(layers.Reshape((classes,), name="flat")(x))
     return keras.Model(inputs, outputs, name=name)
