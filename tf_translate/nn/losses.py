@@ -112,7 +112,6 @@ def anisotropic_total_variation(images):
     return absolute(images[:, 1:, :, :] - images[:, :-1, :, :]) + absolute(images[:, :, 1:, :] - images[:, :, :-1, :])
 
 
-
 def largest_stroke(ink, threshold: float = 0.5):
     """Which pixels of each drawing (``ink`` in [0, 1], light strokes on dark, ``(batch, H, W,
     1)``) lie in its largest 8-connected piece of ink above ``threshold`` (by summed ink), as 0
