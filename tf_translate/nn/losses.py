@@ -28,6 +28,10 @@ def _per_sample_mean(x):
     return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
 
 
+def _per_sample_sum(x):
+    return tf.reduce_sum(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+
 def gan_loss(kind: str, scores, target_is_real: bool):
     """Adversarial loss on discriminator scores (logits), per sample.
 
@@ -64,7 +68,7 @@ def gram(features):
 
 def sum_squares(x):
     """Sum of squares per sample."""
-    return tf.reduce_sum(tf.reshape(tf.square(wide(x)), [tf.shape(x)[0], -1]), axis=1)
+    return _per_sample_sum(tf.square(wide(x)))
 
 
 def mse(a, b):
@@ -142,8 +146,7 @@ def stray_ink(images, threshold: float = 0.2):
     untouched, and a page with one piece or none costs nothing."""
     ink = (tf.reduce_mean(wide(images), axis=-1, keepdims=True) + 1.0) / 2.0
     marks = tf.cast(ink > threshold, ink.dtype) - largest_stroke(ink, threshold)
-    total = lambda x: tf.reduce_sum(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)  # noqa: E731
-    return total(ink * tf.stop_gradient(marks)) / (tf.stop_gradient(total(ink)) + 1e-3)
+    return _per_sample_sum(ink * tf.stop_gradient(marks)) / (tf.stop_gradient(_per_sample_sum(ink)) + 1e-3)
 
 
 # DTN's ternary discriminator classes: G(x) of a source x, G(x) of a target x, a real target x.
