@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from scipy import ndimage
 
 import tf_translate
 from tests.conftest import tiny_config
 from tf_translate import data as tf_data
 from tf_translate import registry
+from tf_translate.data import transfer
 from tf_translate.data.images import DataError
 from tf_translate.errors import UsageError
 from tf_translate.export import Exported
-from tf_translate.nn import classifier, losses
+from tf_translate.nn import augment, classifier, losses
 from tf_translate.training import trainer
 
 
@@ -206,6 +208,44 @@ def test_l_stroke_is_off_by_default_and_weighs_in_g_s_loss(tmp_path, transfer_di
         assert float(logs["STROKE"]) == (0.5 if weight else 0.0)  # G(source)'s and G(target)'s
     assert build(tmp_path / "default", transfer_dir)[2].run_config.model.stroke == 0.0
     assert totals[2.0] - totals[0.0] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_stray_marks_draw_ink_apart_from_the_digit_or_cut_its_stroke():
+    """--d-negatives' negatives: each real digit either gains ink only where it had none (a dot
+    or dash centred 3 pixels or more from it, not touching it), or loses ink only (a gap in its
+    stroke), about half of each; drawn from the seed alone."""
+    x, _ = transfer.digit_arrays("target")
+    digits = x[:64].astype(np.float32)[..., None] / 127.5 - 1.0
+    seed = tf.constant([3, 4], tf.int32)
+    marked = augment.stray_marks(tf.constant(digits), seed).numpy()
+    np.testing.assert_array_equal(marked, augment.stray_marks(tf.constant(digits), seed).numpy())
+    assert not np.array_equal(marked, augment.stray_marks(tf.constant(digits), tf.constant([3, 5])).numpy())
+    ink, new = (digits[..., 0] + 1) / 2, (marked[..., 0] + 1) / 2
+    touching, near = (ndimage.binary_dilation(ink > 0.2, np.ones((1, k, k), bool)) for k in (3, 7))
+    kinds = []
+    for before, after, touch, close in zip(ink, new, touching, near):
+        if np.all(after >= before - 1e-6):  # a mark: ink added, apart from the digit only
+            np.testing.assert_allclose(after[touch], before[touch], atol=1e-6)
+            assert after[~close].max() >= 0.6  # centred 3 pixels or more away
+            kinds.append("mark")
+        else:  # a gap: ink taken, nothing added
+            assert np.all(after <= before + 1e-6) and np.sum(before - after > 0.5) >= 2
+            kinds.append("gap")
+    assert 16 <= kinds.count("mark") <= 48
+
+
+def test_d_negatives_add_d_s_loss_on_marked_digits_read_as_made(tmp_path, transfer_dir, monkeypatch):
+    """--d-negatives W: L_D gains W times -log D_2 of the marked target images; off by default."""
+    monkeypatch.setattr(losses, "dtn_negative_loss", lambda logits: tf.fill(tf.shape(logits)[:1], 0.75))
+    d_loss = {}
+    for weight in (0.0, 2.0):
+        _, data, model = build(tmp_path / str(weight), transfer_dir, model={"d_negatives": weight, "g_steps": 1})
+        batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+        d_loss[weight] = float(model.train_step(batch)["D"])
+    assert build(tmp_path / "default", transfer_dir)[2].run_config.model.d_negatives == 0.0
+    assert d_loss[2.0] - d_loss[0.0] == pytest.approx(1.5, abs=1e-4)
+    with pytest.raises(UsageError, match="--d-negatives"):
+        build(tmp_path / "rgb", transfer_dir, model={"d_negatives": 1.0, "channels": 3})
 
 
 def test_instance_noise_is_seeded_by_step_and_off_by_default(tmp_path, transfer_dir):

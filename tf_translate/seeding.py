@@ -6,7 +6,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 # Purposes, folded into the seed so that crops, flips, shuffles and the image pool differ.
-SHUFFLE, CROP, FLIP, POOL, DROPOUT, NOISE, AUGMENT, REVERSE = range(8)
+SHUFFLE, CROP, FLIP, POOL, DROPOUT, NOISE, AUGMENT, REVERSE, MARKS = range(9)
 
 
 def derive(seed, *values) -> tf.Tensor:

@@ -17,7 +17,7 @@ from tf_translate.data.images import DataError
 from tf_translate.errors import UsageError
 from tf_translate.methods.base import TranslationModel
 from tf_translate.nn import classifier, layers, losses, networks
-from tf_translate.nn.augment import diff_augment
+from tf_translate.nn.augment import diff_augment, stray_marks
 from tf_translate.nn.layers import ImagePool
 from tf_translate.registry import register
 
@@ -110,6 +110,11 @@ class DTNConfig:
                              "a digit, which MNIST's writers do not draw; not in the paper; 0: off (100 on the embedded "
                              "digits, one seed: stray ink 2.5 to 2.2%%, and some strokes drawn as rows of dots joined "
                              "by fainter ink; docs/methods/dtn.md)")
+    d_negatives: float = opt(0.0, "weight of D's loss on negatives: real target images with stray dots or dashes "
+                                  "drawn apart from the digit, or with a gap cut through its stroke, shown to D as "
+                                  "G(x) of a target (negative data augmentation, Sinha et al. 2021), so that D "
+                                  "learns such marks as signs of a fake and g stops drawing them; grey images only; "
+                                  "not in the paper; 0: off")
     mode_seeking: float = opt(0.0, "weight of L_MS, mode seeking between the translations of two source images of "
                                     "one class (Mao et al. 2019): 1 / (|G(x) - G(x')| / |f(x) - f(x')|), so that g "
                                     "draws unlike digits for unlike f(x); not in the paper; 0: off")
@@ -208,6 +213,8 @@ class DTN(TranslationModel):
         if size != side:
             raise UsageError(f"--preset {m.preset}: g draws {side}x{side} images; train at that size "
                              f"(--image-size {side} --load-size {side}), not {size}")
+        if m.d_negatives and s["channels"] != 1:
+            raise UsageError(f"--d-negatives draws pen marks on grey drawings; these images have {s['channels']} channels")
         if not 0.0 <= m.d_cutout < 1.0:
             raise UsageError(f"--d-cutout {m.d_cutout}: a share of the image's side, at least 0 and below 1")
         self.f = networks.dtn_encoder(size=size, in_channels=s["channels"], widths=(64, 128, 256, m.features))
@@ -395,8 +402,11 @@ class DTN(TranslationModel):
         if self.pools:
             fake_s, fake_t = (pool.query(fake, self.step) for pool, fake in zip(self.pools, (fake_s, fake_t)))
         with tf.GradientTape() as tape:
-            d_loss = self.reduce(losses.dtn_discriminator_loss(
-                self.ternary(fake_s, y_s, 0), self.ternary(fake_t, y_t, 1), self.ternary(x_t, y_t, 2)), x_s)
+            d_loss = losses.dtn_discriminator_loss(
+                self.ternary(fake_s, y_s, 0), self.ternary(fake_t, y_t, 1), self.ternary(x_t, y_t, 2))
+            if self.run_config.model.d_negatives:
+                d_loss += self.run_config.model.d_negatives * self.negatives_loss(x_t, y_t)
+            d_loss = self.reduce(d_loss, x_s)
         finite_d = self.apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator_roles)
         f_s, finite_g = self.source_features(x_s), tf.constant(True)
         for k in range(self.run_config.model.g_steps):
@@ -422,6 +432,12 @@ class DTN(TranslationModel):
                 self.update_average(self.step * self.run_config.model.g_steps + k)
         values = (total, *(self.reduce(v, x_s) for v in (gang, const, tid, tv, sem, ms, stroke)), d_loss)
         return self.record(dict(zip(self.loss_names, values)), tf.logical_and(finite_d, finite_g))
+
+    def negatives_loss(self, x_t, y_t):
+        """--d-negatives' term of L_D per sample: -log D_2 of real target images with stray marks
+        or a broken stroke (``augment.stray_marks``)."""
+        marked = stray_marks(x_t, seeding.derive(self.seed, seeding.MARKS, self.step))
+        return losses.dtn_negative_loss(self.ternary(marked, y_t, 3 + 2 * self.run_config.model.g_steps))
 
     def source_features(self, x):
         """What g draws a source image from: f(x), with --align moved to the target's statistics

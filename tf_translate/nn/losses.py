@@ -164,6 +164,11 @@ def dtn_discriminator_loss(on_fake_source, on_fake_target, on_real_target):
             + _ternary(on_real_target, REAL_TARGET))
 
 
+def dtn_negative_loss(on_negative):
+    """Per sample -log D_2 of negatives (real target images made unreal): D reads them as G(x) of a target."""
+    return _ternary(on_negative, FAKE_TARGET)
+
+
 def dtn_generator_loss(on_fake_source, on_fake_target):
     """L_GANG per sample: -log D_3(G(x_s)) - log D_3(G(x_t))."""
     return _ternary(on_fake_source, REAL_TARGET) + _ternary(on_fake_target, REAL_TARGET)
