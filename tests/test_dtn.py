@@ -196,18 +196,23 @@ def test_history_pool_feeds_d_and_is_off_by_default(tmp_path, transfer_dir):
     assert sum("pool" in v.path for v in model.variables) == 4
 
 
+def first_step_logs(tmp_path, transfer_dir, flag: str) -> dict:
+    """The losses of one training step from the same start with ``flag`` at 0 and at 2 (one g step)."""
+    logs = {}
+    for weight in (0.0, 2.0):
+        _, data, model = build(tmp_path / str(weight), transfer_dir, model={flag: weight, "g_steps": 1})
+        batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+        logs[weight] = {name: float(value) for name, value in model.train_step(batch).items()}
+    return logs
+
+
 def test_l_stroke_is_off_by_default_and_weighs_in_g_s_loss(tmp_path, transfer_dir, monkeypatch):
     # a g just initialised draws no marks, so L_STROKE is stood in for by a fixed share per drawing
     monkeypatch.setattr(losses, "stray_ink", lambda images: tf.fill(tf.shape(images)[:1], 0.25))
-    totals = {}
-    for weight in (0.0, 2.0):
-        _, data, model = build(tmp_path / str(weight), transfer_dir, model={"stroke": weight, "g_steps": 1})
-        batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
-        logs = model.train_step(batch)
-        totals[weight] = float(logs["G_total"])
-        assert float(logs["STROKE"]) == (0.5 if weight else 0.0)  # G(source)'s and G(target)'s
+    logs = first_step_logs(tmp_path, transfer_dir, "stroke")
+    assert logs[0.0]["STROKE"] == 0.0 and logs[2.0]["STROKE"] == 0.5  # G(source)'s and G(target)'s
     assert build(tmp_path / "default", transfer_dir)[2].run_config.model.stroke == 0.0
-    assert totals[2.0] - totals[0.0] == pytest.approx(1.0, abs=1e-4)
+    assert logs[2.0]["G_total"] - logs[0.0]["G_total"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_stray_marks_draw_ink_apart_from_the_digit_or_cut_its_stroke():
@@ -237,13 +242,9 @@ def test_stray_marks_draw_ink_apart_from_the_digit_or_cut_its_stroke():
 def test_d_negatives_add_d_s_loss_on_marked_digits_read_as_made(tmp_path, transfer_dir, monkeypatch):
     """--d-negatives W: L_D gains W times -log D_2 of the marked target images; off by default."""
     monkeypatch.setattr(losses, "dtn_negative_loss", lambda logits: tf.fill(tf.shape(logits)[:1], 0.75))
-    d_loss = {}
-    for weight in (0.0, 2.0):
-        _, data, model = build(tmp_path / str(weight), transfer_dir, model={"d_negatives": weight, "g_steps": 1})
-        batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
-        d_loss[weight] = float(model.train_step(batch)["D"])
+    logs = first_step_logs(tmp_path, transfer_dir, "d_negatives")
     assert build(tmp_path / "default", transfer_dir)[2].run_config.model.d_negatives == 0.0
-    assert d_loss[2.0] - d_loss[0.0] == pytest.approx(1.5, abs=1e-4)
+    assert logs[2.0]["D"] - logs[0.0]["D"] == pytest.approx(1.5, abs=1e-4)
     with pytest.raises(UsageError, match="--d-negatives"):
         build(tmp_path / "rgb", transfer_dir, model={"d_negatives": 1.0, "channels": 3})
 

@@ -114,8 +114,8 @@ class DTNConfig:
                                   "drawn apart from the digit, or with a gap cut through its stroke, shown to D as "
                                   "G(x) of a target (negative data augmentation, Sinha et al. 2021), so that D "
                                   "learns such marks as signs of a fake; grey images only; not in the paper; 0: off "
-                                  "(1 on the embedded digits, three seeds: stray ink 1.6-2.1%%, every seed less varied, "
-                                  "0.76-0.78, and one drew ones as sevens; docs/methods/dtn.md)")
+                                  "(1 on the embedded digits, three seeds: stray ink 1.6-2.1%%, every seed less "
+                                  "varied, 0.76-0.78, and one drew ones as sevens; docs/methods/dtn.md)")
     mode_seeking: float = opt(0.0, "weight of L_MS, mode seeking between the translations of two source images of "
                                     "one class (Mao et al. 2019): 1 / (|G(x) - G(x')| / |f(x) - f(x')|), so that g "
                                     "draws unlike digits for unlike f(x); not in the paper; 0: off")
@@ -194,8 +194,10 @@ class DTN(TranslationModel):
     class looks like; with ``encoder_eps`` stage 1 trains f on adversarial examples; with
     ``mode_seeking`` L_G adds L_MS (Mao et al., CVPR 2019) between translations of one class;
     with ``stroke`` L_G adds L_STROKE, the share of G(x)'s ink apart from its largest stroke
-    (``losses.stray_ink``). None of these is in the paper; ``d_augment``, ``semantic``, ``conditional_d`` and
-    ``encoder_eps`` are on in the default preset, digits-small.
+    (``losses.stray_ink``); with ``d_negatives`` L_D adds -log D_2 of real target images given
+    stray marks or a cut stroke (``augment.stray_marks``). None of these is in the paper;
+    ``d_augment``, ``semantic``, ``conditional_d`` and ``encoder_eps`` are on in the default
+    preset, digits-small.
     """
 
     loss_names = (*G_LOSSES, "D")
@@ -215,7 +217,8 @@ class DTN(TranslationModel):
             raise UsageError(f"--preset {m.preset}: g draws {side}x{side} images; train at that size "
                              f"(--image-size {side} --load-size {side}), not {size}")
         if m.d_negatives and s["channels"] != 1:
-            raise UsageError(f"--d-negatives draws pen marks on grey drawings; these images have {s['channels']} channels")
+            raise UsageError(f"--d-negatives draws pen marks on grey drawings; these images have "
+                             f"{s['channels']} channels")
         if not 0.0 <= m.d_cutout < 1.0:
             raise UsageError(f"--d-cutout {m.d_cutout}: a share of the image's side, at least 0 and below 1")
         self.f = networks.dtn_encoder(size=size, in_channels=s["channels"], widths=(64, 128, 256, m.features))

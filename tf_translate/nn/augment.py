@@ -1,9 +1,12 @@
 """Differentiable augmentation of everything a discriminator sees (Zhao et al., *Differentiable
 Augmentation for Data-Efficient GAN Training*, NeurIPS 2020): the same kind of random
 translation and cutout on real and generated images, inside the graph that G's gradient flows
-through, so that D cannot memorise a small real set and G is not pushed toward its memory."""
+through, so that D cannot memorise a small real set and G is not pushed toward its memory; and
+negatives for a discriminator of drawings (``stray_marks``)."""
 
 from __future__ import annotations
+
+import math
 
 import tensorflow as tf
 
@@ -39,13 +42,14 @@ def diff_augment(images, seed, *, translation: float = 0.125, cutout: float = 0.
 
 def stray_marks(images, seed, *, apart: int = 3, marks: int = 2, threshold: float = 0.2, background: float = -1.0):
     """Negative data augmentation (Sinha et al., *Negative Data Augmentation*, ICLR 2021) for
-    drawings (``images`` [n, H, W, 1] in [-1, 1], light ink on ``background``): half of them,
-    at random, with one to ``marks`` dots or short dashes of ink (Gaussian blobs of deviation
-    0.7-3 pixels along, 0.7-1.2 across, at any angle, of ink 0.6-1) centred at least ``apart`` pixels from ink
-    above ``threshold`` and off the border, not touching it; the other half with a gap cut through the stroke (a
-    disk of radius 1.5-2.5 blanked on a pixel of ink above 0.5). Both are what a real digit is not,
-    so a discriminator shown them as fakes learns marks and broken strokes as signs of a fake.
-    The draws come from ``seed`` (shape [2]) for the global batch, as in ``diff_augment``."""
+    drawings (``images`` [n, H, W, 1] in [-1, 1], light ink on ``background``): half of them, at
+    random, with one to ``marks`` dots or short dashes of ink (Gaussian blobs of deviation 0.7-3
+    pixels along, 0.7-1.2 across, at any angle, of ink 0.6-1) centred at least ``apart`` pixels
+    from ink above ``threshold`` and off the border, not touching it; the other half with a gap
+    cut through the stroke (a disk of radius 1.5-2.5 blanked on a pixel of ink above 0.5). Both
+    are what a real digit is not, so a discriminator shown them as fakes learns marks and broken
+    strokes as signs of a fake. The draws come from ``seed`` (shape [2]) for the global batch, as
+    in ``diff_augment``."""
     n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
     dtype = images.dtype
     ink = (images - background) / 2.0
@@ -67,7 +71,7 @@ def stray_marks(images, seed, *, apart: int = 3, marks: int = 2, threshold: floa
         d = u[:, k]
         r, c = at(free + 1e-6 * inner, d)
         angle, long, wide, level = (d[:, i, None, None] for i in range(4))
-        angle = angle * 3.14159265
+        angle = angle * math.pi
         a = (rows - r) * tf.cos(angle) + (cols - c) * tf.sin(angle)
         b = (cols - c) * tf.cos(angle) - (rows - r) * tf.sin(angle)
         blob = (0.6 + 0.4 * level) * tf.exp(-0.5 * (a / (0.7 + 2.3 * long)) ** 2 - 0.5 * (b / (0.7 + 0.5 * wide)) ** 2)
