@@ -215,6 +215,21 @@ def test_l_stroke_is_off_by_default_and_weighs_in_g_s_loss(tmp_path, transfer_di
     assert logs[2.0]["G_total"] - logs[0.0]["G_total"] == pytest.approx(1.0, abs=1e-4)
 
 
+def test_tid_l1_is_l_tid_as_the_mean_absolute_difference(tmp_path, transfer_dir):
+    """--tid l1 makes L_TID the mean |x - G(x)| of the target batch, l2 (the paper's, every
+    preset's default) the mean squared difference; the distance is the only change."""
+    logged = {}
+    for tid, distance in (("l2", losses.mse), ("l1", losses.l1)):
+        _, data, model = build(tmp_path / tid, transfer_dir, model={"tid": tid, "g_steps": 1})
+        batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+        x_t = batch[2]
+        expected = float(tf.reduce_mean(distance(x_t, model.G(x_t, training=True))))
+        logged[tid] = float(model.train_step(batch)["TID"])
+        assert logged[tid] == pytest.approx(expected, rel=1e-4)
+    assert logged["l1"] != pytest.approx(logged["l2"], rel=1e-2)
+    assert build(tmp_path / "default", transfer_dir)[2].settings["tid"] == "l2"
+
+
 def test_stray_marks_draw_ink_apart_from_the_digit_or_cut_its_stroke():
     """--d-negatives' negatives: each real digit either gains ink only where it had none (a dot
     or dash centred 3 pixels or more from it, not touching it), or loses ink only (a gap in its
