@@ -37,6 +37,8 @@ PRESETS = {
 }
 PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0,
                            "conditional_d": True, "encoder_eps": 0.3, "align": True}
+# L_TID's distance (--tid): the paper's mean squared difference, or the mean absolute one
+TID_DISTANCES = {"l2": losses.mse, "l1": losses.l1}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM", "MS", "STROKE")
 # a preset's values that flags override
 FLAGGED = ("alpha", "beta", "tid", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "align",
@@ -63,15 +65,15 @@ class DTNConfig:
                                       "docs/methods/dtn.md)", tuple(PRESETS))
     alpha: float | None = opt(None, "weight of L_CONST, f-constancy |f(x) - f(G(x))|^2 on the source; "
                                     "default: the preset's (digits 15, faces 100, digits-small 5)")
-    beta: float | None = opt(None, "weight of L_TID, |x - G(x)|^2 on the target; default: the preset's "
+    beta: float | None = opt(None, "weight of L_TID, |x - G(x)|^2 (--tid) on the target; default: the preset's "
                                    "(digits 15, faces 1, digits-small 50)")
     tid: str | None = opt(None, "L_TID's distance: l2, the paper's mean squared |x - G(x)|^2, or l1, the mean "
                                 "absolute |x - G(x)|, whose minimiser is a median: where f's features leave a "
                                 "stroke's place uncertain, l2 pays g to draw the average (faint ink that breaks a "
-                                "stroke), l1 to draw one place (not in the paper; on the embedded digits, seed 0: stray "
-                                "ink 2.5 to 1.3%%, seed 1 1.6%%, seed 2 2.9%% with its ones misdrawn; "
+                                "stroke), l1 to draw one place (not in the paper; on the embedded digits, seed 0: "
+                                "stray ink 2.5 to 1.3%%, seed 1 1.6%%, seed 2 2.9%% with its ones misdrawn; "
                                 "docs/methods/dtn.md); default: the preset's (l2)",
-                          ("l2", "l1"))
+                          tuple(TID_DISTANCES))
     gamma: float | None = opt(None, "weight of L_TV, anisotropic total variation of G(x); default: the "
                                     "preset's (digits 0, faces 0.05)")
     semantic: float | None = opt(None, "weight of L_SEM, the cross-entropy of h(G(x)) against a source x's class, "
@@ -430,7 +432,7 @@ class DTN(TranslationModel):
                 gang = losses.dtn_generator_loss(self.ternary(fake_s, y_s, 3 + 2 * k),
                                                  self.ternary(fake_t, y_t, 4 + 2 * k))
                 const = losses.mse(f_s, self.f(fake_s))
-                tid = (losses.l1 if s["tid"] == "l1" else losses.mse)(x_t, fake_t)
+                tid = TID_DISTANCES[s["tid"]](x_t, fake_t)
                 tv = losses.anisotropic_total_variation(fake_s)
                 sem = (losses.domain_classification(self.h(fake_s), tf.one_hot(y_s, self.h.output_shape[-1]), False)
                        if self.h is not None else tf.zeros_like(tv))
