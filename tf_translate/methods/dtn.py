@@ -131,6 +131,10 @@ class DTNConfig:
     mode_seeking: float = opt(0.0, "weight of L_MS, mode seeking between the translations of two source images of "
                                     "one class (Mao et al. 2019): 1 / (|G(x) - G(x')| / |f(x) - f(x')|), so that g "
                                     "draws unlike digits for unlike f(x); not in the paper; 0: off")
+    upsample: str = opt("transpose", "how g doubles its side: transpose, the paper's 4x4 stride-2 transposed "
+                                     "convolutions, or resize, a nearest-neighbour resize and a 3x3 convolution "
+                                     "(Odena et al. 2016), which draws no checkerboard of uneven overlaps",
+                        networks.UPSAMPLE)
     filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
     features: int = opt(128, "size of f's representation (its last layer's filters)")
     encoder: str | None = opt(None, "f saved by an earlier run's stage 1 (RUN/encoder/f.keras), reused "
@@ -250,7 +254,8 @@ class DTN(TranslationModel):
             self.h = classifier.with_head(h_encoder, len(m.classes), name="h")
             self.h.trainable = False
         decoder = lambda name: networks.dtn_decoder(  # noqa: E731
-            features=m.features, out_channels=s["channels"], filters=m.filters, n_blocks=s["decoder_blocks"], name=name)
+            features=m.features, out_channels=s["channels"], filters=m.filters, n_blocks=s["decoder_blocks"],
+            upsample=m.upsample, name=name)
         self.g = decoder("g")
         # --conditional-d: who names a target image's class (h, else f's classifier); none when off
         self.namer = None

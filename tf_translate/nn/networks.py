@@ -271,20 +271,31 @@ def dtn_decoder(
     out_channels: int = 1,
     filters: int = 64,
     n_blocks: int = 4,
+    upsample: str = "transpose",
     name: str = "g",
 ) -> keras.Model:
     """DTN's g: ``n_blocks`` transposed-convolution blocks with batch norm and ReLU, a tanh
     terminal (the paper's digits: four, 1x1 -> 4x4 -> 8 -> 16 -> 32; faces: five). The
-    first block expands f's (1, 1, ``features``) vector to 4x4, each next one doubles the side."""
+    first block expands f's (1, 1, ``features``) vector to 4x4, each next one doubles the side:
+    ``upsample`` ``transpose``, the paper's 4x4 stride-2 transposed convolutions, or
+    ``resize``, a nearest-neighbour 2x resize and a 3x3 convolution (Odena et al. 2016, as
+    in ``resnet_generator``), whose every output pixel is drawn by the same number of weights."""
+    if upsample not in UPSAMPLE:
+        raise UsageError(f"upsample must be one of {', '.join(UPSAMPLE)}, not {upsample!r}")
     inputs = keras.Input((1, 1, features), name="features")
     x = layers.Conv2DTranspose(filters * 2 ** (n_blocks - 2), 4, kernel_initializer=weight_init(),
                                name="u1_deconv")(inputs)
     x = norm("batch", "u1_norm")(x)
     x = activation("relu", "u1_act")(x)
-    for i in range(1, n_blocks - 1):
-        x = conv_block(x, filters * 2 ** (n_blocks - 2 - i), 4, stride=2, transpose=True, name=f"u{i + 1}",
-                       norm_kind="batch")
-    x = conv_block(x, out_channels, 4, stride=2, transpose=True, name=f"u{n_blocks}", norm_kind="none", act=None)
+    for i in range(1, n_blocks):
+        last = i == n_blocks - 1
+        block = dict(name=f"u{i + 1}", norm_kind="none" if last else "batch", act=None if last else "relu")
+        width = out_channels if last else filters * 2 ** (n_blocks - 2 - i)
+        if upsample == "resize":
+            x = NearestUpsampling2D(name=f"u{i + 1}_resize")(x)
+            x = conv_block(x, width, 3, **block)
+        else:
+            x = conv_block(x, width, 4, stride=2, transpose=True, **block)
     outputs = layers.Activation("tanh", name="tanh", dtype=output_dtype())(x)
     return keras.Model(inputs, outputs, name=name)
 
