@@ -230,6 +230,25 @@ def test_tid_l1_is_l_tid_as_the_mean_absolute_difference(tmp_path, transfer_dir)
     assert build(tmp_path / "default", transfer_dir)[2].settings["tid"] == "l2"
 
 
+def test_upsample_resize_doubles_g_s_side_by_a_resize_and_a_3x3_convolution(tmp_path, transfer_dir):
+    """--upsample resize: g's doublings (4 -> 8 -> 16 -> 32) are each a nearest-neighbour resize
+    and a 3x3 convolution, only the first block (1x1 -> 4x4) a transposed convolution; the
+    default is the paper's four transposed convolutions. The resized g trains and draws images
+    of the input's shape."""
+    for upsample, resizes, transposed in (("transpose", 0, 4), ("resize", 3, 1)):
+        _, data, model = build(tmp_path / upsample, transfer_dir, model={"upsample": upsample})
+        kinds = [type(layer).__name__ for layer in model.g.layers]
+        assert (kinds.count("NearestUpsampling2D"), kinds.count("Conv2DTranspose")) == (resizes, transposed)
+    assert model.g.get_layer("u4_conv").kernel.shape[:2] == (3, 3)
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    before = snapshot(model.g)
+    assert float(model.train_step(batch)["finite"]) == 1.0
+    assert all(not np.array_equal(old, new) for old, new in zip(before, snapshot(model.g)) if old.ndim == 4)
+    assert model.G(batch[2]).shape == batch[2].shape
+    with pytest.raises(UsageError, match="upsample"):
+        build(tmp_path / "bad", transfer_dir, model={"upsample": "bilinear"})
+
+
 def test_stray_marks_draw_ink_apart_from_the_digit_or_cut_its_stroke():
     """--d-negatives' negatives: each real digit either gains ink only where it had none (a dot
     or dash centred 3 pixels or more from it, not touching it), or loses ink only (a gap in its

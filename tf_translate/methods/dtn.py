@@ -132,8 +132,9 @@ class DTNConfig:
                                     "one class (Mao et al. 2019): 1 / (|G(x) - G(x')| / |f(x) - f(x')|), so that g "
                                     "draws unlike digits for unlike f(x); not in the paper; 0: off")
     upsample: str = opt("transpose", "how g doubles its side: transpose, the paper's 4x4 stride-2 transposed "
-                                     "convolutions, or resize, a nearest-neighbour resize and a 3x3 convolution "
-                                     "(Odena et al. 2016), which draws no checkerboard of uneven overlaps",
+                                     "convolutions, which draw each of the four pixel parities with a quarter of "
+                                     "their kernel, or resize, a nearest-neighbour resize and one 3x3 convolution "
+                                     "for every pixel (Odena et al. 2016); not in the paper",
                         networks.UPSAMPLE)
     filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
     features: int = opt(128, "size of f's representation (its last layer's filters)")

@@ -279,7 +279,8 @@ def dtn_decoder(
     first block expands f's (1, 1, ``features``) vector to 4x4, each next one doubles the side:
     ``upsample`` ``transpose``, the paper's 4x4 stride-2 transposed convolutions, or
     ``resize``, a nearest-neighbour 2x resize and a 3x3 convolution (Odena et al. 2016, as
-    in ``resnet_generator``), whose every output pixel is drawn by the same number of weights."""
+    in ``resnet_generator``), which draws every output pixel with one kernel where a stride-2
+    transposed convolution draws each of the four pixel parities with its own quarter of it."""
     if upsample not in UPSAMPLE:
         raise UsageError(f"upsample must be one of {', '.join(UPSAMPLE)}, not {upsample!r}")
     inputs = keras.Input((1, 1, features), name="features")
