@@ -626,6 +626,30 @@ def test_class_alignment_keeps_only_the_directions_a_target_class_varies_along()
     np.testing.assert_allclose(whole.projection.numpy(), np.stack([np.eye(4)] * 2))
 
 
+def test_class_alignment_with_covariance_gives_each_class_the_targets_covariance():
+    """covariance=True: within the kept directions the moved source class has the target's mean
+    and covariance (not only its overall spread: a direction the source hardly varies along is
+    widened, one it varies much along narrowed), and nothing outside them."""
+    from tf_translate.nn.layers import ClassAlignment
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1], 300)
+    source = 20 + rng.normal(0, 1, (600, 3)) * [3.0, 0.5, 1.0]
+    target = 50 + rng.normal(0, 1, (600, 3)) @ np.array([[1.0, 0.5, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    for covariance in (False, True):
+        layer = ClassAlignment(2, 3, 0.99, covariance)
+        layer.fit(source, labels, target, labels)
+        moved = layer(tf.constant(source, tf.float32), tf.one_hot(labels, 2)).numpy()
+        for k in (0, 1):
+            got, want = np.cov(moved[labels == k].T), np.cov(target[labels == k].T)
+            np.testing.assert_allclose(moved[labels == k].mean(0), target[labels == k].mean(0), atol=1e-3)
+            assert np.abs(got[2]).max() < 1e-6  # the target does not vary along the third feature
+            if covariance:
+                np.testing.assert_allclose(got, want, atol=0.05 * want.max())  # C_s regularised
+            else:  # the scalar ratio keeps the source's shape: the first feature too wide, the second too narrow
+                assert got[0, 0] > 2 * want[0, 0] and got[1, 1] < want[1, 1] / 2
+
+
 def test_align_reads_the_targets_classes_from_the_more_confident_half_of_each():
     """--align's target statistics come from, per class read, the images read at or above the
     class's median confidence: not from the most confident images overall (one class may hold

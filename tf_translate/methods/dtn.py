@@ -117,6 +117,10 @@ class DTNConfig:
                                     "f(G(x)) with it. Class-conditional moment matching, not in the paper: f, trained "
                                     "on the source, spreads its digits less than the target's, and g then draws them "
                                     "alike; default: the preset's (on for digits-small; docs/methods/dtn.md)")
+    align_covariance: bool = opt(False, "with --align, a source image's deviation within the principal directions "
+                                        "is coloured so that the source's covariance of the class becomes the "
+                                        "target's (CORAL, Sun et al. 2016, per class) instead of scaled by r_k; "
+                                        "not in the paper; off: the spread ratio")
     stroke: float = opt(0.0, "weight of L_STROKE, the share of a drawing's ink (G(x) of source and target images) "
                              "in pieces of ink above 0.2 apart from its largest such piece: dots and marks beside "
                              "a digit, which MNIST's writers do not draw; not in the paper; 0: off (100 on the embedded "
@@ -279,7 +283,8 @@ class DTN(TranslationModel):
             if self.classifier is None:
                 raise DataError("--align: f(x) is moved by its class, and this source is unlabelled: put its "
                                 "images in one folder per class, or use --no-align")
-            self.align = layers.ClassAlignment(len(m.classes), m.features, ALIGN_SHARE, name="align")
+            self.align = layers.ClassAlignment(len(m.classes), m.features, ALIGN_SHARE, m.align_covariance,
+                                               name="align")
         # what translates a source image (G itself without --align); a target image is drawn by G
         self.G_source = self.G
         if self.align is not None:

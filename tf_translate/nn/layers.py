@@ -284,15 +284,26 @@ class FrameBlend(layers.Layer):
 
 
 def principal(deviations: np.ndarray, share: float) -> np.ndarray:
-    """The projection onto the fewest principal directions of ``deviations`` (rows, about their
-    mean) that hold ``share`` of their variance; the identity for ``share`` 1 or fewer than two rows."""
+    """The fewest principal directions of ``deviations`` (rows, about their mean) that hold
+    ``share`` of their variance, as orthonormal rows; every axis for ``share`` 1 or fewer than two rows."""
     dims = deviations.shape[1]
     if share >= 1 or len(deviations) < 2:
         return np.eye(dims)
     _, values, directions = np.linalg.svd(deviations, full_matrices=False)
     held = np.cumsum(values**2) / max(np.sum(values**2), np.finfo(float).tiny)
-    basis = directions[: int(np.searchsorted(held, share)) + 1]
-    return basis.T @ basis
+    return directions[: int(np.searchsorted(held, share)) + 1]
+
+
+def coloring(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The linear map M (rows times M) that gives rows with ``source``'s covariance ``target``'s:
+    C_s^-1/2 C_t^1/2 (CORAL, Sun et al. 2016), C_s regularised by a thousandth of its mean variance."""
+    def power(c, p):
+        w, u = np.linalg.eigh(c)
+        return (u * np.maximum(w, 1e-12) ** p) @ u.T
+    dims = source.shape[1]
+    cs, ct = (np.atleast_2d(np.cov(d, rowvar=False)) for d in (source, target))
+    cs = cs + 1e-3 * np.trace(cs) / dims * np.eye(dims)
+    return power(cs, -0.5) @ power(ct, 0.5)
 
 
 class ClassAlignment(layers.Layer):
@@ -302,13 +313,16 @@ class ClassAlignment(layers.Layer):
     projection onto the principal directions that hold ``share`` of the second domain's
     within-class variance (its features of a class vary along those and hardly any other), and
     ``r_k`` the ratio of the second's within-class spread (RMS distance to the class mean) to the
-    first's projected one. The statistics are weights set by ``fit``; until then it is the
-    identity of non-negative features. Computed in float32 under any precision policy: class
-    means in bfloat16 would lose the differences."""
+    first's projected one. With ``covariance`` the deviation is coloured instead: within those
+    directions, the first domain's covariance of the class becomes the second's (``coloring``),
+    ``r_k`` 1 and ``P_k`` the whole map. The statistics are weights set by ``fit``; until then it
+    is the identity of non-negative features. Computed in float32 under any precision policy:
+    class means in bfloat16 would lose the differences."""
 
-    def __init__(self, classes: int, features: int, share: float = 1.0, **kwargs):
+    def __init__(self, classes: int, features: int, share: float = 1.0, covariance: bool = False, **kwargs):
         super().__init__(**{"dtype": "float32", **kwargs})
         self.classes, self.features, self.share = int(classes), int(features), float(share)
+        self.covariance = bool(covariance)
         stat = lambda name, init, *shape: self.add_weight(  # noqa: E731
             shape=shape, initializer=init, trainable=False, name=name)
         self.source_mean = stat("source_mean", "zeros", self.classes, self.features)
@@ -328,15 +342,21 @@ class ClassAlignment(layers.Layer):
         mean = lambda m: m.mean(0) if len(m) else np.zeros(self.features)  # noqa: E731
         rms = lambda d: np.sqrt(np.mean(np.sum(d**2, 1))) if len(d) else np.nan  # noqa: E731
         source_mean, target_mean = (np.stack([mean(m) for m in domain]) for domain in members)
-        projection = np.stack([principal(m - mean(m), self.share) for m in members[1]])
+        bases = [principal(m - mean(m), self.share) for m in members[1]]
+        projection = np.stack([b.T @ b for b in bases])
         source_spread = np.array([rms((m - mean(m)) @ p) for m, p in zip(members[0], projection)])
         target_spread = np.array([rms(m - mean(m)) for m in members[1]])
         absent = ~((source_spread > 0) & (target_spread > 0))  # NaN is no spread: a class with one image or none
         ratio = np.where(absent, np.nan, target_spread / np.where(absent, 1.0, source_spread))
+        if self.covariance:
+            for k in np.flatnonzero(~absent):
+                b, (s, t) = bases[k], (m[k] - mean(m[k]) for m in members)
+                projection[k] = b.T @ coloring(s @ b.T, t @ b.T) @ b
         target_mean[absent] = source_mean[absent]
         projection[absent] = np.eye(self.features)
         for weight, value in ((self.source_mean, source_mean), (self.target_mean, target_mean),
-                              (self.ratio, np.where(absent, 1.0, ratio)), (self.projection, projection)):
+                              (self.ratio, np.where(absent | self.covariance, 1.0, ratio)),
+                              (self.projection, projection)):
             weight.assign(value.astype(np.float32))
         return ratio
 
@@ -349,7 +369,8 @@ class ClassAlignment(layers.Layer):
         return tf.cast(tf.reshape(mixed, shape), features.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "classes": self.classes, "features": self.features, "share": self.share}
+        return {**super().get_config(), "classes": self.classes, "features": self.features, "share": self.share,
+                "covariance": self.covariance}
 
 
 class ImagePool(layers.Layer):
