@@ -190,7 +190,8 @@ class DTNConfig:
           demo={"train": {"epochs": 20}},
           demo_result="22 min 40 s alone (stage 1 3 min, stage 1b 1 min 45 s, stage 2's 1,240 steps 17 min 20 s); "
                       "three MNIST judges (a CNN, 3 nearest neighbours, a random forest) read 95.6-98.0 % of the "
-                      "translated held-out digits as their class (3 seeds; untranslated 32-73 %); scripts/demo.sh's "
+                      "translated held-out digits as their class (3 seeds; untranslated 32-73 %; on an AVX2 machine, "
+                      "which trains other f's, seed 2 only 88.2-92.3 %, its ones drawn as sevens); scripts/demo.sh's "
                       "shorter run, 7 min 39 s with setup: 95.6, 95.6 and 96.3 % (docs/methods/dtn.md)")
 class DTN(TranslationModel):
     """DTN (Taigman, Polyak, Wolf, *Unsupervised Cross-Domain Image Generation*, ICLR 2017).
