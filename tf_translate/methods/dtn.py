@@ -138,7 +138,9 @@ class DTNConfig:
     upsample: str = opt("transpose", "how g doubles its side: transpose, the paper's 4x4 stride-2 transposed "
                                      "convolutions, which draw each of the four pixel parities with a quarter of "
                                      "their kernel, or resize, a nearest-neighbour resize and one 3x3 convolution "
-                                     "for every pixel (Odena et al. 2016); not in the paper",
+                                     "for every pixel (Odena et al. 2016); not in the paper (embedded digits, seed 0, "
+                                     "with --tid l1: diversity 0.79 to 0.82, stray ink 1.3 to 2.1%%; "
+                                     "docs/methods/dtn.md)",
                         networks.UPSAMPLE)
     filters: int = opt(64, "filters of g's last hidden block and of D's first layer")
     features: int = opt(128, "size of f's representation (its last layer's filters)")
