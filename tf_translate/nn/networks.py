@@ -25,6 +25,19 @@ from tf_translate.nn.layers import (
 UPSAMPLE = ("transpose", "resize")
 
 
+def doubling(x, filters: int, *, upsample: str, kernel: int, name: str, pad: str = "zero",
+             transpose_pad: str = "same", **conv):
+    """One 2x up-sampling block: ``resize``, a nearest-neighbour resize and a 3x3 convolution
+    (Odena, Dumoulin & Olah, Distill 2016), or ``transpose``, a ``kernel``-sized stride-2
+    transposed convolution on the ``transpose_pad`` grid; ``conv``: conv_block's norm and activation."""
+    if upsample not in UPSAMPLE:
+        raise UsageError(f"upsample must be one of {', '.join(UPSAMPLE)}, not {upsample!r}")
+    if upsample == "resize":
+        x = NearestUpsampling2D(name=f"{name}_resize")(x)
+        return conv_block(x, filters, 3, name=name, pad=pad, **conv)
+    return conv_block(x, filters, kernel, stride=2, transpose=True, name=name, pad=transpose_pad, **conv)
+
+
 def resnet_generator(
     *,
     in_channels: int = 3,
@@ -72,8 +85,6 @@ def resnet_generator(
     (CycleGAN's have none, StarGAN's and Johnson's do); ``use_bias``: convolution biases
     (StarGAN's G has none).
     """
-    if upsample not in UPSAMPLE:
-        raise UsageError(f"upsample must be one of {', '.join(UPSAMPLE)}, not {upsample!r}")
     if condition_at not in ("bottleneck", "input"):
         raise UsageError(f"condition_at must be bottleneck or input, not {condition_at!r}")
     inputs = keras.Input((None, None, in_channels), name="image")
@@ -97,13 +108,8 @@ def resnet_generator(
     for i in range(n_blocks):
         x = residual_block(x, width, name=f"r{i + 1}", pad=pad, **conv)
     for i in reversed(range(n_down)):
-        name_u = f"u{n_down - i}"
-        if upsample == "resize":
-            x = NearestUpsampling2D(name=f"{name_u}_resize")(x)
-            x = conv_block(x, filters * 2**i, 3, name=name_u, pad=pad, **conv)
-        else:
-            x = conv_block(x, filters * 2**i, sampling_kernel, stride=2, transpose=True, name=name_u,
-                           pad=transpose_pad, **conv)
+        x = doubling(x, filters * 2**i, upsample=upsample, kernel=sampling_kernel, name=f"u{n_down - i}", pad=pad,
+                     transpose_pad=transpose_pad, **conv)
     x = conv_block(x, out_channels, outer_kernel, name="out", pad=pad, norm_kind="none", act=None, use_bias=use_bias)
     outputs = layers.Activation("tanh", name="tanh", dtype=output_dtype())(x)
     return keras.Model(model_inputs, outputs, name=name)
@@ -278,11 +284,8 @@ def dtn_decoder(
     terminal (the paper's digits: four, 1x1 -> 4x4 -> 8 -> 16 -> 32; faces: five). The
     first block expands f's (1, 1, ``features``) vector to 4x4, each next one doubles the side:
     ``upsample`` ``transpose``, the paper's 4x4 stride-2 transposed convolutions, or
-    ``resize``, a nearest-neighbour 2x resize and a 3x3 convolution (Odena et al. 2016, as
-    in ``resnet_generator``), which draws every output pixel with one kernel where a stride-2
+    ``resize``, a nearest-neighbour 2x resize and a 3x3 convolution (``doubling``), which draws every output pixel with one kernel where a stride-2
     transposed convolution draws each of the four pixel parities with its own quarter of it."""
-    if upsample not in UPSAMPLE:
-        raise UsageError(f"upsample must be one of {', '.join(UPSAMPLE)}, not {upsample!r}")
     inputs = keras.Input((1, 1, features), name="features")
     x = layers.Conv2DTranspose(filters * 2 ** (n_blocks - 2), 4, kernel_initializer=weight_init(),
                                name="u1_deconv")(inputs)
@@ -292,11 +295,7 @@ def dtn_decoder(
         last = i == n_blocks - 1
         block = dict(name=f"u{i + 1}", norm_kind="none" if last else "batch", act=None if last else "relu")
         width = out_channels if last else filters * 2 ** (n_blocks - 2 - i)
-        if upsample == "resize":
-            x = NearestUpsampling2D(name=f"u{i + 1}_resize")(x)
-            x = conv_block(x, width, 3, **block)
-        else:
-            x = conv_block(x, width, 4, stride=2, transpose=True, **block)
+        x = doubling(x, width, upsample=upsample, kernel=4, **block)
     outputs = layers.Activation("tanh", name="tanh", dtype=output_dtype())(x)
     return keras.Model(inputs, outputs, name=name)
 
