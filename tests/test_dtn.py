@@ -89,35 +89,46 @@ def test_stage2_step_keeps_f_and_updates_g_and_d(tmp_path, transfer_dir):
         assert not np.array_equal(old, v.numpy()), f"{v.path} did not change"
 
 
-def test_semantic_h_learns_from_what_f_reads_confidently_then_stays_frozen(tmp_path, transfer_dir, monkeypatch):
-    """Stage 1b: h learns from adversarial examples (--semantic-eps) of the target images f's
-    classifier reads with probability CONFIDENT or more, labelled with f's reading (never the
-    target's own labels); in stage 2, L_SEM moves g and not h; with --semantic 0 there is no h."""
+def test_semantic_h_learns_from_the_target_labelled_by_f_then_stays_frozen(tmp_path, transfer_dir, monkeypatch):
+    """Stage 1b: h learns from adversarial examples (--semantic-eps) of target images labelled
+    without the target's own labels: with --h-labels confident, those f's classifier reads with
+    probability CONFIDENT or more, labelled with f's reading; with --h-labels centroid, every one,
+    by its nearest class centroid of f's features. In stage 2, L_SEM moves g and not h;
+    with --semantic 0 there is no h."""
     from tf_translate.methods import dtn
 
     assert build(tmp_path / "off", transfer_dir, model={"semantic": 0.0})[2].h is None
     with pytest.raises(ValueError, match="--semantic-eps -0.1: a move per pixel"):
         build(tmp_path / "eps", transfer_dir, model={"semantic": 1.0, "semantic_eps": -0.1})
-    cfg, data, model = build(tmp_path, transfer_dir, model={"semantic": 1.0, "semantic_eps": 0.3})
+    cfg, data, model = build(tmp_path / "confident", transfer_dir,
+                             model={"semantic": 1.0, "semantic_eps": 0.3, "h_labels": "confident"})
     monkeypatch.setattr(dtn, "CONFIDENT", 1.01)
     with pytest.raises(DataError, match="f reads none of the 54 target images"):
         model.before_fit(data, cfg.run_dir)  # stage 1 is done and saved by then
     images = data.images(data.target)
     probabilities = tf.nn.softmax(model.classifier(images)).numpy()
     monkeypatch.setattr(dtn, "CONFIDENT", float(np.median(probabilities.max(axis=1))))
+    x, y, _ = model.target_labels(data)
+    confident = probabilities.max(axis=1) >= dtn.CONFIDENT
+    assert 0 < len(x) == confident.sum() < len(images)
+    np.testing.assert_array_equal(x, images[confident])
+    np.testing.assert_array_equal(y, probabilities.argmax(axis=1)[confident])
+
+    cfg, data, model = build(tmp_path, transfer_dir,
+                             model={"semantic": 1.0, "semantic_eps": 0.3, "h_labels": "centroid"})
     seen, trained = [], []
     original, train = dtn.transfer.array_batches, dtn.classifier.train
     monkeypatch.setattr(dtn.transfer, "array_batches",
                         lambda x, y, **kw: seen.append((x, y, kw)) or original(x, y, **kw))
     monkeypatch.setattr(dtn.classifier, "train", lambda net, *a, **kw: trained.append(kw) or train(net, *a, **kw))
     model.before_fit(data, cfg.run_dir)
-    (x, y, kw), = seen
+    (x, y, kw), = seen[-1:]
     assert kw["augment"] is True  # distorted as f's images are (--encoder-augment)
-    assert [(t["adversarial"], t["steps"]) for t in trained] == [(0.3, 3)]  # h's only: f was trained by then
-    confident = probabilities.max(axis=1) >= dtn.CONFIDENT
-    assert 0 < len(x) == confident.sum() < len(images)
-    np.testing.assert_array_equal(x, images[confident])
-    np.testing.assert_array_equal(y, probabilities.argmax(axis=1)[confident])
+    assert [(t["adversarial"], t["steps"]) for t in trained][-1] == (0.3, 3)  # h's last (f's first when trained)
+    np.testing.assert_array_equal(x, images)
+    features = dtn.classifier.outputs(model.f, images)
+    probabilities = tf.nn.softmax(model.classifier(images)).numpy()
+    np.testing.assert_array_equal(y, dtn.classifier.centroid_labels(features, probabilities))
     assert (cfg.run_dir / "encoder" / "h.keras").is_file()
     batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
     h_before, g_before = snapshot(model.h), snapshot(model.g)
@@ -648,6 +659,26 @@ def test_class_alignment_with_covariance_gives_each_class_the_targets_covariance
                 np.testing.assert_allclose(got, want, atol=0.05 * want.max())  # C_s regularised
             else:  # the scalar ratio keeps the source's shape: the first feature too wide, the second too narrow
                 assert got[0, 0] > 2 * want[0, 0] and got[1, 1] < want[1, 1] / 2
+
+
+def test_centroid_labels_pull_a_misread_stretch_of_a_class_back_to_its_cluster():
+    """SHOT's pseudo-labels: a classifier that reads 40 % of one cluster as another (and not
+    surely) is overruled by the clusters of the features; a clean reading is kept; the scale of
+    a feature vector does not matter (cosine), and a class no image is nearest to is not given."""
+    from tf_translate.nn.classifier import centroid_labels
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 8) * 5.0
+    truth = np.repeat([0, 1, 2], 50)
+    features = (centres[truth] + rng.normal(0, 0.8, (150, 8))) * rng.uniform(0.5, 3.0, (150, 1))
+    probabilities = np.full((150, 4), 0.02)
+    probabilities[np.arange(150), truth] = 0.94
+    misread = np.flatnonzero(truth == 2)[:20]
+    probabilities[misread] = [0.02, 0.55, 0.41, 0.02]  # read as 1, not surely
+    assert np.mean(probabilities.argmax(1) == truth) < 0.9
+    labels = centroid_labels(features[:, None, None, :], probabilities)
+    np.testing.assert_array_equal(labels, truth)
+    np.testing.assert_array_equal(centroid_labels(features, np.eye(4)[truth]), truth)
 
 
 def test_align_reads_the_targets_classes_from_the_more_confident_half_of_each():

@@ -131,3 +131,26 @@ def predict(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndar
 def accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
     """The fraction of ``images`` that ``model`` classifies as ``labels``."""
     return float(np.mean(predict(model, images) == np.asarray(labels)))
+
+
+def centroid_labels(features: np.ndarray, probabilities: np.ndarray, max_rounds: int = 100) -> np.ndarray:
+    """SHOT's self-supervised pseudo-labels (Liang, Hu, Feng, ICML 2020, section 3.2): each class's
+    centroid of the L2-normalised ``features``, first weighted by a classifier's ``probabilities``,
+    then each image's class is its nearest centroid by cosine, the centroids are those classes'
+    means, and so on until no label changes (k-means from the classifier's view): where a
+    classifier trained on another domain misreads whole stretches of a class, the class's own
+    cluster pulls them back. A class no image is nearest to keeps its last centroid."""
+    unit = features.reshape(len(features), -1).astype(np.float64)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    weights = probabilities.astype(np.float64)
+    centroids = weights.T @ unit / np.maximum(weights.sum(axis=0), 1e-12)[:, None]
+    labels = None
+    for _ in range(max_rounds):
+        directions = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+        new = np.argmax(unit @ directions.T, axis=1)
+        if labels is not None and np.array_equal(new, labels):
+            break
+        labels = new
+        for k in np.unique(labels):
+            centroids[k] = unit[labels == k].mean(axis=0)
+    return labels
