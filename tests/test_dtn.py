@@ -715,6 +715,11 @@ def test_digits_presets_paper_and_small():
                     "--encoder-eps", "0", "--no-align") == paper
     assert settings("--preset", "digits", "--semantic", "1")["semantic"] == 1.0
     assert settings("--preset", "digits", "--d-augment")["d_augment"] is True
+    # h learns from f's class centroids and --align colours each class to the target's covariance
+    default = config_from_args(["--method", "dtn"]).model
+    assert (default.h_labels, default.align_covariance) == ("centroid", True)
+    old = config_from_args(["--method", "dtn", "--h-labels", "confident", "--no-align-covariance"]).model
+    assert (old.h_labels, old.align_covariance) == ("confident", False)
     # the preset's L_SEM needs the source's classes: off without them, unless asked for (then refused)
     small = config_from_args(["--method", "dtn"]).model
     assert dataclasses.replace(small, classes=("0", "1")).resolved().semantic == 1.0

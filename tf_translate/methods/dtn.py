@@ -120,11 +120,12 @@ class DTNConfig:
                                     "f(G(x)) with it. Class-conditional moment matching, not in the paper: f, trained "
                                     "on the source, spreads its digits less than the target's, and g then draws them "
                                     "alike; default: the preset's (on for digits-small; docs/methods/dtn.md)")
-    align_covariance: bool = opt(False, "with --align, a source image's deviation within the principal directions "
-                                        "is coloured so that the source's covariance of the class becomes the "
-                                        "target's (CORAL, Sun et al. 2016, per class) instead of scaled by r_k; "
-                                        "not in the paper; off: the spread ratio (embedded digits: diversity 0.79 to 0.83 on "
-                                        "seed 0, 0.82 to 0.83 on seed 2, seed 0's ones to 79%%; docs/methods/dtn.md)")
+    align_covariance: bool = opt(True, "with --align, a source image's deviation within the principal directions "
+                                       "is coloured so that the source's covariance of the class becomes the "
+                                       "target's (CORAL, Sun et al. 2016, per class) instead of scaled by r_k; "
+                                       "not in the paper; --no-align-covariance: the spread ratio, which stretched "
+                                       "a class the source draws alike (seed 2's ones, r_1 1.8) into another "
+                                       "(docs/methods/dtn.md)")
     stroke: float = opt(0.0, "weight of L_STROKE, the share of a drawing's ink (G(x) of source and target images) "
                              "in pieces of ink above 0.2 apart from its largest such piece: dots and marks beside "
                              "a digit, which MNIST's writers do not draw; not in the paper; 0: off (100 on the embedded "
@@ -154,13 +155,14 @@ class DTNConfig:
     encoder_lr: float = opt(1e-3, "stage 1: Adam learning rate")
     semantic_steps: int = opt(1000, "stage 1b (with --semantic): steps training h on the target images labelled "
                                     "as --h-labels says")
-    h_labels: str = opt("confident", "stage 1b: what h learns the target's classes from: confident, the target "
-                                     f"images f's classifier reads with probability {CONFIDENT} or more, labelled so "
-                                     "(on the embedded digits 85-92%% of them right on three seeds, sevens 50-95%%), "
-                                     "or centroid, every target image labelled by its nearest class centroid of f's "
-                                     "features, the centroids first weighted by f's classifier's readings, then "
-                                     "refined k-means-like (SHOT, Liang et al. 2020; not in the paper; 91-93%% right, "
-                                     "sevens and nines 88-95%%; docs/methods/dtn.md)", H_LABELS)
+    h_labels: str = opt("centroid", "stage 1b: what h learns the target's classes from: centroid, every target image "
+                                    "labelled by its nearest class centroid of f's features, the centroids first "
+                                    "weighted by f's classifier's readings, then refined k-means-like (SHOT, Liang "
+                                    "et al. 2020; not in the paper; on the embedded digits 91-93%% of the labels "
+                                    "right on three seeds, every class 84%% or more, and h then reads 95-96%% of "
+                                    "held-out MNIST), or confident, the target images f's classifier reads with "
+                                    f"probability {CONFIDENT} or more, labelled so (85-92%% right, seed 2's sevens "
+                                    "50%%; h 85-93%%; docs/methods/dtn.md)", H_LABELS)
     semantic_eps: float = opt(0.6, "stage 1b: h learns from adversarial examples, each image moved by up to this "
                                    "much per pixel (images in [-1, 1]) to be misread (FGSM with random start), "
                                    "so that g cannot fool h with faint marks as it fools a plain h (docs/methods/dtn.md); "
