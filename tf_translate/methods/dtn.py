@@ -222,10 +222,11 @@ class DTN(TranslationModel):
     D sees every image through DiffAugment, with ``instance_noise`` with Gaussian noise, and
     with ``semantic`` L_G adds ``semantic`` L_SEM, the cross-entropy of h(G(x_s)) against
     x_s's class, h a classifier of the target domain trained (stage 1b, then frozen) on the
-    target images f reads confidently, with f's readings as labels, and from adversarial
-    examples of them (``semantic_eps``) so that g cannot fool it with faint marks: CyCADA's
-    semantic consistency (Hoffman et al., ICML 2018) read by a robust target-domain classifier
-    trained by pseudo-labelling (Lee 2013), so that a class is drawn as the target draws it;
+    target images labelled by their nearest class centroid of f's features (``h_labels``;
+    SHOT's pseudo-labels, Liang et al. 2020), and from adversarial examples of them
+    (``semantic_eps``) so that g cannot fool it with faint marks: CyCADA's semantic
+    consistency (Hoffman et al., ICML 2018) read by a robust target-domain classifier trained
+    by pseudo-labelling, so that a class is drawn as the target draws it;
     with ``conditional_d`` D's logits are its shared three plus three of the image's class
     (x_s's, and for a target image h's reading), so that D learns what a real drawing of each
     class looks like; with ``encoder_eps`` stage 1 trains f on adversarial examples; with
