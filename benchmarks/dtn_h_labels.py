@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tf_translate import config
 from tf_translate import data as tf_data
@@ -39,12 +40,12 @@ def main() -> None:
         classes = len(data.classes)
         images, truth = data.images(data.target), np.asarray(data.target.labels)
         f = keras.models.load_model(run / "encoder" / "f.keras", compile=False)
-        features = keras.Model(f.input, f.get_layer("features").output)
-        probabilities = classifier.probabilities(f, images)
+        features = classifier.outputs(keras.Model(f.input, f.get_layer("features").output), images)
+        probabilities = tf.nn.softmax(classifier.head(f, features)).numpy()  # f run once
         sure = probabilities.max(axis=1) >= dtn.CONFIDENT
         ways = {"f's reading, all": (probabilities.argmax(axis=1), np.ones(len(images), bool)),
                 f"confident (f >= {dtn.CONFIDENT})": (probabilities.argmax(axis=1), sure),
-                "centroid": (classifier.centroid_labels(classifier.outputs(features, images), probabilities),
+                "centroid": (classifier.centroid_labels(features, probabilities),
                              np.ones(len(images), bool))}
         for what, (labels, kept) in ways.items():
             print(f"| {run} | {what} | {100 * np.mean(labels[kept] == truth[kept]):.1f} % | "

@@ -395,9 +395,10 @@ class DTN(TranslationModel):
         nearest centroid of f's features (``classifier.centroid_labels``), or those f's classifier
         reads with probability ``CONFIDENT`` or more, labelled so."""
         images = data.images(data.target)
-        probabilities = classifier.probabilities(self.classifier, images)
+        features = classifier.outputs(self.f, images)  # f runs once: its classifier reads these
+        probabilities = tf.nn.softmax(classifier.head(self.classifier, features)).numpy()
         if self.run_config.model.h_labels == "centroid":
-            labels = classifier.centroid_labels(classifier.outputs(self.f, images), probabilities)
+            labels = classifier.centroid_labels(features, probabilities)
             return images, labels, (f"the {len(images)} target images, each labelled by its nearest class centroid "
                                     "of f's features")
         confident = probabilities.max(axis=1) >= CONFIDENT

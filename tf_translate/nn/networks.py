@@ -284,8 +284,9 @@ def dtn_decoder(
     terminal (the paper's digits: four, 1x1 -> 4x4 -> 8 -> 16 -> 32; faces: five). The
     first block expands f's (1, 1, ``features``) vector to 4x4, each next one doubles the side:
     ``upsample`` ``transpose``, the paper's 4x4 stride-2 transposed convolutions, or
-    ``resize``, a nearest-neighbour 2x resize and a 3x3 convolution (``doubling``), which draws every output pixel with one kernel where a stride-2
-    transposed convolution draws each of the four pixel parities with its own quarter of it."""
+    ``resize``, a nearest-neighbour 2x resize and a 3x3 convolution (``doubling``), which
+    draws every output pixel with one kernel where a stride-2 transposed convolution draws
+    each of the four pixel parities with its own quarter of it."""
     inputs = keras.Input((1, 1, features), name="features")
     x = layers.Conv2DTranspose(filters * 2 ** (n_blocks - 2), 4, kernel_initializer=weight_init(),
                                name="u1_deconv")(inputs)
