@@ -73,8 +73,8 @@ class DTNConfig:
     tid: str | None = opt(None, "L_TID's distance: l2, the paper's mean squared |x - G(x)|^2, or l1, the mean "
                                 "absolute |x - G(x)|, whose minimiser is a median: where f's features leave a "
                                 "stroke's place uncertain, l2 pays g to draw the average (faint ink that breaks a "
-                                "stroke), l1 to draw one place (not in the paper; on the embedded digits, seed 0: "
-                                "stray ink 2.5 to 1.3%%, seed 1 1.6%%, seed 2 2.9%% with its ones misdrawn; "
+                                "stroke), l1 to draw one place (not in the paper; on the embedded digits, three seeds "
+                                "of the default: stray ink 2.2, 1.5, 1.7%% to 1.2, 2.6, 1.9%%, no gain; "
                                 "docs/methods/dtn.md); default: the preset's (l2)",
                           tuple(TID_DISTANCES))
     gamma: float | None = opt(None, "weight of L_TV, anisotropic total variation of G(x); default: the "
