@@ -16,7 +16,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tf_translate import config
 from tf_translate import data as tf_data
@@ -40,8 +39,7 @@ def main() -> None:
         classes = len(data.classes)
         images, truth = data.images(data.target), np.asarray(data.target.labels)
         f = keras.models.load_model(run / "encoder" / "f.keras", compile=False)
-        features = classifier.outputs(keras.Model(f.input, f.get_layer("features").output), images)
-        probabilities = tf.nn.softmax(classifier.head(f, features)).numpy()  # f run once
+        features, probabilities = classifier.read(keras.Model(f.input, f.get_layer("features").output), f, images)
         sure = probabilities.max(axis=1) >= dtn.CONFIDENT
         ways = {"f's reading, all": (probabilities.argmax(axis=1), np.ones(len(images), bool)),
                 f"confident (f >= {dtn.CONFIDENT})": (probabilities.argmax(axis=1), sure),

@@ -395,8 +395,7 @@ class DTN(TranslationModel):
         nearest centroid of f's features (``classifier.centroid_labels``), or those f's classifier
         reads with probability ``CONFIDENT`` or more, labelled so."""
         images = data.images(data.target)
-        features = classifier.outputs(self.f, images)  # f runs once: its classifier reads these
-        probabilities = tf.nn.softmax(classifier.head(self.classifier, features)).numpy()
+        features, probabilities = classifier.read(self.f, self.classifier, images)
         if self.run_config.model.h_labels == "centroid":
             labels = classifier.centroid_labels(features, probabilities)
             return images, labels, (f"the {len(images)} target images, each labelled by its nearest class centroid "

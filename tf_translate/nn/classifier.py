@@ -123,6 +123,13 @@ def probabilities(model: keras.Model, images: np.ndarray, batch: int = 256) -> n
     return tf.nn.softmax(outputs(model, images, batch)).numpy()
 
 
+def read(encoder: keras.Model, model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``encoder``'s features of ``images`` and the class probabilities the ``with_head``
+    classifier ``model`` built on it gives them (``head``), the encoder run once."""
+    features = outputs(encoder, images)
+    return features, tf.nn.softmax(head(model, features)).numpy()
+
+
 def predict(model: keras.Model, images: np.ndarray, batch: int = 256) -> np.ndarray:
     """Class indices ``model`` gives ``images``."""
     return np.argmax(outputs(model, images, batch), axis=1)
