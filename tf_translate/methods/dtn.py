@@ -23,10 +23,10 @@ from tf_translate.registry import register
 
 # The paper's settings (section 5): digits (SVHN -> MNIST) and faces (-> emoji, 64x64); and
 # digits-small, the digits networks with a 3x lighter L_CONST, a 3x heavier L_TID, DiffAugment
-# on D, L_SEM, a class-conditional D and an adversarially trained f, measured on the embedded
-# pair (1,500 source and 4,000 target training digits, where the paper had 531,131 SVHN and
-# 60,000 MNIST): the paper's objective oscillated there, and f, trained on the small source
-# alone, carries how the source draws a digit (docs/methods/dtn.md).
+# on D, L_SEM, a class-conditional D, an adversarially trained f and class alignment, measured on
+# the embedded pair (1,500 source and 4,000 target training digits, where the paper had 531,131
+# SVHN and 60,000 MNIST): the paper's objective oscillated there, and f, trained on the small
+# source alone, carries how the source draws a digit (docs/methods/dtn.md).
 PRESETS = {
     "digits": {"alpha": 15.0, "beta": 15.0, "tid": "l2", "gamma": 0.0, "semantic": 0.0, "d_augment": False,
                "conditional_d": False, "encoder_eps": 0.0, "align": False, "channels": 1, "decoder_blocks": 4,
@@ -63,9 +63,10 @@ class DTNConfig:
                                       "of 4 layers with ReLU; faces: 64x64 RGB, g of 5 blocks, D of 6 stride-2 "
                                       "blocks with LeakyReLU 0.2; no face-identity network or emoji set can be had "
                                       "offline, so faces is the configuration only); digits-small is digits with "
-                                      "alpha 5, beta 50, --d-augment, --semantic 1, --conditional-d and "
-                                      "--encoder-eps 0.3, for small digit sets such as the embedded ones (measured, "
-                                      "docs/methods/dtn.md)", tuple(PRESETS))
+                                      "alpha 5, beta 50, --d-augment, --semantic 1, --conditional-d, "
+                                      "--encoder-eps 0.3 and --align, for small digit sets such as the embedded "
+                                      "ones (measured, docs/methods/dtn.md)",
+                        tuple(PRESETS))
     alpha: float | None = opt(None, "weight of L_CONST, f-constancy |f(x) - f(G(x))|^2 on the source; "
                                     "default: the preset's (digits 15, faces 100, digits-small 5)")
     beta: float | None = opt(None, "weight of L_TID, |x - G(x)|^2 (--tid) on the target; default: the preset's "
@@ -126,11 +127,19 @@ class DTNConfig:
                                        "not in the paper; --no-align-covariance: the spread ratio, which stretched "
                                        "a class the source draws alike (seed 2's ones, r_1 1.8) into another "
                                        "(docs/methods/dtn.md)")
+    read_stroke: bool = opt(False, "L_CONST and L_SEM read G(x) of a source image with the ink apart from its "
+                                   "largest stroke (8-connected ink above 0.5, grown by a pixel) erased, so that "
+                                   "marks beside the digit and pieces of a broken stroke cannot carry f(x) (erasing "
+                                   "them from the default's drawings raises their L_CONST 4-6 times); not in the "
+                                   "paper; off: on the embedded digits g then drew more marks, nothing costing them "
+                                   "(docs/methods/dtn.md)")
     stroke: float = opt(0.0, "weight of L_STROKE, the share of a drawing's ink (G(x) of source and target images) "
-                             "in pieces of ink above 0.2 apart from its largest such piece: dots and marks beside "
-                             "a digit, which MNIST's writers do not draw; not in the paper; 0: off (100 on the embedded "
-                             "digits, one seed: stray ink 2.5 to 2.2%%, and some strokes drawn as rows of dots joined "
-                             "by fainter ink; docs/methods/dtn.md)")
+                             "that --read-stroke's reading erases: marks beside a digit, pieces of a broken stroke, "
+                             "haze; not in the paper; 0: off (30 with --read-stroke on the embedded digits, three "
+                             "seeds: no fewer marks than the default, fainter strokes; docs/methods/dtn.md)")
+    stroke_after: int = opt(250, "stage 2 trains this many steps without L_STROKE while g learns to draw, then "
+                                 "L_STROKE's weight rises linearly to --stroke's over as many more (from the first "
+                                 "step it met g's first blurry drawings, and h read what it left at chance)")
     d_negatives: float = opt(0.0, "weight of D's loss on negatives: real target images with stray dots or dashes "
                                   "drawn apart from the digit, or with a gap cut through its stroke, shown to D as "
                                   "G(x) of a target (negative data augmentation, Sinha et al. 2021), so that D "
@@ -231,12 +240,14 @@ class DTN(TranslationModel):
     (x_s's, and for a target image h's reading), so that D learns what a real drawing of each
     class looks like; with ``encoder_eps`` stage 1 trains f on adversarial examples; with
     ``mode_seeking`` L_G adds L_MS (Mao et al., CVPR 2019) between translations of one class;
-    with ``stroke`` L_G adds L_STROKE, the share of G(x)'s ink apart from its largest stroke
-    (``losses.stray_ink``); with ``d_negatives`` L_D adds -log D_2 of real target images given
-    stray marks or a cut stroke (``augment.stray_marks``); with ``tid`` l1 L_TID is the mean
-    absolute difference. None of these is in the paper;
-    ``d_augment``, ``semantic``, ``conditional_d`` and ``encoder_eps`` are on in the default
-    preset, digits-small.
+    with ``read_stroke`` L_CONST and L_SEM read G(x_s) with the ink apart from its largest
+    stroke erased (``losses.largest_stroke_alone``); with ``stroke`` L_G adds L_STROKE, the share
+    of G(x)'s ink apart from its largest stroke (``losses.stray_ink``); with ``d_negatives`` L_D
+    adds -log D_2 of real target images given stray marks or a cut stroke
+    (``augment.stray_marks``); with ``tid`` l1 L_TID is the mean absolute difference. None of
+    these is in the paper;
+    ``d_augment``, ``semantic``, ``conditional_d``, ``encoder_eps`` and ``align`` are on in the
+    default preset, digits-small.
     """
 
     loss_names = (*G_LOSSES, "D")
@@ -469,10 +480,11 @@ class DTN(TranslationModel):
                 fake_s, fake_t = self.g(f_s, training=True), self.G(x_t, training=True)
                 gang = losses.dtn_generator_loss(self.ternary(fake_s, y_s, 3 + 2 * k),
                                                  self.ternary(fake_t, y_t, 4 + 2 * k))
-                const = losses.mse(f_s, self.f(fake_s))
+                read = self.as_read(fake_s)
+                const = losses.mse(f_s, self.f(read))
                 tid = TID_DISTANCES[s["tid"]](x_t, fake_t)
                 tv = losses.anisotropic_total_variation(fake_s)
-                sem = (losses.domain_classification(self.h(fake_s), tf.one_hot(y_s, self.h.output_shape[-1]), False)
+                sem = (losses.domain_classification(self.h(read), tf.one_hot(y_s, self.h.output_shape[-1]), False)
                        if self.h is not None else tf.zeros_like(tv))
                 ms = (losses.mode_seeking(fake_s, f_s, y_s) if self.run_config.model.mode_seeking
                       else tf.zeros_like(tv))
@@ -480,7 +492,7 @@ class DTN(TranslationModel):
                           else tf.zeros_like(tv))
                 total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv
                                     + s["semantic"] * sem + self.run_config.model.mode_seeking * ms
-                                    + self.run_config.model.stroke * stroke, x_s)
+                                    + self.run_config.model.stroke * self.stroke_ramp() * stroke, x_s)
             finite_g = tf.logical_and(finite_g, self.apply_gradients(self.g_optimizer, tape, total,
                                                                       self.generator_roles))
             if self.g_average is not None:
@@ -493,6 +505,19 @@ class DTN(TranslationModel):
         or a broken stroke (``augment.stray_marks``)."""
         marked = stray_marks(x_t, seeding.derive(self.seed, seeding.MARKS, self.step))
         return losses.dtn_negative_loss(self.ternary(marked, y_t, 3 + 2 * self.run_config.model.g_steps))
+
+    def stroke_ramp(self):
+        """L_STROKE's share of its weight at this step: 0 for --stroke-after steps, then rising
+        linearly to 1 over as many more (1 from the start with --stroke-after 0)."""
+        after = self.run_config.model.stroke_after
+        if after <= 0:
+            return tf.constant(1.0)
+        return tf.clip_by_value(tf.cast(self.step, tf.float32) / after - 1.0, 0.0, 1.0)
+
+    def as_read(self, made):
+        """G(x) of source images as L_CONST and L_SEM read them: with --read-stroke its largest stroke
+        alone (``losses.largest_stroke_alone``)."""
+        return losses.largest_stroke_alone(made) if self.run_config.model.read_stroke else made
 
     def source_features(self, x):
         """What g draws a source image from: f(x), with --align moved to the target's statistics
@@ -560,12 +585,14 @@ class DTN(TranslationModel):
         return [[source[i], made_s[i], target[i], made_t[i]] for i in range(n)]
 
     def validate(self, held_out) -> dict:
-        """On held-out images: f-constancy MSE(f(x), f(G(x))) of source images (lower is
-        better), how often f's classifier reads G(x) as x's class, and MSE(x, G(x)) of targets;
-        with ``--judge``, how often the target-domain classifier does (overall and per class)."""
+        """On held-out images: f-constancy MSE(f(x), f(G(x))) of source images, G(x) read as
+        L_CONST reads it (lower is better), how often f's classifier reads G(x) as x's class, and
+        MSE(x, G(x)) of targets; with ``--judge``, how often the target-domain classifier does
+        (overall and per class)."""
         x_s, labels, x_t = held_out
         made = self.G_out(x_s)
-        scores = {self.validation_key: float(tf.reduce_mean(losses.mse(self.source_features(x_s), self.f(made)))),
+        scores = {self.validation_key: float(tf.reduce_mean(losses.mse(self.source_features(x_s),
+                                                                       self.f(self.as_read(made))))),
                   "val_tid": float(tf.reduce_mean(losses.mse(x_t, self.G(x_t))))}
         if labels is not None and self.classifier is not None:
             scores["val_f_accuracy"] = classifier.accuracy(self.classifier, made.numpy(), labels)

@@ -138,15 +138,34 @@ def largest_stroke(ink, threshold: float = 0.5):
     return tf.cast(tf.logical_and(piece_ink >= largest, largest > 0), ink.dtype)
 
 
-def stray_ink(images, threshold: float = 0.2):
-    """L_STROKE per sample (``images`` in [-1, 1], light strokes on dark): the share of a drawing's
-    ink in pieces apart from its largest stroke (``largest_stroke``, pieces of ink above
-    ``threshold``): dots and strokes beside the digit. Its gradient darkens those pieces only,
-    until they fade below ``threshold``; the digit itself, faint parts and all, is one piece and
-    untouched, and a page with one piece or none costs nothing."""
+def _read(images, threshold: float):
+    """(ink in [0, 1], which of its pixels a reader of the largest stroke sees): each drawing's
+    largest stroke (``largest_stroke``) grown by one pixel to keep its faint edge, or all of a
+    drawing with no ink above ``threshold``."""
     ink = (tf.reduce_mean(wide(images), axis=-1, keepdims=True) + 1.0) / 2.0
-    marks = tf.cast(ink > threshold, ink.dtype) - largest_stroke(ink, threshold)
-    return _per_sample_sum(ink * tf.stop_gradient(marks)) / (tf.stop_gradient(_per_sample_sum(ink)) + 1e-3)
+    stroke = largest_stroke(ink, threshold)
+    seen = tf.logical_or(tf.nn.max_pool2d(stroke, 3, 1, "SAME") > 0,
+                         tf.reduce_max(stroke, axis=[1, 2, 3], keepdims=True) == 0)
+    return ink, seen
+
+
+def largest_stroke_alone(images, threshold: float = 0.5):
+    """``images`` (in [-1, 1], light strokes on dark) with the ink apart from each drawing's
+    largest stroke erased to the background, -1 (``_read``): a drawing as a reader sees it when
+    marks beside the digit and pieces of a broken stroke tell it nothing. The gradient reaches
+    the kept pixels only."""
+    _, seen = _read(images, threshold)
+    return tf.where(seen, images, -tf.ones_like(images))
+
+
+def stray_ink(images, threshold: float = 0.5):
+    """L_STROKE per sample (``images`` in [-1, 1], light strokes on dark): the share of a drawing's
+    ink that ``largest_stroke_alone`` erases: dots and strokes beside the digit, pieces of a
+    broken stroke and faint haze more than a pixel from the largest stroke. Its gradient darkens
+    that ink only; a page with no ink above ``threshold`` costs nothing."""
+    ink, seen = _read(images, threshold)
+    return (_per_sample_sum(ink * tf.cast(tf.logical_not(seen), ink.dtype))
+            / (tf.stop_gradient(_per_sample_sum(ink)) + 1e-3))
 
 
 # DTN's ternary discriminator classes: G(x) of a source x, G(x) of a target x, a real target x.
