@@ -30,19 +30,19 @@ from tf_translate.registry import register
 PRESETS = {
     "digits": {"alpha": 15.0, "beta": 15.0, "tid": "l2", "gamma": 0.0, "semantic": 0.0, "d_augment": False,
                "conditional_d": False, "encoder_eps": 0.0, "align": False, "channels": 1, "decoder_blocks": 4,
-               "disc_layers": 3, "disc_act": "relu"},
+               "disc_layers": 3, "disc_act": "relu", "one_stroke": False},
     "faces": {"alpha": 100.0, "beta": 1.0, "tid": "l2", "gamma": 0.05, "semantic": 0.0, "d_augment": False,
               "conditional_d": False, "encoder_eps": 0.0, "align": False, "channels": 3, "decoder_blocks": 5,
-              "disc_layers": 6, "disc_act": "lrelu0.2"},
+              "disc_layers": 6, "disc_act": "lrelu0.2", "one_stroke": False},
 }
 PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0,
-                           "conditional_d": True, "encoder_eps": 0.3, "align": True}
+                           "conditional_d": True, "encoder_eps": 0.3, "align": True, "one_stroke": True}
 # L_TID's distance (--tid): the paper's mean squared difference, or the mean absolute one
 TID_DISTANCES = {"l2": losses.mse, "l1": losses.l1}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM", "MS", "STROKE")
 # a preset's values that flags override
 FLAGGED = ("alpha", "beta", "tid", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "align",
-           "channels")
+           "one_stroke", "channels")
 # what reads the source's classes (L_SEM, a class-conditional D, the class alignment), and its value when off
 NEED_CLASSES = {"semantic": 0.0, "conditional_d": False, "align": False}
 # --align moves a source image's deviation from its class mean within the principal directions that hold
@@ -64,8 +64,8 @@ class DTNConfig:
                                       "blocks with LeakyReLU 0.2; no face-identity network or emoji set can be had "
                                       "offline, so faces is the configuration only); digits-small is digits with "
                                       "alpha 5, beta 50, --d-augment, --semantic 1, --conditional-d, "
-                                      "--encoder-eps 0.3 and --align, for small digit sets such as the embedded "
-                                      "ones (measured, docs/methods/dtn.md)",
+                                      "--encoder-eps 0.3, --align and --one-stroke, for small digit sets such as "
+                                      "the embedded ones (measured, docs/methods/dtn.md)",
                         tuple(PRESETS))
     alpha: float | None = opt(None, "weight of L_CONST, f-constancy |f(x) - f(G(x))|^2 on the source; "
                                     "default: the preset's (digits 15, faces 100, digits-small 5)")
@@ -127,6 +127,12 @@ class DTNConfig:
                                        "not in the paper; --no-align-covariance: the spread ratio, which stretched "
                                        "a class the source draws alike (seed 2's ones, r_1 1.8) into another "
                                        "(docs/methods/dtn.md)")
+    one_stroke: bool | None = opt(None, "g ends in a layer that keeps each drawing's largest stroke (8-connected ink "
+                                        "above 0.5, grown by a pixel) and erases the rest, so that every loss and D "
+                                        "see, and the export draws, one stroke: no mark beside the digit, no piece "
+                                        "broken off it (the marks carried f(x) for L_CONST, and no cost on them "
+                                        "removed them, docs/methods/dtn.md); grey images only; not in the paper; "
+                                        "default: the preset's (on for digits-small)")
     read_stroke: bool = opt(False, "L_CONST and L_SEM read G(x) of a source image with the ink apart from its "
                                    "largest stroke (8-connected ink above 0.5, grown by a pixel) erased, so that "
                                    "marks beside the digit and pieces of a broken stroke cannot carry f(x) (erasing "
@@ -266,6 +272,9 @@ class DTN(TranslationModel):
         if size != side:
             raise UsageError(f"--preset {m.preset}: g draws {side}x{side} images; train at that size "
                              f"(--image-size {side} --load-size {side}), not {size}")
+        if s["one_stroke"] and s["channels"] != 1:
+            raise UsageError(f"--one-stroke keeps the largest stroke of grey drawings; these images have "
+                             f"{s['channels']} channels")
         if m.d_negatives and s["channels"] != 1:
             raise UsageError(f"--d-negatives draws pen marks on grey drawings; these images have "
                              f"{s['channels']} channels")
@@ -288,7 +297,7 @@ class DTN(TranslationModel):
             self.h.trainable = False
         decoder = lambda name: networks.dtn_decoder(  # noqa: E731
             features=m.features, out_channels=s["channels"], filters=m.filters, n_blocks=s["decoder_blocks"],
-            upsample=m.upsample, name=name)
+            upsample=m.upsample, one_stroke=s["one_stroke"], name=name)
         self.g = decoder("g")
         # --conditional-d: who names a target image's class (h, else f's classifier); none when off
         self.namer = None
