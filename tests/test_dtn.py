@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -390,9 +391,10 @@ def test_saved_run_keeps_the_presets_values(trained_dtn, tmp_path, transfer_dir)
     rather than resumed with today's."""
     cfg, _ = trained_dtn
     saved = json.loads((cfg.run_dir / "config.json").read_text())
-    kept = {k: saved["model"][k] for k in ("alpha", "beta", "gamma", "semantic", "d_augment", "align", "channels")}
+    kept = {k: saved["model"][k] for k in ("alpha", "beta", "gamma", "semantic", "d_augment", "align", "one_stroke",
+                                           "channels")}
     assert kept == {"alpha": 5.0, "beta": 50.0, "gamma": 0.0, "semantic": 0.0, "d_augment": True, "align": True,
-                    "channels": 1}
+                    "one_stroke": True, "channels": 1}
     older = tiny_config("dtn", tmp_path, str(transfer_dir))
     older.run_dir.mkdir(parents=True)
     saved["model"]["alpha"] = 15.0  # digits-small before its alpha was lowered
@@ -584,6 +586,32 @@ def test_largest_stroke_alone_erases_the_marks_and_passes_gradient_through_the_s
     assert not through[0, :, 8].any() and not through[0, 11, 0] and not through[1, 1:3, 1:3].any()
 
 
+def test_one_stroke_g_draws_its_largest_stroke_alone_and_every_loss_sees_that(tmp_path, transfer_dir):
+    """--one-stroke (on in digits-small, off in the paper's presets): g's last layer keeps each
+    drawing's largest stroke (``losses.largest_stroke_alone``), so G, what D and the losses see
+    and the export draw one piece of ink; grey images only."""
+    _, data, model = build(tmp_path, transfer_dir)
+    assert model.settings["one_stroke"] and model.g.layers[-1].name == "one_stroke"
+    tanh = model.g.get_layer("tanh")
+    last = [layer for layer in model.g.layers if layer.name.endswith("_deconv")][-1]
+    last.kernel.assign(last.kernel * 300.0)  # g then draws ink in scattered pieces
+    raw = keras.Model(model.g.input, tanh.output)
+    features = model.source_features(data.held_out()[0][:4])
+    drawn, made = raw(features), model.g(features)
+    np.testing.assert_array_equal(made.numpy(), losses.largest_stroke_alone(drawn).numpy())
+    assert float(tf.reduce_min(losses.stray_ink(drawn))) > 0.0  # every drawing was in pieces,
+    for image in made.numpy():  # and each is one 8-connected piece now
+        assert ndimage.label(image[..., 0] > 0.0, structure=np.ones((3, 3)))[1] == 1
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    x_t = batch[2]
+    np.testing.assert_allclose(model.G(x_t).numpy(), losses.largest_stroke_alone(raw(model.f(x_t))).numpy())
+    paper = build(tmp_path / "paper", transfer_dir, model={"preset": "digits"})[2]
+    assert not paper.settings["one_stroke"] and paper.g.layers[-1].name == "tanh"
+    with pytest.raises(UsageError, match="--one-stroke keeps the largest stroke of grey drawings; these images "
+                                         "have 3 channels"):
+        build(tmp_path / "rgb", transfer_dir, model={"channels": 3})
+
+
 def test_read_stroke_makes_l_const_l_sem_and_validation_read_the_largest_stroke_alone(tmp_path, transfer_dir,
                                                                                      monkeypatch):
     """--read-stroke (off by default): L_CONST, L_SEM and the
@@ -594,7 +622,7 @@ def test_read_stroke_makes_l_const_l_sem_and_validation_read_the_largest_stroke_
     logged = {}
     for read in (False, True):
         _, data, model = build(tmp_path / str(read), transfer_dir,
-                               model={"read_stroke": read, "g_steps": 1, "semantic": 1.0})
+                               model={"read_stroke": read, "g_steps": 1, "semantic": 1.0, "one_stroke": False})
         batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
         x_s, y_s, _ = model.static_batch(batch)
         blank = -tf.ones_like(x_s)
@@ -769,10 +797,11 @@ def test_digits_presets_paper_and_small():
     assert (small["conditional_d"], small["encoder_eps"], paper["conditional_d"], paper["encoder_eps"]) == (
         True, 0.3, False, 0.0)
     assert (small["align"], paper["align"]) == (True, False)
-    changed = ("alpha", "beta", "d_augment", "semantic", "conditional_d", "encoder_eps", "align")
+    assert (small["one_stroke"], paper["one_stroke"]) == (True, False)
+    changed = ("alpha", "beta", "d_augment", "semantic", "conditional_d", "encoder_eps", "align", "one_stroke")
     assert {k: v for k, v in small.items() if k not in changed} == {k: v for k, v in paper.items() if k not in changed}
     assert settings("--no-d-augment", "--alpha", "15", "--beta", "15", "--semantic", "0", "--no-conditional-d",
-                    "--encoder-eps", "0", "--no-align") == paper
+                    "--encoder-eps", "0", "--no-align", "--no-one-stroke") == paper
     assert settings("--preset", "digits", "--semantic", "1")["semantic"] == 1.0
     assert settings("--preset", "digits", "--d-augment")["d_augment"] is True
     # h learns from f's class centroids and --align colours each class to the target's covariance

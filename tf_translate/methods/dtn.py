@@ -30,19 +30,20 @@ from tf_translate.registry import register
 PRESETS = {
     "digits": {"alpha": 15.0, "beta": 15.0, "tid": "l2", "gamma": 0.0, "semantic": 0.0, "d_augment": False,
                "conditional_d": False, "encoder_eps": 0.0, "align": False, "channels": 1, "decoder_blocks": 4,
-               "disc_layers": 3, "disc_act": "relu", "one_stroke": False},
+               "disc_layers": 3, "disc_act": "relu", "one_stroke": False, "stroke": 0.0},
     "faces": {"alpha": 100.0, "beta": 1.0, "tid": "l2", "gamma": 0.05, "semantic": 0.0, "d_augment": False,
               "conditional_d": False, "encoder_eps": 0.0, "align": False, "channels": 3, "decoder_blocks": 5,
-              "disc_layers": 6, "disc_act": "lrelu0.2", "one_stroke": False},
+              "disc_layers": 6, "disc_act": "lrelu0.2", "one_stroke": False, "stroke": 0.0},
 }
 PRESETS["digits-small"] = {**PRESETS["digits"], "alpha": 5.0, "beta": 50.0, "d_augment": True, "semantic": 1.0,
-                           "conditional_d": True, "encoder_eps": 0.3, "align": True, "one_stroke": True}
+                           "conditional_d": True, "encoder_eps": 0.3, "align": True, "one_stroke": True,
+                           "stroke": 10.0}
 # L_TID's distance (--tid): the paper's mean squared difference, or the mean absolute one
 TID_DISTANCES = {"l2": losses.mse, "l1": losses.l1}
 G_LOSSES = ("G_total", "GANG", "CONST", "TID", "TV", "SEM", "MS", "STROKE")
 # a preset's values that flags override
 FLAGGED = ("alpha", "beta", "tid", "gamma", "semantic", "d_augment", "conditional_d", "encoder_eps", "align",
-           "one_stroke", "channels")
+           "one_stroke", "stroke", "channels")
 # what reads the source's classes (L_SEM, a class-conditional D, the class alignment), and its value when off
 NEED_CLASSES = {"semantic": 0.0, "conditional_d": False, "align": False}
 # --align moves a source image's deviation from its class mean within the principal directions that hold
@@ -139,10 +140,13 @@ class DTNConfig:
                                    "them from the default's drawings raises their L_CONST 4-6 times); not in the "
                                    "paper; off: on the embedded digits g then drew more marks, nothing costing them "
                                    "(docs/methods/dtn.md)")
-    stroke: float = opt(0.0, "weight of L_STROKE, the share of a drawing's ink (G(x) of source and target images) "
-                             "that --read-stroke's reading erases: marks beside a digit, pieces of a broken stroke, "
-                             "haze; not in the paper; 0: off (30 with --read-stroke on the embedded digits, three "
-                             "seeds: no fewer marks than the default, fainter strokes; docs/methods/dtn.md)")
+    stroke: float | None = opt(None, "weight of L_STROKE, the share of a drawing's ink (G(x) of source and target "
+                                     "images; with --one-stroke as g drew it before its last layer) that "
+                                     "--read-stroke's reading erases: marks beside a digit, pieces of a broken "
+                                     "stroke, haze; not in the paper; default: the preset's (digits-small 10, "
+                                     "where it clears the page that --one-stroke's layer erases; 0, off, in the "
+                                     "paper's; without --one-stroke, 30 with --read-stroke on the embedded digits, "
+                                     "three seeds: no fewer marks, fainter strokes; docs/methods/dtn.md)")
     stroke_after: int = opt(250, "stage 2 trains this many steps without L_STROKE while g learns to draw, then "
                                  "L_STROKE's weight rises linearly to --stroke's over as many more (from the first "
                                  "step it met g's first blurry drawings, and h read what it left at chance)")
@@ -299,6 +303,9 @@ class DTN(TranslationModel):
             features=m.features, out_channels=s["channels"], filters=m.filters, n_blocks=s["decoder_blocks"],
             upsample=m.upsample, one_stroke=s["one_stroke"], name=name)
         self.g = decoder("g")
+        # --one-stroke: g up to its tanh, what its last layer erases from (L_STROKE reads it); none when off
+        self.g_raw = (keras.Model(self.g.input, self.g.get_layer("tanh").output, name="g_raw") if s["one_stroke"]
+                      else None)
         # --conditional-d: who names a target image's class (h, else f's classifier); none when off
         self.namer = None
         if s["conditional_d"]:
@@ -486,7 +493,7 @@ class DTN(TranslationModel):
         f_s, finite_g = self.source_features(x_s), tf.constant(True)
         for k in range(self.run_config.model.g_steps):
             with tf.GradientTape() as tape:
-                fake_s, fake_t = self.g(f_s, training=True), self.G(x_t, training=True)
+                (fake_s, drawn_s), (fake_t, drawn_t) = self.draw(f_s), self.draw(self.f(x_t))
                 gang = losses.dtn_generator_loss(self.ternary(fake_s, y_s, 3 + 2 * k),
                                                  self.ternary(fake_t, y_t, 4 + 2 * k))
                 read = self.as_read(fake_s)
@@ -497,11 +504,10 @@ class DTN(TranslationModel):
                        if self.h is not None else tf.zeros_like(tv))
                 ms = (losses.mode_seeking(fake_s, f_s, y_s) if self.run_config.model.mode_seeking
                       else tf.zeros_like(tv))
-                stroke = (losses.stray_ink(fake_s) + losses.stray_ink(fake_t) if self.run_config.model.stroke
-                          else tf.zeros_like(tv))
+                stroke = losses.stray_ink(drawn_s) + losses.stray_ink(drawn_t) if s["stroke"] else tf.zeros_like(tv)
                 total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv
                                     + s["semantic"] * sem + self.run_config.model.mode_seeking * ms
-                                    + self.run_config.model.stroke * self.stroke_ramp() * stroke, x_s)
+                                    + s["stroke"] * self.stroke_ramp() * stroke, x_s)
             finite_g = tf.logical_and(finite_g, self.apply_gradients(self.g_optimizer, tape, total,
                                                                       self.generator_roles))
             if self.g_average is not None:
@@ -514,6 +520,15 @@ class DTN(TranslationModel):
         or a broken stroke (``augment.stray_marks``)."""
         marked = stray_marks(x_t, seeding.derive(self.seed, seeding.MARKS, self.step))
         return losses.dtn_negative_loss(self.ternary(marked, y_t, 3 + 2 * self.run_config.model.g_steps))
+
+    def draw(self, features):
+        """g's drawings of ``features`` in training, and the drawings L_STROKE reads: with
+        --one-stroke, g's before its last layer kept each one's largest stroke."""
+        if self.g_raw is None:
+            made = self.g(features, training=True)
+            return made, made
+        drawn = self.g_raw(features, training=True)
+        return self.g.get_layer("one_stroke")(drawn), drawn
 
     def stroke_ramp(self):
         """L_STROKE's share of its weight at this step: 0 for --stroke-after steps, then rising
