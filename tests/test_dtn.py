@@ -217,14 +217,29 @@ def first_step_logs(tmp_path, transfer_dir, flag: str) -> dict:
     return logs
 
 
-def test_l_stroke_is_off_by_default_and_weighs_in_g_s_loss(tmp_path, transfer_dir, monkeypatch):
+def test_l_stroke_is_the_presets_and_weighs_in_g_s_loss(tmp_path, transfer_dir, monkeypatch):
     # a g just initialised draws no marks, so L_STROKE is stood in for by a fixed share per drawing
     monkeypatch.setattr(losses, "stray_ink", lambda images: tf.fill(tf.shape(images)[:1], 0.25))
     monkeypatch.setattr(dtn.DTN, "stroke_ramp", lambda self: tf.constant(1.0))
     logs = first_step_logs(tmp_path, transfer_dir, "stroke")
     assert logs[0.0]["STROKE"] == 0.0 and logs[2.0]["STROKE"] == 0.5  # G(source)'s and G(target)'s
-    assert build(tmp_path / "default", transfer_dir)[2].run_config.model.stroke == 0.0
+    assert build(tmp_path / "default", transfer_dir)[2].settings["stroke"] == 10.0
+    assert build(tmp_path / "paper", transfer_dir, model={"preset": "digits"})[2].settings["stroke"] == 0.0
     assert logs[2.0]["G_total"] - logs[0.0]["G_total"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_l_stroke_reads_g_s_drawing_before_the_one_stroke_layer(tmp_path, transfer_dir):
+    """With --one-stroke, what g drew before its last layer kept the largest stroke is what
+    L_STROKE costs (the drawing every other loss sees has no ink apart from its stroke)."""
+    _, data, model = build(tmp_path, transfer_dir, model={"g_steps": 1})
+    last = [layer for layer in model.g.layers if layer.name.endswith("_deconv")][-1]
+    last.kernel.assign(last.kernel * 300.0)  # g then draws ink in scattered pieces
+    batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
+    x_s, _, x_t = model.static_batch(batch)
+    drawn = [model.g_raw(features, training=True) for features in (model.source_features(x_s), model.f(x_t))]
+    want = float(tf.reduce_mean(losses.stray_ink(drawn[0]) + losses.stray_ink(drawn[1])))
+    assert want > 0.01 and float(tf.reduce_max(losses.stray_ink(model.g(model.f(x_t))))) == 0.0
+    assert float(model.train_step(batch)["STROKE"]) == pytest.approx(want, rel=1e-4)
 
 
 def test_l_stroke_comes_in_after_stroke_after_steps_rising_linearly(tmp_path, transfer_dir):
