@@ -65,8 +65,8 @@ class DTNConfig:
                                       "blocks with LeakyReLU 0.2; no face-identity network or emoji set can be had "
                                       "offline, so faces is the configuration only); digits-small is digits with "
                                       "alpha 5, beta 50, --d-augment, --semantic 1, --conditional-d, "
-                                      "--encoder-eps 0.3, --align and --one-stroke, for small digit sets such as "
-                                      "the embedded ones (measured, docs/methods/dtn.md)",
+                                      "--encoder-eps 0.3, --align, --one-stroke and --stroke 10, for small digit "
+                                      "sets such as the embedded ones (measured, docs/methods/dtn.md)",
                         tuple(PRESETS))
     alpha: float | None = opt(None, "weight of L_CONST, f-constancy |f(x) - f(G(x))|^2 on the source; "
                                     "default: the preset's (digits 15, faces 100, digits-small 5)")
@@ -251,13 +251,15 @@ class DTN(TranslationModel):
     class looks like; with ``encoder_eps`` stage 1 trains f on adversarial examples; with
     ``mode_seeking`` L_G adds L_MS (Mao et al., CVPR 2019) between translations of one class;
     with ``read_stroke`` L_CONST and L_SEM read G(x_s) with the ink apart from its largest
-    stroke erased (``losses.largest_stroke_alone``); with ``stroke`` L_G adds L_STROKE, the share
-    of G(x)'s ink apart from its largest stroke (``losses.stray_ink``); with ``d_negatives`` L_D
+    stroke erased (``losses.largest_stroke_alone``); with ``one_stroke`` g ends in a layer that
+    erases it (``networks.LargestStroke``), so that every loss, D and the export see one stroke;
+    with ``stroke`` L_G adds L_STROKE, the share of G(x)'s ink apart from its largest stroke
+    (``losses.stray_ink``; with ``one_stroke`` of g's drawing before that layer); with ``d_negatives`` L_D
     adds -log D_2 of real target images given stray marks or a cut stroke
     (``augment.stray_marks``); with ``tid`` l1 L_TID is the mean absolute difference. None of
     these is in the paper;
-    ``d_augment``, ``semantic``, ``conditional_d``, ``encoder_eps`` and ``align`` are on in the
-    default preset, digits-small.
+    ``d_augment``, ``semantic``, ``conditional_d``, ``encoder_eps``, ``align``, ``one_stroke`` and
+    ``stroke`` are on in the default preset, digits-small.
     """
 
     loss_names = (*G_LOSSES, "D")
