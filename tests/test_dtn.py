@@ -319,7 +319,7 @@ def test_d_negatives_add_d_s_loss_on_marked_digits_read_as_made(tmp_path, transf
     assert build(tmp_path / "default", transfer_dir)[2].run_config.model.d_negatives == 0.0
     assert logs[2.0]["D"] - logs[0.0]["D"] == pytest.approx(1.5, abs=1e-4)
     with pytest.raises(UsageError, match="--d-negatives"):
-        build(tmp_path / "rgb", transfer_dir, model={"d_negatives": 1.0, "channels": 3})
+        build(tmp_path / "rgb", transfer_dir, model={"d_negatives": 1.0, "channels": 3, "one_stroke": False})
 
 
 def test_instance_noise_is_seeded_by_step_and_off_by_default(tmp_path, transfer_dir):
@@ -427,7 +427,8 @@ def test_encoder_errors(trained_dtn, tmp_path, transfer_dir):
     missing = tiny_config("dtn", tmp_path / "b", str(transfer_dir), model={"encoder": str(tmp_path / "nope.keras")})
     with pytest.raises(FileNotFoundError, match="nope.keras"):
         tf_translate.train(missing)
-    rgb = tiny_config("dtn", tmp_path / "c", str(transfer_dir), model={"encoder": str(saved), "channels": 3})
+    rgb = tiny_config("dtn", tmp_path / "c", str(transfer_dir),
+                      model={"encoder": str(saved), "channels": 3, "one_stroke": False})
     with pytest.raises(DataError, match=r"takes images of \(32, 32, 1\); this run's are \(32, 32, 3\)"):
         tf_translate.train(rgb)
     # unlabelled source images: fine with an encoder, an error when f must be trained or L_SEM or a
@@ -799,7 +800,7 @@ def test_align_reads_the_targets_classes_from_the_more_confident_half_of_each():
 def test_digits_presets_paper_and_small():
     """--preset digits is the paper's objective; the default, digits-small, the same networks
     with alpha 5, beta 50, DiffAugment, L_SEM, a class-conditional D, an adversarially
-    trained f and class alignment; flags override either."""
+    trained f, class alignment and a g of one stroke with L_STROKE; flags override either."""
     from tf_translate.cli import config_from_args
 
     def settings(*flags):
@@ -812,11 +813,12 @@ def test_digits_presets_paper_and_small():
     assert (small["conditional_d"], small["encoder_eps"], paper["conditional_d"], paper["encoder_eps"]) == (
         True, 0.3, False, 0.0)
     assert (small["align"], paper["align"]) == (True, False)
-    assert (small["one_stroke"], paper["one_stroke"]) == (True, False)
-    changed = ("alpha", "beta", "d_augment", "semantic", "conditional_d", "encoder_eps", "align", "one_stroke")
+    assert (small["one_stroke"], small["stroke"], paper["one_stroke"], paper["stroke"]) == (True, 10.0, False, 0.0)
+    changed = ("alpha", "beta", "d_augment", "semantic", "conditional_d", "encoder_eps", "align", "one_stroke",
+               "stroke")
     assert {k: v for k, v in small.items() if k not in changed} == {k: v for k, v in paper.items() if k not in changed}
     assert settings("--no-d-augment", "--alpha", "15", "--beta", "15", "--semantic", "0", "--no-conditional-d",
-                    "--encoder-eps", "0", "--no-align", "--no-one-stroke") == paper
+                    "--encoder-eps", "0", "--no-align", "--no-one-stroke", "--stroke", "0") == paper
     assert settings("--preset", "digits", "--semantic", "1")["semantic"] == 1.0
     assert settings("--preset", "digits", "--d-augment")["d_augment"] is True
     # h learns from f's class centroids and --align colours each class to the target's covariance
