@@ -219,7 +219,8 @@ def first_step_logs(tmp_path, transfer_dir, flag: str) -> dict:
 
 def test_l_stroke_is_the_presets_and_weighs_in_g_s_loss(tmp_path, transfer_dir, monkeypatch):
     # a g just initialised draws no marks, so L_STROKE is stood in for by a fixed share per drawing
-    monkeypatch.setattr(losses, "stray_ink", lambda images: tf.fill(tf.shape(images)[:1], 0.25))
+    monkeypatch.setattr(losses, "one_stroke",
+                        lambda images, threshold=0.5, below=1.0: (images, tf.fill(tf.shape(images)[:1], 0.25)))
     monkeypatch.setattr(dtn.DTN, "stroke_ramp", lambda self: tf.constant(1.0))
     logs = first_step_logs(tmp_path, transfer_dir, "stroke")
     assert logs[0.0]["STROKE"] == 0.0 and logs[2.0]["STROKE"] == 0.5  # G(source)'s and G(target)'s
@@ -237,8 +238,8 @@ def test_l_stroke_reads_g_s_drawing_before_the_one_stroke_layer(tmp_path, transf
     batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))
     x_s, _, x_t = model.static_batch(batch)
     drawn = [model.g_raw(features, training=True) for features in (model.source_features(x_s), model.f(x_t))]
-    want = float(tf.reduce_mean(losses.stray_ink(drawn[0]) + losses.stray_ink(drawn[1])))
-    assert want > 0.01 and float(tf.reduce_max(losses.stray_ink(model.g(model.f(x_t))))) == 0.0
+    want = float(tf.reduce_mean(losses.erased_share(drawn[0]) + losses.erased_share(drawn[1])))
+    assert want > 0.01 and float(tf.reduce_max(losses.erased_share(model.g(model.f(x_t))))) == 0.0
     assert float(model.train_step(batch)["STROKE"]) == pytest.approx(want, rel=1e-4)
 
 
@@ -569,7 +570,7 @@ def test_l_stroke_is_the_ink_apart_from_the_largest_stroke_and_darkens_only_it()
     images = tf.constant(ink * 2 - 1)
     with tf.GradientTape() as tape:
         tape.watch(images)
-        stray = losses.stray_ink(images)
+        stray = losses.erased_share(images)
     haze = 0.15 * (144 - 40)  # all but the stroke grown by a pixel (10 x 4)
     np.testing.assert_allclose(stray, [1.9 / 18.2, 4 / 12, haze / (16 + 0.15 * 128), 3.3 / 12.4, 0.0], rtol=1e-3)
     darken = tape.gradient(stray, images).numpy()[..., 0]
@@ -577,7 +578,7 @@ def test_l_stroke_is_the_ink_apart_from_the_largest_stroke_and_darkens_only_it()
     seen[0, 1:11, 4:8] = seen[2, 1:11, 4:8] = seen[1, 8:11, 1:11] = seen[3, 1:12, 1:4] = seen[4] = True
     assert not darken[seen].any()  # the digit and its faint edge are left alone,
     assert (darken[~seen] > 0).all()  # descent darkens the rest: marks, haze, background (held at 0 by g's tanh)
-    assert float(losses.stray_ink(-tf.ones((1, 12, 12, 1)))[0]) == 0.0  # a blank page
+    assert float(losses.erased_share(-tf.ones((1, 12, 12, 1)))[0]) == 0.0  # a blank page
 
 
 def test_largest_stroke_alone_erases_the_marks_and_passes_gradient_through_the_stroke_only():
@@ -615,7 +616,7 @@ def test_one_stroke_g_draws_its_largest_stroke_alone_and_every_loss_sees_that(tm
     features = model.source_features(data.held_out()[0][:4])
     drawn, made = raw(features), model.g(features)
     np.testing.assert_array_equal(made.numpy(), losses.largest_stroke_alone(drawn).numpy())
-    assert float(tf.reduce_min(losses.stray_ink(drawn))) > 0.0  # every drawing was in pieces,
+    assert float(tf.reduce_min(losses.erased_share(drawn))) > 0.0  # every drawing was in pieces,
     for image in made.numpy():  # and each is one 8-connected piece now
         assert ndimage.label(image[..., 0] > 0.0, structure=np.ones((3, 3)))[1] == 1
     batch = next(iter(data.training(batch_size=2, flip=False, seed=0, first_step=0, steps=1)))

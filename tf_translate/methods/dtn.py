@@ -134,6 +134,9 @@ class DTNConfig:
                                         "broken off it (the marks carried f(x) for L_CONST, and no cost on them "
                                         "removed them, docs/methods/dtn.md); grey images only; not in the paper; "
                                         "default: the preset's (on for digits-small)")
+    mark_below: float = opt(1.0, "with --one-stroke and L_STROKE, a piece of ink beside the largest stroke is a "
+                                  "mark, erased and costed, when it holds less than this share of the largest's ink "
+                                  "(1: every other piece; 0.1 keeps a five's lifted bar)")
     read_stroke: bool = opt(False, "L_CONST and L_SEM read G(x) of a source image with the ink apart from its "
                                    "largest stroke (8-connected ink above 0.5, grown by a pixel) erased, so that "
                                    "marks beside the digit and pieces of a broken stroke cannot carry f(x) (erasing "
@@ -254,7 +257,7 @@ class DTN(TranslationModel):
     stroke erased (``losses.largest_stroke_alone``); with ``one_stroke`` g ends in a layer that
     erases it (``networks.LargestStroke``), so that every loss, D and the export see one stroke;
     with ``stroke`` L_G adds L_STROKE, the share of G(x)'s ink apart from its largest stroke
-    (``losses.stray_ink``; with ``one_stroke`` of g's drawing before that layer); with ``d_negatives`` L_D
+    (``losses.erased_share``; with ``one_stroke`` of g's drawing before that layer); with ``d_negatives`` L_D
     adds -log D_2 of real target images given stray marks or a cut stroke
     (``augment.stray_marks``); with ``tid`` l1 L_TID is the mean absolute difference. None of
     these is in the paper;
@@ -303,7 +306,7 @@ class DTN(TranslationModel):
             self.h.trainable = False
         decoder = lambda name: networks.dtn_decoder(  # noqa: E731
             features=m.features, out_channels=s["channels"], filters=m.filters, n_blocks=s["decoder_blocks"],
-            upsample=m.upsample, one_stroke=s["one_stroke"], name=name)
+            upsample=m.upsample, one_stroke=s["one_stroke"], mark_below=m.mark_below, name=name)
         self.g = decoder("g")
         # --one-stroke: g up to its tanh, what its last layer erases from (L_STROKE reads it); none when off
         self.g_raw = (keras.Model(self.g.input, self.g.get_layer("tanh").output, name="g_raw") if s["one_stroke"]
@@ -495,7 +498,7 @@ class DTN(TranslationModel):
         f_s, finite_g = self.source_features(x_s), tf.constant(True)
         for k in range(self.run_config.model.g_steps):
             with tf.GradientTape() as tape:
-                (fake_s, drawn_s), (fake_t, drawn_t) = self.draw(f_s), self.draw(self.f(x_t))
+                (fake_s, stray_s), (fake_t, stray_t) = self.draw(f_s), self.draw(self.f(x_t))
                 gang = losses.dtn_generator_loss(self.ternary(fake_s, y_s, 3 + 2 * k),
                                                  self.ternary(fake_t, y_t, 4 + 2 * k))
                 read = self.as_read(fake_s)
@@ -506,7 +509,7 @@ class DTN(TranslationModel):
                        if self.h is not None else tf.zeros_like(tv))
                 ms = (losses.mode_seeking(fake_s, f_s, y_s) if self.run_config.model.mode_seeking
                       else tf.zeros_like(tv))
-                stroke = losses.stray_ink(drawn_s) + losses.stray_ink(drawn_t) if s["stroke"] else tf.zeros_like(tv)
+                stroke = stray_s + stray_t if s["stroke"] else tf.zeros_like(tv)
                 total = self.reduce(gang + s["alpha"] * const + s["beta"] * tid + s["gamma"] * tv
                                     + s["semantic"] * sem + self.run_config.model.mode_seeking * ms
                                     + s["stroke"] * self.stroke_ramp() * stroke, x_s)
@@ -524,13 +527,15 @@ class DTN(TranslationModel):
         return losses.dtn_negative_loss(self.ternary(marked, y_t, 3 + 2 * self.run_config.model.g_steps))
 
     def draw(self, features):
-        """g's drawings of ``features`` in training, and the drawings L_STROKE reads: with
-        --one-stroke, g's before its last layer kept each one's largest stroke."""
-        if self.g_raw is None:
-            made = self.g(features, training=True)
-            return made, made
-        drawn = self.g_raw(features, training=True)
-        return self.g.get_layer("one_stroke")(drawn), drawn
+        """g's drawings of ``features`` in training and L_STROKE of each (0 when off), the share
+        of its ink apart from its largest stroke: with --one-stroke, of g's drawing before its
+        last layer erased that ink, found in one search with what the layer keeps."""
+        below = self.run_config.model.mark_below
+        if self.g_raw is not None:
+            return losses.one_stroke(self.g_raw(features, training=True), below=below)
+        made = self.g(features, training=True)
+        return made, (losses.erased_share(made, below=below) if self.settings["stroke"]
+                      else tf.zeros(tf.shape(made)[:1]))
 
     def stroke_ramp(self):
         """L_STROKE's share of its weight at this step: 0 for --stroke-after steps, then rising

@@ -116,11 +116,12 @@ def anisotropic_total_variation(images):
     return absolute(images[:, 1:, :, :] - images[:, :-1, :, :]) + absolute(images[:, :, 1:, :] - images[:, :, :-1, :])
 
 
-def largest_stroke(ink, threshold: float = 0.5):
+def largest_stroke(ink, threshold: float = 0.5, below: float = 1.0):
     """Which pixels of each drawing (``ink`` in [0, 1], light strokes on dark, ``(batch, H, W,
-    1)``) lie in its largest 8-connected piece of ink above ``threshold`` (by summed ink), as 0
-    or 1 without gradient: every inked pixel starts with its own number, and 3x3 max pooling
-    spreads the largest number through each piece until none changes."""
+    1)``) lie in its largest 8-connected piece of ink above ``threshold`` (by summed ink), or in
+    a piece with at least ``below`` times its ink, as 0 or 1 without gradient: every inked pixel
+    starts with its own number, and 3x3 max pooling spreads the largest number through each
+    piece until none changes."""
     ink = tf.stop_gradient(ink)
     on = ink > threshold
     n, h, w = tf.shape(ink)[0], ink.shape[1], ink.shape[2]
@@ -135,37 +136,44 @@ def largest_stroke(ink, threshold: float = 0.5):
     piece = tf.cast(labels, tf.int32) + (h * w + 1) * tf.range(n)[:, None, None, None]
     piece_ink = tf.gather(tf.math.unsorted_segment_sum(ink, piece, n * (h * w + 1)), piece) * tf.cast(on, ink.dtype)
     largest = tf.reduce_max(piece_ink, axis=[1, 2, 3], keepdims=True)
-    return tf.cast(tf.logical_and(piece_ink >= largest, largest > 0), ink.dtype)
+    return tf.cast(tf.logical_and(piece_ink >= below * largest, largest > 0), ink.dtype)
 
 
-def _read(images, threshold: float):
+def _read(images, threshold: float, below: float = 1.0):
     """(ink in [0, 1], which of its pixels a reader of the largest stroke sees): each drawing's
     largest stroke (``largest_stroke``) grown by one pixel to keep its faint edge, or all of a
     drawing with no ink above ``threshold``."""
     ink = (tf.reduce_mean(wide(images), axis=-1, keepdims=True) + 1.0) / 2.0
-    stroke = largest_stroke(ink, threshold)
+    stroke = largest_stroke(ink, threshold, below)
     seen = tf.logical_or(tf.nn.max_pool2d(stroke, 3, 1, "SAME") > 0,
                          tf.reduce_max(stroke, axis=[1, 2, 3], keepdims=True) == 0)
     return ink, seen
 
 
-def largest_stroke_alone(images, threshold: float = 0.5):
-    """``images`` (in [-1, 1], light strokes on dark) with the ink apart from each drawing's
-    largest stroke erased to the background, -1 (``_read``): a drawing as a reader sees it when
-    marks beside the digit and pieces of a broken stroke tell it nothing. The gradient reaches
-    the kept pixels only."""
-    _, seen = _read(images, threshold)
-    return tf.where(seen, images, -tf.ones_like(images))
+def one_stroke(images, threshold: float = 0.5, below: float = 1.0):
+    """(``images`` in [-1, 1], light strokes on dark, with the ink apart from each drawing's
+    largest stroke erased to the background, -1; the share of each drawing's ink so erased),
+    from one search (``_read``). The first is a drawing as a reader sees it when marks beside
+    the digit and pieces of a broken stroke tell it nothing: the gradient reaches the kept
+    pixels only. The second is L_STROKE per sample: dots and strokes beside the digit, pieces of
+    a broken stroke and faint haze more than a pixel from the largest stroke; its gradient
+    darkens that ink only, and a page with no ink above ``threshold`` costs nothing."""
+    ink, seen = _read(images, threshold, below)
+    kept = tf.where(seen, images, -tf.ones_like(images))
+    erased = (_per_sample_sum(ink * tf.cast(tf.logical_not(seen), ink.dtype))
+              / (tf.stop_gradient(_per_sample_sum(ink)) + 1e-3))
+    return kept, erased
 
 
-def stray_ink(images, threshold: float = 0.5):
-    """L_STROKE per sample (``images`` in [-1, 1], light strokes on dark): the share of a drawing's
-    ink that ``largest_stroke_alone`` erases: dots and strokes beside the digit, pieces of a
-    broken stroke and faint haze more than a pixel from the largest stroke. Its gradient darkens
-    that ink only; a page with no ink above ``threshold`` costs nothing."""
-    ink, seen = _read(images, threshold)
-    return (_per_sample_sum(ink * tf.cast(tf.logical_not(seen), ink.dtype))
-            / (tf.stop_gradient(_per_sample_sum(ink)) + 1e-3))
+def largest_stroke_alone(images, threshold: float = 0.5, below: float = 1.0):
+    """``images`` with the ink apart from each drawing's largest stroke erased (``one_stroke``)."""
+    return one_stroke(images, threshold, below)[0]
+
+
+def erased_share(images, threshold: float = 0.5, below: float = 1.0):
+    """L_STROKE per sample: the share of a drawing's ink that ``largest_stroke_alone`` erases
+    (``one_stroke``)."""
+    return one_stroke(images, threshold, below)[1]
 
 
 # DTN's ternary discriminator classes: G(x) of a source x, G(x) of a target x, a real target x.

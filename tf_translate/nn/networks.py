@@ -280,6 +280,7 @@ def dtn_decoder(
     n_blocks: int = 4,
     upsample: str = "transpose",
     one_stroke: bool = False,
+    mark_below: float = 1.0,
     name: str = "g",
 ) -> keras.Model:
     """DTN's g: ``n_blocks`` transposed-convolution blocks with batch norm and ReLU, a tanh
@@ -302,7 +303,7 @@ def dtn_decoder(
         x = doubling(x, width, upsample=upsample, kernel=4, **block)
     outputs = layers.Activation("tanh", name="tanh", dtype=output_dtype())(x)
     if one_stroke:
-        outputs = LargestStroke(name="one_stroke", dtype=output_dtype())(outputs)
+        outputs = LargestStroke(mark_below, name="one_stroke", dtype=output_dtype())(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -313,8 +314,15 @@ class LargestStroke(layers.Layer):
     generator ending in it draws one stroke, as 97.6 % of MNIST's digits are, and every loss
     sees what it exports. The gradient reaches the kept pixels only."""
 
+    def __init__(self, below: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.below = below
+
     def call(self, images):
-        return losses.largest_stroke_alone(images)
+        return losses.largest_stroke_alone(images, below=self.below)
+
+    def get_config(self):
+        return {**super().get_config(), "below": self.below}
 
     def compute_output_shape(self, input_shape):
         return input_shape
