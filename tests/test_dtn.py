@@ -245,13 +245,14 @@ def test_l_stroke_reads_g_s_drawing_before_the_one_stroke_layer(tmp_path, transf
 
 def test_l_stroke_comes_in_after_stroke_after_steps_rising_linearly(tmp_path, transfer_dir):
     _, _, model = build(tmp_path, transfer_dir)
-    assert model.run_config.model.stroke_after == 0 and float(model.stroke_ramp()) == 1.0  # from the first step
-    _, _, model = build(tmp_path / "later", transfer_dir, model={"stroke_after": 250})
+    assert model.run_config.model.stroke_after == 250
     shares = []
     for step in (0, 250, 375, 500, 1000):
         model.step.assign(step)
         shares.append(float(model.stroke_ramp()))
     assert shares == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
+    _, _, model = build(tmp_path / "now", transfer_dir, model={"stroke_after": 0})
+    assert float(model.stroke_ramp()) == 1.0
 
 
 def test_tid_l1_is_l_tid_as_the_mean_absolute_difference(tmp_path, transfer_dir):

@@ -150,12 +150,9 @@ class DTNConfig:
                                      "where it clears the page that --one-stroke's layer erases; 0, off, in the "
                                      "paper's; without --one-stroke, 30 with --read-stroke on the embedded digits, "
                                      "three seeds: no fewer marks, fainter strokes; docs/methods/dtn.md)")
-    stroke_after: int = opt(0, "stage 2 trains this many steps without L_STROKE, then L_STROKE's weight rises "
-                               "linearly to --stroke's over as many more; 0: full from the first step (with "
-                               "--one-stroke, g then never learns to join a stroke's pieces with scrawl, as it "
-                               "did with 250: seed 1's fives 62 %% by 3-NN; without --one-stroke, 250: from the "
-                               "first step L_STROKE met g's first blurry drawings, and h read what it left at "
-                               "chance; docs/methods/dtn.md)")
+    stroke_after: int = opt(250, "stage 2 trains this many steps without L_STROKE while g learns to draw, then "
+                                 "L_STROKE's weight rises linearly to --stroke's over as many more (from the first "
+                                 "step it met g's first blurry drawings, and h read what it left at chance)")
     d_negatives: float = opt(0.0, "weight of D's loss on negatives: real target images with stray dots or dashes "
                                   "drawn apart from the digit, or with a gap cut through its stroke, shown to D as "
                                   "G(x) of a target (negative data augmentation, Sinha et al. 2021), so that D "
