@@ -531,7 +531,8 @@ def test_evaluate_reports_the_papers_measure(trained_dtn, tmp_path):
     assert evaluate.nearest_distance(bank[:4], bank) == pytest.approx(0.0, abs=1e-6)
     assert evaluate.nearest_distance(np.roll(bank[:4], 3, axis=2), bank) > 0.05
     assert 0 < report["nearest_real_distance"]["translated_source"] < 1
-    assert 0 <= report["stray_ink"]["translated_source"] <= 1 and "stray marks" in text
+    assert 0 <= report["stray_ink"]["translated_source"] <= 1 and "outside each drawing's largest stroke" in text
+    assert 0 <= report["marks"]["real_target"] <= report["stray_ink"]["real_target"] and "ink in marks" in text
     assert 0 <= report["in_pieces"]["real_target"] <= 1 and "more than one piece" in text
 
 
@@ -545,6 +546,11 @@ def test_stray_ink_is_the_share_outside_the_largest_stroke():
     assert evaluate.stray_ink(digit) == pytest.approx(2 / 18)
     digit[0, 10, 7] = 1.0  # a diagonal neighbour of the stroke belongs to it (8-connected)
     assert evaluate.stray_ink(digit) == pytest.approx(2 / 19)
+    assert evaluate.stray_ink(digit, below=0.1) == pytest.approx(2 / 19)  # a dot holds under a tenth of 17
+    barred = digit.copy()
+    barred[0, 0, 4:8] = 1.0  # and a bar of 4 pixels apart from the stroke, as a five's lifted one
+    assert evaluate.stray_ink(barred) == pytest.approx(6 / 23)
+    assert evaluate.stray_ink(barred, below=evaluate.MARK) == pytest.approx(2 / 23)  # the bar is no mark
     clean = np.zeros_like(digit)
     clean[0, 2:10, 5:7] = 0.9
     assert evaluate.in_pieces(np.concatenate([digit, clean, np.zeros_like(digit)])) == pytest.approx(1 / 3)
@@ -601,6 +607,24 @@ def test_largest_stroke_alone_erases_the_marks_and_passes_gradient_through_the_s
     assert through[0, 1:11, 4:7].all() and not through[0, :, 7].any()
     assert through[2].all() and through[1, 8:11, 1:11].all()
     assert not through[0, :, 8].any() and not through[0, 11, 0] and not through[1, 1:3, 1:3].any()
+
+
+def test_mark_below_keeps_a_piece_with_that_share_of_the_stroke_s_ink_and_erases_and_costs_smaller_ones(
+        tmp_path, transfer_dir):
+    ink = np.zeros((1, 12, 12, 1), np.float32)
+    ink[0, 2:12, 5] = 1.0  # a stroke of 10 pixels,
+    ink[0, 0, 2:5] = 1.0  # a bar of 3 apart from it (a five's lifted bar: 0.3 of the stroke's ink),
+    ink[0, 11, 0] = 1.0  # and a dot (0.1 of it)
+    images = tf.constant(ink * 2 - 1)
+    for below, erased in ((1.0, 4), (0.2, 1), (0.05, 0)):
+        kept, share = losses.one_stroke(images, below=below)
+        assert float(tf.reduce_sum(ink) - tf.reduce_sum((kept + 1) / 2)) == pytest.approx(erased)
+        assert float(share[0]) == pytest.approx(erased / (14 + 1e-3), rel=1e-4)
+        assert float(losses.erased_share(images, below=below)[0]) == float(share[0])
+    model = build(tmp_path, transfer_dir)[2]
+    assert model.run_config.model.mark_below == 0.1 and model.g.get_layer("one_stroke").below == 0.1
+    layer = build(tmp_path / "one", transfer_dir, model={"mark_below": 1.0})[2].g.get_layer("one_stroke")
+    np.testing.assert_array_equal(layer(images).numpy(), losses.largest_stroke_alone(images).numpy())
 
 
 def test_one_stroke_g_draws_its_largest_stroke_alone_and_every_loss_sees_that(tmp_path, transfer_dir):

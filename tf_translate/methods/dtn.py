@@ -129,9 +129,9 @@ class DTNConfig:
                                        "a class the source draws alike (seed 2's ones, r_1 1.8) into another "
                                        "(docs/methods/dtn.md)")
     one_stroke: bool | None = opt(None, "g ends in a layer that keeps each drawing's largest stroke (8-connected ink "
-                                        "above 0.5, grown by a pixel) and erases the rest, so that every loss and D "
-                                        "see, and the export draws, one stroke: no mark beside the digit, no piece "
-                                        "broken off it (the marks carried f(x) for L_CONST, and no cost on them "
+                                        "above 0.5, grown by a pixel) and any piece with --mark-below of its ink, and "
+                                        "erases the rest, so that every loss and D see, and the export draws, no mark "
+                                        "beside the digit (the marks carried f(x) for L_CONST, and no cost on them "
                                         "removed them, docs/methods/dtn.md); grey images only; not in the paper; "
                                         "default: the preset's (on for digits-small)")
     mark_below: float = opt(0.1, "with --one-stroke and L_STROKE, a piece of ink apart from a drawing's largest "
@@ -257,8 +257,9 @@ class DTN(TranslationModel):
     ``mode_seeking`` L_G adds L_MS (Mao et al., CVPR 2019) between translations of one class;
     with ``read_stroke`` L_CONST and L_SEM read G(x_s) with the ink apart from its largest
     stroke erased (``losses.largest_stroke_alone``); with ``one_stroke`` g ends in a layer that
-    erases it (``networks.LargestStroke``), so that every loss, D and the export see one stroke;
-    with ``stroke`` L_G adds L_STROKE, the share of G(x)'s ink apart from its largest stroke
+    erases the marks, pieces with under ``mark_below`` of that stroke's ink (``networks.LargestStroke``),
+    so that every loss, D and the export see none;
+    with ``stroke`` L_G adds L_STROKE, the share of G(x)'s ink the layer erases
     (``losses.erased_share``; with ``one_stroke`` of g's drawing before that layer); with ``d_negatives`` L_D
     adds -log D_2 of real target images given stray marks or a cut stroke
     (``augment.stray_marks``); with ``tid`` l1 L_TID is the mean absolute difference. None of

@@ -283,6 +283,10 @@ def nearest_distance(images: np.ndarray, bank: np.ndarray) -> float:
     return float(np.mean(np.sqrt(np.maximum(squared.min(1), 0.0) / a.shape[1])))
 
 
+# a mark: a piece of ink apart from a drawing's largest, with less than this share of its ink (DTN's --mark-below)
+MARK = 0.1
+
+
 def pieces(image: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """The ink (summed intensity) of each 8-connected piece of a drawing (in [0, 1], light
     strokes on dark; ink is above ``threshold``), in no particular order."""
@@ -293,12 +297,13 @@ def pieces(image: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return np.asarray(ndimage.sum(grey, parts, index=np.arange(1, n + 1)), np.float64).reshape(n)
 
 
-def stray_ink(images: np.ndarray, threshold: float = 0.5) -> float:
-    """The mean share of each drawing's ink outside its largest 8-connected piece (``pieces``):
-    dots beside a digit and pieces of a broken stroke, with no classifier involved. A clean
-    digit scores 0 (an i's dot would not)."""
+def stray_ink(images: np.ndarray, threshold: float = 0.5, below: float = 1.0) -> float:
+    """The mean share of each drawing's ink in 8-connected pieces (``pieces``) holding less than
+    ``below`` times its largest piece's ink, with no classifier involved: with 1, all but the
+    largest (dots beside a digit and pieces of a broken stroke; a clean digit scores 0, an i's
+    dot would not); with ``MARK`` (a tenth), marks only: dots and dashes, not a five's lifted bar."""
     inks = [pieces(image, threshold) for image in images]
-    return float(np.mean([1.0 - ink.max() / ink.sum() if len(ink) > 1 else 0.0 for ink in inks]))
+    return float(np.mean([ink[ink < below * ink.max()].sum() / ink.sum() if len(ink) > 1 else 0.0 for ink in inks]))
 
 
 def in_pieces(images: np.ndarray, threshold: float = 0.5) -> float:
@@ -327,8 +332,9 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
     architecture, so two judges of other families (``pixel_judges``) read them too, and a class
     on which the judges disagree by more than 15 points is named; the distance from each
     translation to its nearest real target training image, beside real held-out targets' own,
-    the share of ink outside each drawing's largest stroke (``stray_ink``) and the share of
-    drawings in more than one piece (``in_pieces``) need no judge.
+    the share of ink outside each drawing's largest stroke (``stray_ink``), the share in marks
+    (pieces with under ``MARK`` of its ink) and the share of drawings in more than one piece
+    (``in_pieces``) need no judge.
     Because f is a classifier, a g that draws one fixed image per class could score well, so
     also: f's own held-out accuracy, the f-constancy error, and the within-class diversity of
     the translations against that of real target images. With ``pictures``: a
@@ -363,6 +369,7 @@ def _transfer(model: Exported, dataset, pictures: Path | None, classifier_path: 
         "nearest_real_distance": {"translated_source": nearest_distance(drawn, bank),
                                   "real_target": nearest_distance(real01, bank)},
         "stray_ink": {"translated_source": stray_ink(drawn), "real_target": stray_ink(real01)},
+        "marks": {"translated_source": stray_ink(drawn, below=MARK), "real_target": stray_ink(real01, below=MARK)},
         "in_pieces": {"translated_source": in_pieces(drawn), "real_target": in_pieces(real01)},
         "f": {"source": float(np.mean(np.argmax(model.classify(x01), 1) == labels)),
               "translated_source": float(np.mean(np.argmax(model.classify(drawn), 1) == labels)),
@@ -726,8 +733,13 @@ def _transfer_markdown(report: dict) -> str:
                      f"targets | {n['translated_source']:.4f} / {n['real_target']:.4f} |")
     if "stray_ink" in report:
         k = report["stray_ink"]
-        lines.append(f"| share of ink outside each drawing's largest stroke (stray marks): G(source) / real held-out "
-                     f"targets | {k['translated_source']:.2%} / {k['real_target']:.2%} |")
+        lines.append(f"| share of ink outside each drawing's largest stroke (marks and broken-off pieces): G(source) "
+                     f"/ real held-out targets | {k['translated_source']:.2%} / {k['real_target']:.2%} |")
+    if "marks" in report:
+        k = report["marks"]
+        lines.append(f"| share of ink in marks (pieces with under {MARK:.0%} of the largest stroke's ink: dots, "
+                     f"dashes): G(source) / real held-out targets | {k['translated_source']:.2%} / "
+                     f"{k['real_target']:.2%} |")
     if "in_pieces" in report:
         k = report["in_pieces"]
         lines.append(f"| drawings in more than one piece (a broken stroke or a mark beside it): G(source) / real "

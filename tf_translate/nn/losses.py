@@ -152,12 +152,13 @@ def _read(images, threshold: float, below: float = 1.0):
 
 def one_stroke(images, threshold: float = 0.5, below: float = 1.0):
     """(``images`` in [-1, 1], light strokes on dark, with the ink apart from each drawing's
-    largest stroke erased to the background, -1; the share of each drawing's ink so erased),
-    from one search (``_read``). The first is a drawing as a reader sees it when marks beside
-    the digit and pieces of a broken stroke tell it nothing: the gradient reaches the kept
-    pixels only. The second is L_STROKE per sample: dots and strokes beside the digit, pieces of
-    a broken stroke and faint haze more than a pixel from the largest stroke; its gradient
-    darkens that ink only, and a page with no ink above ``threshold`` costs nothing."""
+    largest stroke and from pieces holding at least ``below`` of its ink erased to the
+    background, -1; the share of each drawing's ink so erased), from one search (``_read``).
+    The first is a drawing as a reader sees it when marks beside the digit tell it nothing
+    (with ``below`` 1, pieces of a broken stroke neither): the gradient reaches the kept pixels
+    only. The second is L_STROKE per sample: dots and strokes beside the digit, pieces of a
+    broken stroke and faint haze more than a pixel from the kept pieces; its gradient darkens
+    that ink only, and a page with no ink above ``threshold`` costs nothing."""
     ink, seen = _read(images, threshold, below)
     kept = tf.where(seen, images, -tf.ones_like(images))
     erased = (_per_sample_sum(ink * tf.cast(tf.logical_not(seen), ink.dtype))

@@ -285,7 +285,7 @@ def dtn_decoder(
 ) -> keras.Model:
     """DTN's g: ``n_blocks`` transposed-convolution blocks with batch norm and ReLU, a tanh
     terminal (the paper's digits: four, 1x1 -> 4x4 -> 8 -> 16 -> 32; faces: five), and with
-    ``one_stroke`` a ``LargestStroke`` layer after it (not in the paper). The
+    ``one_stroke`` a ``LargestStroke(mark_below)`` layer after it (not in the paper). The
     first block expands f's (1, 1, ``features``) vector to 4x4, each next one doubles the side:
     ``upsample`` ``transpose``, the paper's 4x4 stride-2 transposed convolutions, or
     ``resize``, a nearest-neighbour 2x resize and a 3x3 convolution (``doubling``), which
@@ -309,10 +309,11 @@ def dtn_decoder(
 
 class LargestStroke(layers.Layer):
     """Drawings (light strokes on dark, in [-1, 1]) with everything but each one's largest stroke
-    erased to the background (``losses.largest_stroke_alone``: the largest 8-connected piece of
-    ink above 0.5, grown by a pixel; a drawing with no ink above 0.5 kept whole), so that a
-    generator ending in it draws one stroke, as 97.6 % of MNIST's digits are, and every loss
-    sees what it exports. The gradient reaches the kept pixels only."""
+    and the pieces holding at least ``below`` of its ink erased to the background
+    (``losses.largest_stroke_alone``: 8-connected pieces of ink above 0.5, grown by a pixel; a
+    drawing with no ink above 0.5 kept whole), so that a generator ending in it draws no mark
+    beside its digit (with ``below`` 1, one stroke, as 97.6 % of MNIST's digits are), and every
+    loss sees what it exports. The gradient reaches the kept pixels only."""
 
     def __init__(self, below: float = 1.0, **kwargs):
         super().__init__(**kwargs)
