@@ -531,8 +531,9 @@ class DTN(TranslationModel):
 
     def draw(self, features):
         """g's drawings of ``features`` in training and L_STROKE of each (0 when off), the share
-        of its ink apart from its largest stroke: with --one-stroke, of g's drawing before its
-        last layer erased that ink, found in one search with what the layer keeps."""
+        of its ink in marks (pieces under --mark-below of its largest stroke's ink): with
+        --one-stroke, of g's drawing before its last layer erased them, found in one search with
+        what the layer keeps."""
         below = self.run_config.model.mark_below
         if self.g_raw is not None:
             return losses.one_stroke(self.g_raw(features, training=True), below=below)
