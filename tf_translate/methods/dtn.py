@@ -227,11 +227,11 @@ class DTNConfig:
                      "train": {"lr": 2e-4, "epochs": 40, "decay_epochs": 0, "sample_every": 250,
                                "checkpoint_every": 250, "validate_every": 250}},
           demo={"train": {"epochs": 20}},
-          demo_result="29 min 34 s alone on an AVX-512 machine (stage 1 4 min 13 s, stage 1b 3 min 22 s, stage 2's "
-                      "1,240 steps about 21 min 30 s); three MNIST judges (a CNN, 3 nearest neighbours, a random "
-                      "forest) read 92.3-97.0 % of the translated held-out digits as their class, every class 62 % or "
-                      "more (3 seeds; untranslated 32-73 %), one stroke a digit; scripts/demo.sh's shorter run: 97.0, "
-                      "93.6 and 96.0 % (docs/methods/dtn.md)")
+          demo_result="30 min 43 s alone on an AVX-512 machine with --evaluate (stage 1 4 min 22 s, stage 1b "
+                      "2 min 18 s, stage 2's 1,240 steps 21 min); three MNIST judges (a CNN, 3 nearest neighbours, a "
+                      "random forest) read 96.6-99.0 % of the translated held-out digits as their class, every "
+                      "class 88 % or more (3 seeds; untranslated 32-73 %), no mark beside a digit; scripts/demo.sh's "
+                      "shorter run: 98.0, 96.6 and 98.0 % (docs/methods/dtn.md)")
 class DTN(TranslationModel):
     """DTN (Taigman, Polyak, Wolf, *Unsupervised Cross-Domain Image Generation*, ICLR 2017).
 
